@@ -1,0 +1,1 @@
+"""The ``embstore`` command line: a thin click shell over the ``embstore`` library."""

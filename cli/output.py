@@ -1,0 +1,87 @@
+"""One place that turns results into a table or JSON. Notes and progress go to stderr."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+import click
+
+from embstore import QueryResult
+
+
+def json_option(function: Callable) -> Callable:
+    """Add ``--json`` to a command that prints results."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
+
+
+def to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: to_plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    return value
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(to_plain(value), ensure_ascii=False, indent=2))
+
+
+def note(message: str) -> None:
+    click.echo(f"note: {message}", err=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A plain text table; ``align`` has one 'l' or 'r' per column."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    align = align or "l" * len(headers)
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def emit_results(results: Sequence[QueryResult], as_json: bool, score_name: str = "cosine") -> None:
+    """Print query results: one table each (with the query as a heading when several)."""
+    for result in results:
+        for message in result.notes:
+            note(message)
+    if as_json:
+        payload = [to_plain(r) for r in results]
+        emit_json(payload[0] if len(payload) == 1 else payload)
+        return
+    for n, result in enumerate(results):
+        if len(results) > 1:
+            click.echo(("\n" if n else "") + result.query)
+        rows = [(i, nb.word, f"{nb.score:.4f}") for i, nb in enumerate(result.neighbours, 1)]
+        click.echo(table(["#", "word", score_name], rows, "rlr"))
+
+
+def human_bytes(size: int | None) -> str:
+    if size is None:
+        return "missing"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

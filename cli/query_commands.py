@@ -1,0 +1,140 @@
+"""Commands that ask the store questions: nearest, analogy, similarity, odd-one-out, vector."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from embstore import QueryError
+
+from .main import cli, db_option, open_store
+from .output import emit_json, emit_results, json_option, note, table
+
+k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
+                        help="How many answers.")
+restrict_option = click.option(
+    "--restrict", type=click.IntRange(min=1), default=None,
+    help="Search only the N most frequent words (gensim's restrict_vocab).",
+)
+
+
+def _read_vector(text: str) -> list[float]:
+    tokens = text.split()
+    if tokens and not _is_number(tokens[0]):
+        tokens = tokens[1:]  # 'word v1 v2 ...' as printed by 'embstore vector'
+    if not tokens:
+        raise QueryError("no vector on standard input")
+    values = []
+    for position, token in enumerate(tokens, 1):
+        if not _is_number(token):
+            raise QueryError(f"standard input: value {position} ({token!r}) is not a number")
+        values.append(float(token))
+    return values
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
+
+
+@cli.command()
+@click.argument("words", nargs=-1)
+@k_option
+@restrict_option
+@click.option("--vector", "from_vector", is_flag=True,
+              help="Read a vector from standard input ('v1 ... vd' or 'word v1 ... vd') instead of WORDS.")
+@db_option
+@json_option
+def nearest(words, k, restrict, from_vector, db, as_json):
+    """The K words closest to each WORD by cosine similarity."""
+    if not words and not from_vector:
+        raise click.UsageError("give at least one WORD, or --vector with a vector on standard input")
+    with open_store(db) as store:
+        if from_vector:
+            results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict)]
+        else:
+            results = store.nearest_many(list(words), k=k, restrict=restrict)
+    emit_results(results, as_json)
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.argument("c")
+@k_option
+@click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
+              help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (most_similar_cosmul).")
+@restrict_option
+@db_option
+@json_option
+def analogy(a, b, c, k, method, restrict, db, as_json):
+    """A is to B as C is to what? e.g. man king woman gives queen.
+
+    3CosAdd by default, as gensim most_similar(positive=[B, C], negative=[A]);
+    A, B and C are never among the answers.
+    """
+    with open_store(db) as store:
+        result = store.analogy(a, b, c, k=k, method=method, restrict=restrict)
+    emit_results([result], as_json, score_name="cosine" if method == "add" else "3cosmul")
+
+
+@cli.command()
+@click.argument("first")
+@click.argument("second")
+@db_option
+@json_option
+def similarity(first, second, db, as_json):
+    """Cosine similarity of two words."""
+    with open_store(db) as store:
+        first_word, second_word = store.resolve_many([first, second])
+        score = store.similarity(first, second)
+    for resolved in (first_word, second_word):
+        if resolved.note:
+            note(resolved.note)
+    if as_json:
+        emit_json({"first": first_word.word, "second": second_word.word, "cosine": score})
+    else:
+        click.echo(f"{score:.4f}")
+
+
+@cli.command("odd-one-out")
+@click.argument("words", nargs=-1, required=True)
+@db_option
+@json_option
+def odd_one_out(words, db, as_json):
+    """Which of WORDS does not belong (gensim's doesnt_match)."""
+    with open_store(db) as store:
+        for resolved in store.resolve_many(list(words)):
+            if resolved.note:
+                note(resolved.note)
+        odd, ranked = store.doesnt_match(list(words))
+    if as_json:
+        emit_json({"odd_one_out": odd, "cosine_to_mean": ranked})
+        return
+    click.echo(odd)
+    rows = [(nb.word, f"{nb.score:.4f}") for nb in ranked]
+    click.echo(table(["word", "cosine to mean"], rows, "lr"), err=True)
+
+
+@cli.command()
+@click.argument("word")
+@db_option
+@json_option
+def vector(word, db, as_json):
+    """Print the vector of WORD as one line: the word, then its values.
+
+    Pipe it into 'embstore nearest --vector'.
+    """
+    with open_store(db) as store:
+        resolved = store.resolve(word)
+        values = store.vector(word)
+    if resolved.note:
+        note(resolved.note)
+    if as_json:
+        emit_json({"word": resolved.word, "vector": values})
+    else:
+        click.echo(resolved.word + " " + " ".join(f"{v:.7g}" for v in values.tolist()))

@@ -1,0 +1,123 @@
+"""Commands that make, describe and export stores: load, info, export."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from embstore import Store
+from embstore.formats import EXPORT_FORMATS, FORMAT_ALIASES, UNICODE_ERRORS
+
+from .main import cli, db_option, open_store
+from .output import emit_json, human_bytes, json_option, note, stderr_is_terminal, table
+
+
+class _Progress:
+    """A click progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr, show_eta=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=str))
+@db_option
+@click.option("--format", "format_name", type=click.Choice(sorted(FORMAT_ALIASES), case_sensitive=False),
+              help="File format; detected from the content when not given.")
+@click.option("--limit", type=click.IntRange(min=1), help="Keep only the first N vectors of the file.")
+@click.option("--unicode-errors", type=click.Choice(UNICODE_ERRORS), default="strict", show_default=True,
+              help="What to do with words that are not valid UTF-8 (as gensim's unicode_errors).")
+@click.option("--zero-vectors", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="An all-zero vector cannot be normalised: stop with an error, or leave the word out.")
+@click.option("--replace", is_flag=True, help="Replace the store if one already exists at --db.")
+@json_option
+def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, as_json):
+    """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too)."""
+    progress = _Progress("Loading") if stderr_is_terminal() else None
+    try:
+        report = Store.load(
+            file, db, format=format_name, limit=limit, unicode_errors=unicode_errors,
+            zero_vectors=zero_vectors, replace=replace, progress=progress,
+        )
+    finally:
+        if progress:
+            progress.close()
+    if as_json:
+        emit_json(report)
+        return
+    if report.duplicates:
+        shown = ", ".join(repr(w) for w in report.first_duplicates)
+        note(f"{report.duplicates:,} duplicate words kept their first vector (e.g. {shown})")
+    if report.zero_vectors_skipped:
+        note(f"{report.zero_vectors_skipped:,} zero vectors skipped")
+    click.echo(
+        f"Loaded {report.words:,} words x {report.dimension} ({report.format}) from {report.source} "
+        f"into {report.store} in {report.seconds:.1f}s"
+    )
+
+
+@cli.command()
+@db_option
+@json_option
+def info(db, as_json):
+    """Describe the store: size, dimension, metric, indexes and where it came from."""
+    with open_store(db) as store:
+        details = store.info()
+    if as_json:
+        emit_json(details)
+        return
+    lines = [
+        ("store", details.path),
+        ("words", f"{details.words:,}"),
+        ("dimension", details.dimension),
+        ("metric", details.metric),
+        ("normalisation", details.normalisation),
+        ("loaded from", f"{details.source} ({details.source_format})"),
+        ("created", details.created_at),
+        ("catalog", human_bytes(details.catalog_bytes)),
+        ("format version", details.format_version),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key.ljust(width)}  {value}")
+    click.echo("")
+    rows = []
+    for index in details.indexes:
+        recall = index["recall"] or {}
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in recall.items()) or "not measured"
+        rows.append((index["kind"], f"{index['rows']:,}", human_bytes(index["bytes_on_disk"]), shown,
+                     Path(index["file"]).name))
+    click.echo(table(["index", "rows", "on disk", "recall", "file"], rows, "lrrll"))
+
+
+@cli.command()
+@click.argument("output", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--format", "format_name", type=click.Choice(EXPORT_FORMATS), required=True,
+              help="word2vec (text), word2vec-bin, glove (text, no header) or npy (+ .vocab.txt).")
+@click.option("--words", "words_file", type=click.File("r", encoding="utf-8"),
+              help="Export only the words listed in this file, one per line.")
+@db_option
+def export(output, format_name, words_file, db):
+    """Write the store's vectors to OUTPUT (compressed if it ends in .gz, .bz2 or .xz)."""
+    words = None
+    if words_file is not None:
+        words = [line.strip() for line in words_file if line.strip()]
+    with open_store(db) as store:
+        written = store.export(output, format_name, words)
+        count = len(store) if words is None else len(set(words))
+    click.echo(f"Wrote {count:,} words to " + ", ".join(str(p) for p in written))

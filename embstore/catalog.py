@@ -1,0 +1,312 @@
+"""The SQLite catalog: words, their IDs, ranks and norms, the store's metadata and its index files.
+
+Knows nothing of FAISS. The schema is created and changed only by the registered
+sqlite-utils migrations below; every word travels as a bound parameter, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .errors import NotAStoreError, StoreBusyError, StoreError
+
+APPLICATION_ID = 0x456D6273  # 'Embs', in the SQLite header: marks an embstore catalog
+FORMAT_VERSION = 1
+SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT_SECONDS = 10.0
+
+migrations = Migrations("embstore")
+
+
+@migrations(name="0001_create_catalog")
+def _create_catalog(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["words"].create(
+        {"id": int, "word": str, "folded": str, "rank": int, "norm": float},
+        pk="id",
+        not_null={"word", "folded", "rank", "norm"},
+    )
+    db["words"].create_index(["word"], unique=True, index_name="words_by_word")
+    db["words"].create_index(["folded", "rank"], index_name="words_by_folded")
+    db["index_files"].create(
+        {
+            "kind": str, "file": str, "rows": int, "bytes": int, "checksum": str,
+            "params": str, "generation": int, "created_at": str, "recall": str,
+        },
+        pk="kind",
+    )
+
+
+def fold(word: str) -> str:
+    """The case-folded form used for case-insensitive lookup."""
+    return word.casefold()
+
+
+@dataclass(frozen=True)
+class IndexFileRecord:
+    """One FAISS file as the catalog knows it."""
+
+    kind: str
+    file: str
+    rows: int
+    bytes: int
+    checksum: str
+    params: dict
+    generation: int
+    created_at: str
+    recall: dict | None
+
+
+def _check_is_sqlite(path: Path) -> None:
+    if path.is_dir():
+        raise NotAStoreError(f"{path} is a directory, not an embstore database")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+    if head != SQLITE_MAGIC:
+        raise NotAStoreError(f"{path} is not an embstore database (not an SQLite file)")
+
+
+class Catalog:
+    """An open catalog database. Use ``create`` for a new one and ``open`` for an existing one."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+
+    # -- opening ------------------------------------------------------------------
+
+    @staticmethod
+    def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+        if readonly:
+            uri = path.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS,
+                                   check_same_thread=False)
+        return conn
+
+    @classmethod
+    def create(cls, path: Path) -> "Catalog":
+        """Create a new catalog at ``path`` (which must not exist), schema and all."""
+        conn = cls._connect(path)
+        conn.execute("PRAGMA journal_mode=OFF")  # a new catalog is built in a temporary file
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        catalog = cls(path, conn)
+        migrations.apply(catalog.db)
+        catalog.set_meta(format_version=FORMAT_VERSION)
+        return catalog
+
+    @classmethod
+    def open(cls, path: Path, readonly: bool = False) -> "Catalog":
+        """Open an existing catalog, checking it is one of ours and not from a newer embstore."""
+        _check_is_sqlite(path)
+        try:
+            conn = cls._connect(path, readonly=readonly)
+            application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise NotAStoreError(f"{path} is not a readable SQLite database ({exc})") from None
+        if application_id != APPLICATION_ID:
+            conn.close()
+            raise NotAStoreError(
+                f"{path} is an SQLite database but not an embstore store "
+                "(create one with: embstore load FILE --db PATH)"
+            )
+        catalog = cls(path, conn)
+        version = catalog.format_version()
+        if version > FORMAT_VERSION:
+            conn.close()
+            raise StoreError(
+                f"{path} was written by a newer embstore (store format {version}; this one reads up to "
+                f"{FORMAT_VERSION}): upgrade embstore to open it"
+            )
+        if not readonly and migrations.pending(catalog.db):
+            with catalog.write_transaction():
+                migrations.apply(catalog.db)
+        return catalog
+
+    def finish_creation(self) -> None:
+        """Switch a freshly built catalog to WAL, sync it to disk and close it."""
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.close()
+        with open(self.path, "rb+") as handle:
+            os.fsync(handle.fileno())
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def format_version(self) -> int:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        except sqlite3.DatabaseError:
+            raise NotAStoreError(f"{self.path} has no embstore metadata table") from None
+        if row is None:
+            raise NotAStoreError(f"{self.path} has no embstore format version")
+        return int(row[0])
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        """Hold SQLite's write lock for the block; commit at its end or roll back on error."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusyError(f"store {self.path} is busy: another process is writing to it") from None
+            raise
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Read several statements from one consistent snapshot."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    # -- metadata -------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT key, value FROM meta"))
+
+    def set_meta(self, **values: object) -> None:
+        self.conn.executemany(
+            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [(key, str(value)) for key, value in values.items()],
+        )
+
+    # -- words --------------------------------------------------------------------------
+
+    def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
+                     norms: Sequence[float]) -> None:
+        self.conn.executemany(
+            "INSERT INTO words(id, word, folded, rank, norm) VALUES (?, ?, ?, ?, ?)",
+            zip(ids, words, (fold(w) for w in words), ranks, norms),
+        )
+
+    def delete_all_words(self) -> None:
+        self.conn.execute("DELETE FROM words")
+
+    def word_stats(self) -> tuple[int, int | None, int | None]:
+        """Return (count, smallest id, largest id)."""
+        count, low, high = self.conn.execute("SELECT count(*), min(id), max(id) FROM words").fetchone()
+        return count, low, high
+
+    def ids_for_words(self, words: Iterable[str]) -> dict[str, int]:
+        """Exact lookup: the words found, with their IDs."""
+        payload = json.dumps(list(words))
+        return dict(self.conn.execute(
+            "SELECT word, id FROM words WHERE word IN (SELECT value FROM json_each(?))", (payload,)
+        ))
+
+    def most_frequent_folded_match(self, word: str) -> tuple[int, str] | None:
+        """The most frequent word whose case-folded form equals that of ``word``."""
+        row = self.conn.execute(
+            "SELECT id, word FROM words WHERE folded = ? ORDER BY rank LIMIT 1", (fold(word),)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def words_for_ids(self, ids: Iterable[int]) -> dict[int, str]:
+        payload = json.dumps([int(i) for i in ids])
+        return dict(self.conn.execute(
+            "SELECT id, word FROM words WHERE id IN (SELECT value FROM json_each(?))", (payload,)
+        ))
+
+    def norms_for_ids(self, ids: Sequence[int]) -> np.ndarray:
+        payload = json.dumps([int(i) for i in ids])
+        found = dict(self.conn.execute(
+            "SELECT id, norm FROM words WHERE id IN (SELECT value FROM json_each(?))", (payload,)
+        ))
+        return np.array([found[int(i)] for i in ids], dtype=np.float64)
+
+    def iter_words(self, batch: int = 50_000) -> Iterator[tuple[list[int], list[str], np.ndarray]]:
+        """Yield (ids, words, norms) in ID order, in batches."""
+        cursor = self.conn.execute("SELECT id, word, norm FROM words ORDER BY id")
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            ids, words, norms = zip(*rows)
+            yield list(ids), list(words), np.array(norms, dtype=np.float64)
+
+    def vocabulary(self) -> list[str]:
+        """All words, position i holding the word with ID i (IDs are dense)."""
+        return [row[0] for row in self.conn.execute("SELECT word FROM words ORDER BY id")]
+
+    def id_below_rank(self, rank_limit: int) -> int:
+        """One past the largest ID among the ``rank_limit`` most frequent words."""
+        row = self.conn.execute(
+            "SELECT id FROM words ORDER BY rank LIMIT 1 OFFSET ?", (max(rank_limit - 1, 0),)
+        ).fetchone()
+        if row is None:
+            return self.word_stats()[2] + 1
+        return row[0] + 1
+
+    def words_with_folded_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """Words whose folded form starts with ``prefix``, most frequent first: (word, rank)."""
+        upper = prefix + "\U0010ffff"
+        return list(self.conn.execute(
+            "SELECT word, rank FROM words WHERE folded >= ? AND folded < ? ORDER BY rank LIMIT ?",
+            (prefix, upper, limit),
+        ))
+
+    def words_with_folded_forms(self, forms: Iterable[str]) -> list[tuple[str, int]]:
+        payload = json.dumps(list(forms))
+        return list(self.conn.execute(
+            "SELECT word, rank FROM words WHERE folded IN (SELECT value FROM json_each(?)) ORDER BY rank",
+            (payload,),
+        ))
+
+    # -- index files ----------------------------------------------------------------
+
+    def index_files(self) -> list[IndexFileRecord]:
+        rows = self.conn.execute(
+            "SELECT kind, file, rows, bytes, checksum, params, generation, created_at, recall "
+            "FROM index_files ORDER BY kind"
+        ).fetchall()
+        return [
+            IndexFileRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}"), r[6], r[7],
+                            json.loads(r[8]) if r[8] else None)
+            for r in rows
+        ]
+
+    def index_file(self, kind: str) -> IndexFileRecord | None:
+        for record in self.index_files():
+            if record.kind == kind:
+                return record
+        return None
+
+    def record_index_file(self, record: IndexFileRecord) -> None:
+        self.conn.execute(
+            "INSERT INTO index_files(kind, file, rows, bytes, checksum, params, generation, created_at, recall) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(kind) DO UPDATE SET file = excluded.file, "
+            "rows = excluded.rows, bytes = excluded.bytes, checksum = excluded.checksum, params = excluded.params, "
+            "generation = excluded.generation, created_at = excluded.created_at, recall = excluded.recall",
+            (record.kind, record.file, record.rows, record.bytes, record.checksum, json.dumps(record.params),
+             record.generation, record.created_at, json.dumps(record.recall) if record.recall else None),
+        )

@@ -1,0 +1,152 @@
+"""Write word vectors as word2vec text or binary, GloVe text, or a .npy matrix.
+
+Writers take an iterable of (words, float32 rows) chunks, so an export streams.
+Output goes to a temporary file beside the target and is renamed into place only
+when complete. A name ending in .gz, .bz2 or .xz is compressed accordingly.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable
+
+import numpy as np
+
+from ..errors import FormatError
+
+EXPORT_FORMATS = ("word2vec", "word2vec-bin", "glove", "npy")
+_COMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
+    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", mtime=0),
+    ".bz2": lambda raw: bz2.BZ2File(raw, mode="wb"),
+    ".xz": lambda raw: lzma.LZMAFile(raw, mode="wb"),
+}
+
+Chunks = Iterable[tuple[list[str], np.ndarray]]
+
+
+def _check_word(word: str, output: Path) -> None:
+    if not word or any(c in word for c in " \n\r") or word != word.strip():
+        raise FormatError(
+            str(output), None,
+            f"word {word!r} holds a space or line break, which the text and word2vec formats cannot store",
+        )
+
+
+def _format_rows(words: list[str], vectors: np.ndarray, output: Path) -> bytes:
+    """Return the text lines 'word v1 ... vd' for a chunk. %.7g keeps float32 precision."""
+    row_format = " ".join(["%s"] + ["%.7g"] * vectors.shape[1]) + "\n"
+    lines = []
+    for word, row in zip(words, vectors.tolist()):
+        _check_word(word, output)
+        lines.append(row_format % (word, *row))
+    return "".join(lines).encode("utf-8")
+
+
+def _write_text(stream: BinaryIO, chunks: Chunks, output: Path, header: bytes | None) -> None:
+    if header is not None:
+        stream.write(header)
+    for words, vectors in chunks:
+        stream.write(_format_rows(words, vectors, output))
+
+
+def _write_binary(stream: BinaryIO, chunks: Chunks, output: Path, header: bytes) -> None:
+    stream.write(header)
+    for words, vectors in chunks:
+        rows = np.ascontiguousarray(vectors, dtype="<f4")
+        parts = []
+        for word, row in zip(words, rows):
+            _check_word(word, output)
+            parts.append(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
+        stream.write(b"".join(parts))
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_stream_write(output: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write`` on a temporary file beside ``output``, then rename it into place."""
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    compress = _COMPRESSORS.get(output.suffix.lower())
+    try:
+        with open(tmp, "wb") as raw:
+            if compress:
+                with compress(raw) as stream:
+                    write(stream)
+            else:
+                write(raw)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, output)
+        _fsync_directory(output.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def vocabulary_path_for_npy(output: Path) -> Path:
+    """The word list written beside an exported .npy matrix: 'x.npy' -> 'x.vocab.txt'."""
+    name = output.name[:-4] if output.name.endswith(".npy") else output.name
+    return output.with_name(name + ".vocab.txt")
+
+
+def _write_npy(output: Path, chunks: Chunks, count: int, dimension: int) -> list[Path]:
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    vocab = vocabulary_path_for_npy(output)
+    words_out: list[str] = []
+    try:
+        matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(count, dimension))
+        row = 0
+        for words, vectors in chunks:
+            for word in words:
+                if "\n" in word or "\r" in word:
+                    raise FormatError(str(output), None, f"word {word!r} holds a line break")
+            matrix[row: row + len(words)] = vectors
+            words_out.extend(words)
+            row += len(words)
+        matrix.flush()
+        del matrix
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _atomic_stream_write(vocab, lambda s: s.write("".join(w + "\n" for w in words_out).encode("utf-8")))
+        os.replace(tmp, output)
+        _fsync_directory(output.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return [output, vocab]
+
+
+def write_embeddings(
+    output: str | os.PathLike, format: str, chunks: Chunks, count: int, dimension: int
+) -> list[Path]:
+    """Write ``count`` rows of ``dimension`` values in ``format``. Returns the files written.
+
+    Raises FormatError for a word the format cannot hold, ValueError for an unknown format.
+    """
+    output = Path(output)
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    header = f"{count} {dimension}\n".encode("ascii")
+    if format == "npy":
+        return _write_npy(output, chunks, count, dimension)
+    if format == "word2vec":
+        _atomic_stream_write(output, lambda s: _write_text(s, chunks, output, header))
+    elif format == "glove":
+        _atomic_stream_write(output, lambda s: _write_text(s, chunks, output, None))
+    else:
+        _atomic_stream_write(output, lambda s: _write_binary(s, chunks, output, header))
+    return [output]

@@ -1,0 +1,173 @@
+"""FAISS index files: streamed writing of the exact rows, checksums, and verified opening.
+
+Knows nothing of SQLite. The exact index is an ``IndexFlatIP`` over unit-length rows,
+so inner product is cosine similarity and FAISS ID i is row i. It is written here in
+FAISS's own serialisation, one chunk at a time, so a load never holds the whole matrix,
+and opened memory-mapped so a new process answers its first query without reading it all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .errors import CatalogMismatchError
+
+_HASH_BLOCK = 8 << 20
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """What the catalog records about an index file once it is safely on disk."""
+
+    path: Path
+    rows: int
+    bytes: int
+    checksum: str
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file, as 'sha256:<hex>'."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _flat_ip_layout(dimension: int) -> tuple[bytes, bytes]:
+    """FAISS's serialisation of an empty IndexFlatIP: (bytes before ntotal, bytes after it).
+
+    Checked against FAISS's own output for a one-row index, so a change in FAISS's
+    format is caught here rather than written to disk.
+    """
+    empty = faiss.IndexFlatIP(dimension)
+    blank = faiss.serialize_index(empty).tobytes()
+    empty.add(np.zeros((1, dimension), dtype=np.float32))
+    one = faiss.serialize_index(empty).tobytes()
+    before, after = blank[:8], blank[16:-8]
+    expected_one = before + struct.pack("<q", 1) + after + struct.pack("<Q", dimension) + bytes(4 * dimension)
+    if blank[8:16] != struct.pack("<q", 0) or blank[-8:] != struct.pack("<Q", 0) or one != expected_one:
+        raise RuntimeError("this FAISS version serialises IndexFlatIP differently; embstore cannot stream it")
+    return before, after
+
+
+class FlatIndexWriter:
+    """Write unit rows into a FAISS IndexFlatIP file chunk by chunk, then sync it.
+
+    The file is written at ``tmp_path``; ``finish`` fills in the row count, fsyncs and
+    renames it to ``final_path``. ``abort`` removes the temporary file.
+    """
+
+    def __init__(self, tmp_path: Path, final_path: Path, dimension: int):
+        self.tmp_path = tmp_path
+        self.final_path = final_path
+        self.dimension = dimension
+        self.rows = 0
+        self._before, self._after = _flat_ip_layout(dimension)
+        self._handle = open(tmp_path, "wb")
+        self._handle.write(self._before + struct.pack("<q", 0) + self._after + struct.pack("<Q", 0))
+
+    def add(self, unit_rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(unit_rows, dtype="<f4")
+        if rows.ndim != 2 or rows.shape[1] != self.dimension:
+            raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
+        self._handle.write(rows.tobytes())
+        self.rows += rows.shape[0]
+
+    def finish(self) -> WrittenFile:
+        handle = self._handle
+        handle.seek(len(self._before))
+        handle.write(struct.pack("<q", self.rows))
+        handle.seek(len(self._before) + 8 + len(self._after))
+        handle.write(struct.pack("<Q", self.rows * self.dimension))
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        checksum = file_checksum(self.tmp_path)
+        size = self.tmp_path.stat().st_size
+        os.replace(self.tmp_path, self.final_path)
+        fsync_directory(self.final_path.parent)
+        return WrittenFile(self.final_path, self.rows, size, checksum)
+
+    def abort(self) -> None:
+        try:
+            self._handle.close()
+        finally:
+            self.tmp_path.unlink(missing_ok=True)
+
+
+def write_index_file(index: faiss.Index, tmp_path: Path, final_path: Path) -> WrittenFile:
+    """Serialise any FAISS index to ``tmp_path``, fsync, and rename it to ``final_path``."""
+    try:
+        faiss.write_index(index, str(tmp_path))
+        with open(tmp_path, "rb+") as handle:
+            os.fsync(handle.fileno())
+        checksum = file_checksum(tmp_path)
+        size = tmp_path.stat().st_size
+        os.replace(tmp_path, final_path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    fsync_directory(final_path.parent)
+    return WrittenFile(final_path, index.ntotal, size, checksum)
+
+
+def open_index_file(path: Path, *, rows: int, size: int, checksum: str | None, dimension: int) -> faiss.Index:
+    """Open an index file after checking it against what the catalog recorded.
+
+    The size is always checked and the checksum when given, both before FAISS parses
+    a byte. Flat indexes are memory-mapped. Raises CatalogMismatchError on any disagreement.
+    """
+    if not path.exists():
+        raise CatalogMismatchError(f"index file {path} is missing")
+    actual_size = path.stat().st_size
+    if actual_size != size:
+        raise CatalogMismatchError(
+            f"index file {path.name} is {actual_size:,} bytes but the catalog recorded {size:,}"
+        )
+    if checksum is not None and file_checksum(path) != checksum:
+        raise CatalogMismatchError(f"index file {path.name} does not match the checksum in the catalog")
+    try:
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+    except RuntimeError:
+        index = faiss.read_index(str(path))
+    if index.ntotal != rows or index.d != dimension:
+        raise CatalogMismatchError(
+            f"index file {path.name} holds {index.ntotal:,} rows of dimension {index.d}; "
+            f"the catalog expects {rows:,} of dimension {dimension}"
+        )
+    return index
+
+
+def flat_rows(index: faiss.Index) -> np.ndarray:
+    """A read-only (ntotal, d) float32 view of a flat index's rows, without copying."""
+    flat = faiss.downcast_index(index)
+    if not isinstance(flat, faiss.IndexFlat):
+        raise TypeError("only flat indexes expose their rows")
+    count = flat.ntotal * flat.d
+    if count == 0:
+        return np.zeros((0, flat.d), dtype=np.float32)
+    view = faiss.rev_swig_ptr(flat.get_xb(), count).reshape(flat.ntotal, flat.d)
+    view.flags.writeable = False
+    return view

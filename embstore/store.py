@@ -1,0 +1,501 @@
+"""The store: one SQLite catalog plus the FAISS index files beside it.
+
+This is the only module that ties the catalog to the index. Loading writes a new
+index file and commits the catalog in one transaction (or, for a new store, builds
+the catalog in a temporary file and renames it into place), so a store is always
+either as it was or completely new. Opening checks that catalog and index agree.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import faiss
+import numpy as np
+
+from .catalog import FORMAT_VERSION, Catalog, IndexFileRecord
+from .errors import CatalogMismatchError, FormatError, QueryError, StoreError, StoreNotFoundError, UnknownWordError
+from .formats import EmbeddingReader, write_embeddings
+from .index import FlatIndexWriter, flat_rows, fsync_directory, open_index_file
+from .paths import resolve_store_path
+from .queries import Neighbour, QueryResult, cosmul_top_k, mean_direction, search_top_k, unit
+from .suggest import suggest_words
+
+EXACT = "exact"
+METRIC = "cosine"
+NORMALISATION = "unit rows; original norms kept in the catalog"
+ZERO_VECTOR_POLICIES = ("error", "skip")
+ANALOGY_METHODS = ("add", "mul")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did."""
+
+    store: Path
+    source: str
+    format: str
+    dimension: int
+    words: int
+    duplicates: int
+    zero_vectors_skipped: int
+    seconds: float
+    first_duplicates: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A query word and the vocabulary word it was resolved to."""
+
+    asked: str
+    word: str
+    id: int
+
+    @property
+    def note(self) -> str | None:
+        if self.asked == self.word:
+            return None
+        return f"{self.asked!r} is not in the vocabulary; using {self.word!r} (case-insensitive match)"
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    path: str
+    words: int
+    dimension: int
+    metric: str
+    normalisation: str
+    format_version: int
+    source: str | None
+    source_format: str | None
+    created_at: str | None
+    catalog_bytes: int
+    indexes: list[dict]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _index_file_name(store_path: Path, kind: str) -> str:
+    return f"{store_path.name}.{kind}.{secrets.token_hex(4)}.faiss"
+
+
+class Store:
+    """An open embedding store. Create one with ``Store.load`` and open it with ``Store.open``."""
+
+    def __init__(self, path: Path, catalog: Catalog, index: faiss.Index, meta: dict[str, str]):
+        self.path = path
+        self.catalog = catalog
+        self.index = index
+        self.meta = meta
+        self.dimension = int(meta["dimension"])
+        self._rows = flat_rows(index)
+        self._size = index.ntotal
+        self._vocabulary: list[str] | None = None
+
+    # -- opening and closing ------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, *, verify: bool = True) -> "Store":
+        """Open the store at ``path`` (resolved as the CLI does when None).
+
+        Checks that the catalog and the exact index agree (row counts, IDs, size and,
+        when ``verify``, the SHA-256 checksum) and raises CatalogMismatchError if not.
+        """
+        path = resolve_store_path(path)
+        if not path.exists():
+            raise StoreNotFoundError(
+                f"no store at {path}; create one with: embstore load FILE --db {path}"
+            )
+        catalog = Catalog.open(path)
+        try:
+            for attempt in range(3):
+                with catalog.read_snapshot():
+                    meta = catalog.meta()
+                    record = catalog.index_file(EXACT)
+                    count, low, high = catalog.word_stats()
+                if record is None or "dimension" not in meta:
+                    raise CatalogMismatchError(
+                        f"{path} has no exact index recorded; the load that made it did not finish. "
+                        "Load the source file again with --replace"
+                    )
+                try:
+                    index = open_index_file(
+                        path.parent / record.file, rows=record.rows, size=record.bytes,
+                        checksum=record.checksum if verify else None, dimension=int(meta["dimension"]),
+                    )
+                    break
+                except CatalogMismatchError:
+                    # A writer may have replaced the index between our read and the open: re-read once more.
+                    if attempt == 2 or catalog.index_file(EXACT) == record:
+                        raise
+            if count != record.rows or (count and (low != 0 or high != count - 1)):
+                raise CatalogMismatchError(
+                    f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows"
+                )
+        except CatalogMismatchError as exc:
+            catalog.close()
+            raise CatalogMismatchError(
+                f"{path}: catalog and index disagree: {exc}. To repair, load the source file again with "
+                f"'embstore load SOURCE --db {path} --replace'"
+            ) from None
+        except BaseException:
+            catalog.close()
+            raise
+        return cls(path, catalog, index, meta)
+
+    def close(self) -> None:
+        self.catalog.close()
+        self._rows = None
+        self.index = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- loading --------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        source: str | os.PathLike,
+        path: str | os.PathLike | None = None,
+        *,
+        format: str | None = None,
+        limit: int | None = None,
+        unicode_errors: str = "strict",
+        zero_vectors: str = "error",
+        replace: bool = False,
+        progress: Progress | None = None,
+    ) -> LoadReport:
+        """Load an embedding file into a new store at ``path``, or replace an existing one.
+
+        Duplicate words keep their first vector. A zero vector has no direction, so
+        it cannot be searched by cosine: ``zero_vectors='error'`` stops the load
+        naming its line, ``'skip'`` leaves it out and counts it. On any error the
+        store is left exactly as it was (or absent). Raises FormatError, StoreError.
+        """
+        if zero_vectors not in ZERO_VECTOR_POLICIES:
+            raise ValueError(f"zero_vectors must be one of {ZERO_VECTOR_POLICIES}")
+        started = time.perf_counter()
+        path = resolve_store_path(path)
+        exists = path.exists()
+        if exists and not replace:
+            raise StoreError(f"a store already exists at {path}; pass --replace to overwrite it, or choose another --db")
+        if exists:
+            Catalog.open(path).close()  # refuse to overwrite something that is not a store
+        with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if exists:
+                return cls._load_replacing(reader, path, zero_vectors, progress, started)
+            return cls._load_new(reader, path, zero_vectors, progress, started)
+
+    @classmethod
+    def _load_new(cls, reader, path, zero_vectors, progress, started) -> LoadReport:
+        token = secrets.token_hex(4)
+        tmp_catalog_path = path.with_name(f".{path.name}.{token}.tmp")
+        catalog = Catalog.create(tmp_catalog_path)
+        index_name = _index_file_name(path, EXACT)
+        writer = FlatIndexWriter(path.with_name(f".{index_name}.tmp"), path.with_name(index_name), reader.dimension)
+        try:
+            with catalog.write_transaction():
+                report = cls._write_rows(reader, catalog, writer, path, zero_vectors, progress, started)
+            catalog.finish_creation()
+            for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                stale.unlink(missing_ok=True)
+            os.replace(tmp_catalog_path, path)
+            fsync_directory(path.parent)
+        except BaseException:
+            writer.abort()
+            catalog.close()
+            tmp_catalog_path.unlink(missing_ok=True)
+            path.with_name(index_name).unlink(missing_ok=True)
+            raise
+        return report
+
+    @classmethod
+    def _load_replacing(cls, reader, path, zero_vectors, progress, started) -> LoadReport:
+        catalog = Catalog.open(path)
+        index_name = _index_file_name(path, EXACT)
+        old_files = [record.file for record in catalog.index_files()]
+        writer = FlatIndexWriter(path.with_name(f".{index_name}.tmp"), path.with_name(index_name), reader.dimension)
+        try:
+            with catalog.write_transaction():
+                catalog.delete_all_words()
+                catalog.conn.execute("DELETE FROM index_files")
+                report = cls._write_rows(reader, catalog, writer, path, zero_vectors, progress, started)
+        except BaseException:
+            writer.abort()
+            path.with_name(index_name).unlink(missing_ok=True)
+            catalog.close()
+            raise
+        catalog.close()
+        for name in old_files:
+            if name != index_name:
+                (path.parent / name).unlink(missing_ok=True)
+        return report
+
+    @staticmethod
+    def _write_rows(reader: EmbeddingReader, catalog: Catalog, writer: FlatIndexWriter, path: Path,
+                    zero_vectors: str, progress: Progress | None, started: float) -> LoadReport:
+        """Stream the reader's rows into the index writer and the catalog (inside a transaction)."""
+        seen: set[str] = set()
+        next_id = 0
+        duplicates = 0
+        first_duplicates: list[str] = []
+        zeros = 0
+        for chunk in reader.chunks():
+            norms = np.linalg.norm(chunk.vectors.astype(np.float64), axis=1)
+            keep = np.ones(len(chunk.words), dtype=bool)
+            for position in np.flatnonzero(norms == 0):
+                if zero_vectors == "error":
+                    raise FormatError(
+                        reader.name, int(chunk.lines[position]),
+                        f"the vector of {chunk.words[position]!r} is all zeros, which has no direction for cosine search",
+                        hint="--zero-vectors skip leaves such words out",
+                        unit="entry" if reader.format == "word2vec-bin" else "line",
+                    )
+                keep[position] = False
+                zeros += 1
+            for position, word in enumerate(chunk.words):
+                if word in seen:
+                    keep[position] = False
+                    duplicates += 1
+                    if len(first_duplicates) < 5:
+                        first_duplicates.append(word)
+                elif keep[position]:
+                    seen.add(word)
+            words = [w for w, k in zip(chunk.words, keep) if k] if not keep.all() else chunk.words
+            kept_norms = norms[keep]
+            unit_rows = (chunk.vectors[keep].astype(np.float64) / kept_norms[:, None]).astype(np.float32)
+            ids = range(next_id, next_id + len(words))
+            writer.add(unit_rows)
+            catalog.insert_words(ids, words, ids, kept_norms.tolist())
+            next_id += len(words)
+            if progress:
+                progress(reader.bytes_read, reader.total_bytes)
+        if next_id == 0:
+            raise FormatError(reader.name, None, "no vectors left to store after skipping zero vectors")
+        written = writer.finish()
+        catalog.record_index_file(IndexFileRecord(
+            kind=EXACT, file=written.path.name, rows=written.rows, bytes=written.bytes, checksum=written.checksum,
+            params={"faiss": "IndexFlatIP"}, generation=1, created_at=_now(), recall={"recall@10": 1.0},
+        ))
+        catalog.set_meta(
+            format_version=FORMAT_VERSION, dimension=reader.dimension, metric=METRIC, normalisation=NORMALISATION,
+            source=os.path.abspath(reader.name), source_format=reader.format, created_at=_now(),
+            duplicates_skipped=duplicates, zero_vectors_skipped=zeros,
+        )
+        return LoadReport(
+            store=path, source=reader.name, format=reader.format, dimension=reader.dimension, words=next_id,
+            duplicates=duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - started,
+            first_duplicates=first_duplicates,
+        )
+
+    # -- the vocabulary -------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __contains__(self, word: object) -> bool:
+        return isinstance(word, str) and bool(self.catalog.ids_for_words([word]))
+
+    def __iter__(self) -> Iterator[str]:
+        for _, words, _ in self.catalog.iter_words():
+            yield from words
+
+    def vocabulary(self) -> list[str]:
+        """All words in ID (= frequency) order; cached after the first call."""
+        if self._vocabulary is None:
+            self._vocabulary = self.catalog.vocabulary()
+        return self._vocabulary
+
+    def resolve(self, word: str) -> Resolved:
+        """Find ``word``: exactly, else its most frequent case-insensitive match.
+
+        Raises UnknownWordError with suggestions when neither exists.
+        """
+        return self.resolve_many([word])[0]
+
+    def resolve_many(self, words: Sequence[str]) -> list[Resolved]:
+        found = self.catalog.ids_for_words(words)
+        resolved = []
+        for word in words:
+            if word in found:
+                resolved.append(Resolved(word, word, found[word]))
+                continue
+            match = self.catalog.most_frequent_folded_match(word)
+            if match is None:
+                raise UnknownWordError(word, suggest_words(self.catalog, word))
+            resolved.append(Resolved(word, match[1], match[0]))
+        return resolved
+
+    def _words_for(self, ids: Iterable[int]) -> dict[int, str]:
+        if self._vocabulary is not None:
+            return {i: self._vocabulary[i] for i in ids}
+        return self.catalog.words_for_ids(ids)
+
+    def unit_vector(self, word: str) -> np.ndarray:
+        """The stored unit-length vector of ``word`` (a copy)."""
+        return np.array(self._rows[self.resolve(word).id])
+
+    def vector(self, word: str) -> np.ndarray:
+        """The vector of ``word`` as loaded (unit row times its stored norm; float32)."""
+        resolved = self.resolve(word)
+        norm = self.catalog.norms_for_ids([resolved.id])[0]
+        return (self._rows[resolved.id].astype(np.float64) * norm).astype(np.float32)
+
+    def _id_limit(self, restrict: int | None) -> int | None:
+        if restrict is None:
+            return None
+        if restrict < 1:
+            raise QueryError("restrict must be at least 1")
+        if restrict >= self._size:
+            return None
+        return self.catalog.id_below_rank(restrict)
+
+    def _result(self, query: str, hits: list[tuple[int, float]], resolved: Sequence[Resolved]) -> QueryResult:
+        words = self._words_for(i for i, _ in hits)
+        notes = [r.note for r in resolved if r.note]
+        return QueryResult(query, [Neighbour(words[i], float(s)) for i, s in hits], notes)
+
+    # -- queries --------------------------------------------------------------------
+
+    def nearest(self, word: str, k: int = 10, restrict: int | None = None) -> QueryResult:
+        """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
+        return self.nearest_many([word], k=k, restrict=restrict)[0]
+
+    def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None) -> list[QueryResult]:
+        """``nearest`` for many words in one FAISS search."""
+        resolved = self.resolve_many(list(words))
+        if not resolved:
+            return []
+        queries = self._rows[[r.id for r in resolved]]
+        hits = search_top_k(self.index, queries, k, [{r.id} for r in resolved], self._id_limit(restrict))
+        return [self._result(r.asked, h, [r]) for r, h in zip(resolved, hits)]
+
+    def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
+                          restrict: int | None = None) -> QueryResult:
+        """The ``k`` words whose vectors have the highest cosine with ``vector``."""
+        vector = np.asarray(vector, dtype=np.float32).ravel()
+        if vector.shape[0] != self.dimension:
+            raise QueryError(f"the vector has {vector.shape[0]} values; this store's dimension is {self.dimension}")
+        hits = search_top_k(self.index, unit(vector)[None, :], k, [set()], self._id_limit(restrict))
+        return self._result("<vector>", hits[0], [])
+
+    def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
+                     restrict: int | None = None) -> QueryResult:
+        """gensim's ``most_similar(positive, negative)``: cosine with the normalised mean direction."""
+        pos = self.resolve_many(list(positive))
+        neg = self.resolve_many(list(negative))
+        direction = mean_direction(self._rows[[r.id for r in pos]], self._rows[[r.id for r in neg]])
+        exclude = {r.id for r in pos + neg}
+        hits = search_top_k(self.index, direction[None, :], k, [exclude], self._id_limit(restrict))
+        label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
+        return self._result(label, hits[0], pos + neg)
+
+    def analogy(self, a: str, b: str, c: str, k: int = 10, method: str = "add",
+                restrict: int | None = None) -> QueryResult:
+        """A is to B as C is to ?: 3CosAdd (``add``, gensim ``most_similar(positive=[b, c],
+        negative=[a])``) or 3CosMul (``mul``, ``most_similar_cosmul``). Query words are excluded."""
+        return self.analogy_many([(a, b, c)], k=k, method=method, restrict=restrict)[0]
+
+    def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
+                     restrict: int | None = None) -> list[QueryResult]:
+        """``analogy`` for many (a, b, c) questions, batched through one search."""
+        if method not in ANALOGY_METHODS:
+            raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
+        flat = self.resolve_many([w for q in questions for w in q])
+        triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
+        if not triples:
+            return []
+        ids = np.array([[r.id for r in t] for t in triples], dtype=np.int64)
+        exclude = [set(row) for row in ids.tolist()]
+        id_limit = self._id_limit(restrict)
+        if method == "add":
+            queries = np.stack([
+                mean_direction(self._rows[[b, c]], self._rows[[a]]) for a, b, c in ids.tolist()
+            ])
+            hits = search_top_k(self.index, queries, k, exclude, id_limit)
+        else:
+            positive = self._rows[ids[:, [1, 2]]]
+            negative = self._rows[ids[:, [0]]]
+            hits = cosmul_top_k(self._rows, positive, negative, k, exclude, id_limit)
+        return [
+            self._result(f"{t[0].asked} : {t[1].asked} :: {t[2].asked} : ?", h, t) for t, h in zip(triples, hits)
+        ]
+
+    def similarity(self, first: str, second: str) -> float:
+        """Cosine similarity of two words."""
+        one, two = self.resolve_many([first, second])
+        return float(np.dot(self._rows[one.id], self._rows[two.id]))
+
+    def doesnt_match(self, words: Sequence[str]) -> tuple[str, list[Neighbour]]:
+        """gensim's ``doesnt_match``: the word least similar to the mean of all of them.
+
+        Returns (odd word, every word with its cosine to the mean, least similar first).
+        """
+        resolved = self.resolve_many(list(words))
+        if len(resolved) < 2:
+            raise QueryError("odd-one-out needs at least two words")
+        vectors = self._rows[[r.id for r in resolved]]
+        mean = mean_direction(vectors, vectors[:0])
+        scores = vectors @ mean
+        ranked = sorted(zip(scores.tolist(), [r.word for r in resolved]))
+        return ranked[0][1], [Neighbour(w, float(s)) for s, w in ranked]
+
+    # -- inspection and export --------------------------------------------------------
+
+    def info(self) -> StoreInfo:
+        indexes = []
+        for record in self.catalog.index_files():
+            file = self.path.parent / record.file
+            indexes.append({
+                "kind": record.kind, "file": str(file), "rows": record.rows,
+                "bytes_on_disk": file.stat().st_size if file.exists() else None,
+                "checksum": record.checksum, "params": record.params, "recall": record.recall,
+                "created_at": record.created_at,
+            })
+        return StoreInfo(
+            path=str(self.path.resolve()), words=self._size, dimension=self.dimension,
+            metric=self.meta.get("metric", METRIC), normalisation=self.meta.get("normalisation", NORMALISATION),
+            format_version=int(self.meta["format_version"]), source=self.meta.get("source"),
+            source_format=self.meta.get("source_format"), created_at=self.meta.get("created_at"),
+            catalog_bytes=self.path.stat().st_size, indexes=indexes,
+        )
+
+    def iter_vectors(self, words: Sequence[str] | None = None, batch: int = 50_000
+                     ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Yield (words, original vectors) chunks: all words in ID order, or just ``words``."""
+        if words is None:
+            for ids, chunk_words, norms in self.catalog.iter_words(batch):
+                rows = self._rows[ids[0]: ids[-1] + 1].astype(np.float64)
+                yield chunk_words, (rows * norms[:, None]).astype(np.float32)
+            return
+        for start in range(0, len(words), batch):
+            resolved = self.resolve_many(list(words[start: start + batch]))
+            ids = [r.id for r in resolved]
+            norms = self.catalog.norms_for_ids(ids)
+            yield [r.word for r in resolved], (self._rows[ids].astype(np.float64) * norms[:, None]).astype(np.float32)
+
+    def export(self, output: str | os.PathLike, format: str, words: Sequence[str] | None = None) -> list[Path]:
+        """Write the store (or only ``words``) as word2vec text/binary, GloVe text or .npy.
+
+        Unknown words in ``words`` raise UnknownWordError before anything is written.
+        Returns the files written.
+        """
+        if words is not None:
+            words = list(dict.fromkeys(r.word for r in self.resolve_many(list(words))))
+        count = self._size if words is None else len(words)
+        return write_embeddings(output, format, self.iter_vectors(words), count, self.dimension)
