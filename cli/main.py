@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from typing import Any, Callable
 
@@ -20,6 +21,13 @@ class EmbstoreGroup(click.Group):
             return super().invoke(ctx)
         except EmbstoreError as exc:
             raise click.ClickException(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise click.ClickException(f"the store's database failed: {exc}") from None
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):
+                raise
+            target = f" {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"cannot use{target}: {exc.strerror or exc}") from None
         except BrokenPipeError:
             # The reader of our output (head, less) went away: stop quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -211,6 +211,7 @@ class Store:
         try:
             with catalog.write_transaction():
                 report = cls._write_rows(reader, catalog, writer, path, zero_vectors, progress, started)
+                catalog.apply_pending_migrations()
             catalog.finish_creation()
             for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 stale.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ FORMAT_ALIASES = {
 }
 UNICODE_ERRORS = ("strict", "replace", "ignore")
 
-CHUNK_BYTES = 16 << 20          # text read per parse step
+CHUNK_BYTES = 4 << 20           # text read per parse step
 MAX_LINE_BYTES = 64 << 20       # a longer line is an error, not a memory blow-up
 MAX_WORD_BYTES = 1 << 20        # binary: a longer word means the file is not what it claims
 _TEXT_VALUE_BYTES = frozenset(b"0123456789.-+eE \t\r\nnaifNAIF")
@@ -200,14 +200,25 @@ class EmbeddingReader:
         return count, dimension
 
     def _looks_binary(self) -> bool:
-        """After a header: is the first entry binary floats rather than text?"""
+        """After a header: is the first entry binary floats rather than a text line?
+
+        A text entry is a word and ``dimension`` numbers on one line; binary float
+        bytes essentially never form one.
+        """
         self._fill(MAX_WORD_BYTES + 4 * self.dimension + 1)
         body = self._pending
-        space = body.find(b" ")
-        if space < 0:
-            return False
-        values = body[space + 1: space + 1 + 4 * self.dimension]
-        return not set(values) <= _TEXT_VALUE_BYTES
+        newline = body.find(b"\n")
+        line = body[: newline if newline >= 0 else len(body)]
+        if newline < 0 and not self._eof:
+            return True
+        tokens = line.split()
+        if len(tokens) != self.dimension + 1:
+            return len(tokens) > 0 and not set(line.partition(b" ")[2]) <= _TEXT_VALUE_BYTES
+        try:
+            [float(t) for t in tokens[1:]]
+        except ValueError:
+            return True
+        return False
 
     # -- rows -----------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""The CLI as a user meets it: tables by default, JSON on request, notes on stderr."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def test_nearest_table_and_json(run, small_store_path, small_store):
+    table = run("nearest", "king", "-k", "3", "--db", small_store_path)
+    assert table.exit_code == 0
+    lines = table.output.splitlines()
+    assert lines[0].split() == ["#", "word", "cosine"]
+    expected = small_store.nearest("king", k=3).neighbours
+    assert [line.split()[1] for line in lines[2:]] == [n.word for n in expected]
+    payload = json.loads(run("nearest", "king", "-k", "3", "--db", small_store_path, "--json").output)
+    assert [n["word"] for n in payload["neighbours"]] == [n.word for n in expected]
+    assert payload["neighbours"][0]["score"] == expected[0].score
+
+
+def test_nearest_several_words_one_call(run, small_store_path):
+    payload = json.loads(run("nearest", "king", "water", "-k", "2", "--db", small_store_path, "--json").output)
+    assert [p["query"] for p in payload] == ["king", "water"]
+
+
+def test_analogy_both_methods(run, small_store_path):
+    for method in ("add", "mul"):
+        result = run("analogy", "man", "king", "woman", "-k", "1", "--method", method, "--db", small_store_path, "--json")
+        assert result.exit_code == 0
+        assert json.loads(result.output)["neighbours"][0]["word"] == "queen"
+
+
+def test_similarity_odd_one_out_vector(run, small_store_path, small_store):
+    out = run("similarity", "king", "queen", "--db", small_store_path)
+    assert float(out.output) == round(small_store.similarity("king", "queen"), 4)
+    odd = run("odd-one-out", "france", "germany", "italy", "banana", "--db", small_store_path, "--json")
+    assert json.loads(odd.output)["odd_one_out"] == "banana"
+    vector = run("vector", "king", "--db", small_store_path)
+    values = np.array(vector.output.split()[1:], dtype=np.float32)
+    np.testing.assert_allclose(values, small_store.vector("king"), rtol=1e-6)
+
+
+def test_vector_pipes_into_nearest(run, small_store_path):
+    vector = run("vector", "paris", "--db", small_store_path).output
+    result = run("nearest", "--vector", "-k", "2", "--db", small_store_path, "--json", input=vector)
+    assert [n["word"] for n in json.loads(result.output)["neighbours"]][0] == "paris"
+
+
+def test_case_fallback_note_goes_to_stderr(small_store_path):
+    from click.testing import CliRunner
+
+    from embstore_cli.app import cli
+
+    result = CliRunner().invoke(cli, ["nearest", "Paris", "-k", "1", "--db", str(small_store_path), "--json"])
+    assert result.exit_code == 0
+    assert "using 'paris'" in result.stderr
+    assert json.loads(result.stdout)["neighbours"]  # stdout stays clean JSON
+
+
+def test_info_json(run, small_store_path):
+    info = json.loads(run("info", "--db", small_store_path, "--json").output)
+    assert info["words"] == 20_000 and info["indexes"][0]["kind"] == "exact"
+
+
+def test_load_json_report(run, tmp_path, glove_small):
+    result = run("load", glove_small, "--db", tmp_path / "s.db", "--limit", "50", "--json")
+    report = json.loads(result.output)
+    assert report["words"] == 50 and report["format"] == "glove" and report["dimension"] == 50

@@ -1,0 +1,115 @@
+"""Reading every supported layout, plain and compressed, including what gensim writes."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+
+import numpy as np
+import pytest
+
+from embstore import FormatError
+from embstore.formats import EmbeddingReader, read_embeddings
+
+VOCAB = ["the", "café", "naïve", "日本", "x-ray"]
+
+
+@pytest.fixture()
+def vectors():
+    rng = np.random.default_rng(7)
+    return rng.standard_normal((len(VOCAB), 6)).astype(np.float32)
+
+
+def gensim_kv(vectors):
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vector_size=vectors.shape[1])
+    kv.add_vectors(VOCAB, vectors)
+    return kv
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_reads_gensim_save_word2vec_format(tmp_path, vectors, binary):
+    path = tmp_path / ("w2v.bin" if binary else "w2v.txt")
+    gensim_kv(vectors).save_word2vec_format(str(path), binary=binary)
+    with EmbeddingReader(path) as reader:
+        assert reader.format == ("word2vec-bin" if binary else "word2vec")
+        assert (reader.declared_count, reader.dimension) == (len(VOCAB), 6)
+    words, matrix = read_embeddings(path)
+    assert words == VOCAB
+    if binary:
+        np.testing.assert_array_equal(matrix, vectors)
+    else:
+        np.testing.assert_allclose(matrix, vectors, rtol=1e-6)
+
+
+def test_glove_and_fasttext_vec_layouts(tmp_path, vectors):
+    rows = [w + " " + " ".join(repr(float(v)) for v in row) for w, row in zip(VOCAB, vectors)]
+    glove = tmp_path / "g.txt"
+    glove.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    vec = tmp_path / "f.vec"  # fastText: header, trailing space on each line, CRLF for good measure
+    vec.write_bytes((f"{len(VOCAB)} 6\r\n" + "".join(r + " \r\n" for r in rows)).encode("utf-8"))
+    for path, expected in [(glove, "glove"), (vec, "word2vec")]:
+        with EmbeddingReader(path) as reader:
+            assert reader.format == expected
+        words, matrix = read_embeddings(path)
+        assert words == VOCAB
+        np.testing.assert_array_equal(matrix, vectors)
+
+
+@pytest.mark.parametrize("opener,suffix", [(gzip.open, ".gz"), (bz2.open, ".bz2"), (lzma.open, ".xz")])
+def test_compressed_files_detected_by_content(tmp_path, glove_small, small_matrix, opener, suffix):
+    path = tmp_path / "glove_without_telling_suffix"  # detection must not rely on the name
+    head = glove_small.read_bytes()[:200_000]
+    with opener(path, "wb") as handle:
+        handle.write(head[: head.rfind(b"\n") + 1])
+    words, matrix = read_embeddings(path)
+    expected_words, expected = small_matrix
+    assert words == expected_words[: len(words)]
+    np.testing.assert_array_equal(matrix, expected[: len(words)])
+
+
+def test_limit_keeps_first_rows(glove_small, small_matrix):
+    words, matrix = read_embeddings(glove_small, limit=123)
+    assert words == small_matrix[0][:123]
+    np.testing.assert_array_equal(matrix, small_matrix[1][:123])
+
+
+def test_format_override(tmp_path):
+    path = tmp_path / "two.txt"
+    path.write_text("3 4\n5 6\n")  # reads as a header when detected; GloVe when forced
+    with pytest.raises(FormatError):
+        read_embeddings(path)
+    words, matrix = read_embeddings(path, format="glove")
+    assert words == ["3", "5"] and matrix.tolist() == [[4.0], [6.0]]
+
+
+def test_small_chunks_give_same_rows(glove_small, small_matrix):
+    with EmbeddingReader(glove_small, chunk_bytes=4096) as reader:
+        chunks = list(reader.chunks())
+    assert len(chunks) > 100
+    words = [w for c in chunks for w in c.words]
+    assert words == small_matrix[0]
+    lines = np.concatenate([c.lines for c in chunks])
+    assert lines.tolist() == list(range(1, len(words) + 1))
+
+
+def test_invalid_utf8_strict_and_lenient(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"good 1 2\nbad\xff 3 4\n")
+    with pytest.raises(FormatError) as caught:
+        read_embeddings(path)
+    assert caught.value.line == 2 and "UTF-8" in str(caught.value)
+    assert read_embeddings(path, unicode_errors="replace")[0] == ["good", "bad\ufffd"]
+    assert read_embeddings(path, unicode_errors="ignore")[0] == ["good", "bad"]
+
+
+def test_gensim_unicode_errors_agree(tmp_path):
+    from gensim.models import KeyedVectors
+
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"2 2\ngood 1 2\nbad\xff 3 4\n")
+    for mode in ("replace", "ignore"):
+        theirs = KeyedVectors.load_word2vec_format(str(path), unicode_errors=mode)
+        assert read_embeddings(path, unicode_errors=mode)[0] == theirs.index_to_key

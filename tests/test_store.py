@@ -1,0 +1,114 @@
+"""The store as a whole: catalog/index agreement at open, default paths, info, replacement."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+
+from embstore import CatalogMismatchError, Store, StoreError, resolve_store_path
+from embstore.catalog import FORMAT_VERSION
+
+
+@pytest.fixture()
+def store_copy(tmp_path, small_store_path):
+    for file in small_store_path.parent.iterdir():
+        if file.name.startswith(small_store_path.name):
+            shutil.copy(file, tmp_path / file.name)
+    return tmp_path / small_store_path.name
+
+
+def index_file(db):
+    return next(p for p in db.parent.iterdir() if p.name.endswith(".faiss"))
+
+
+def test_catalog_holds_metadata_and_index_record(store_copy):
+    conn = sqlite3.connect(store_copy)
+    meta = dict(conn.execute("SELECT key, value FROM meta"))
+    assert meta["dimension"] == "50" and meta["metric"] == "cosine"
+    assert int(meta["format_version"]) == FORMAT_VERSION
+    kind, rows, size, checksum = conn.execute("SELECT kind, rows, bytes, checksum FROM index_files").fetchone()
+    assert (kind, rows) == ("exact", 20_000)
+    assert size == index_file(store_copy).stat().st_size and checksum.startswith("sha256:")
+    # Frequency ranks follow file order; IDs equal FAISS row numbers.
+    assert conn.execute("SELECT id, rank FROM words WHERE word = 'the'").fetchone() == (0, 0)
+    applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert applied == ["0001_create_catalog", "0002_index_words"]
+
+
+def test_truncated_index_is_refused_with_repair_hint(store_copy):
+    path = index_file(store_copy)
+    path.write_bytes(path.read_bytes()[:-400])
+    with pytest.raises(CatalogMismatchError, match="bytes but the catalog recorded .* --replace"):
+        Store.open(store_copy)
+
+
+def test_changed_index_bytes_fail_the_checksum(store_copy):
+    path = index_file(store_copy)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CatalogMismatchError, match="checksum"):
+        Store.open(store_copy)
+    Store.open(store_copy, verify=False).close()  # size still agrees, so an unverified open proceeds
+
+
+def test_missing_index_file(store_copy):
+    index_file(store_copy).unlink()
+    with pytest.raises(CatalogMismatchError, match="missing"):
+        Store.open(store_copy)
+
+
+def test_deleted_catalog_row_is_detected(store_copy):
+    conn = sqlite3.connect(store_copy)
+    conn.execute("DELETE FROM words WHERE word = 'king'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CatalogMismatchError, match="19,999 words"):
+        Store.open(store_copy)
+
+
+def test_newer_format_version_is_refused(store_copy):
+    conn = sqlite3.connect(store_copy)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'", (str(FORMAT_VERSION + 1),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer embstore"):
+        Store.open(store_copy)
+
+
+def test_default_path_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("EMBSTORE_DB", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert resolve_store_path(None) == tmp_path / "xdg" / "embstore" / "store.db"
+    monkeypatch.setenv("EMBSTORE_DB", str(tmp_path / "env.db"))
+    assert resolve_store_path(None) == tmp_path / "env.db"
+    assert resolve_store_path(tmp_path / "explicit.db") == tmp_path / "explicit.db"
+
+
+def test_cli_uses_environment_store(run, monkeypatch, tmp_path, glove_small):
+    monkeypatch.setenv("EMBSTORE_DB", str(tmp_path / "env.db"))
+    assert run("load", glove_small, "--limit", "2000").exit_code == 0
+    assert (tmp_path / "env.db").exists()
+    result = run("nearest", "king", "-k", "1")
+    assert result.exit_code == 0 and "prince" in result.output
+
+
+def test_replace_swaps_the_whole_vocabulary_and_removes_old_index(tmp_path, glove_small):
+    db = tmp_path / "s.db"
+    Store.load(glove_small, db, limit=1000)
+    old_index = index_file(db)
+    Store.load(glove_small, db, limit=300, replace=True)
+    assert not old_index.exists()
+    assert len([p for p in tmp_path.iterdir() if p.suffix == ".faiss"]) == 1
+    with Store.open(db) as store:
+        assert len(store) == 300
+        assert store.info().indexes[0]["rows"] == 300
+
+
+def test_info_reports_source_and_sizes(small_store, glove_small):
+    info = small_store.info()
+    assert info.words == 20_000 and info.dimension == 50
+    assert info.source == str(glove_small.resolve()) and info.source_format == "glove"
+    assert info.indexes[0]["bytes_on_disk"] == 20_000 * 50 * 4 + 45
