@@ -54,6 +54,7 @@ def _index_words(db: sqlite_utils.Database) -> None:
     # these B-trees once, sorted, which is several times faster than row by row.
     db["words"].create_index(["word"], unique=True, index_name="words_by_word")
     db["words"].create_index(["folded", "rank"], index_name="words_by_folded")
+    db["words"].create_index(["rank"], index_name="words_by_rank")
 
 
 def fold(word: str) -> str:

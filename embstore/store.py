@@ -24,7 +24,7 @@ from .errors import CatalogMismatchError, FormatError, QueryError, StoreError, S
 from .formats import EmbeddingReader, write_embeddings
 from .index import FlatIndexWriter, flat_rows, fsync_directory, open_index_file
 from .paths import resolve_store_path
-from .queries import Neighbour, QueryResult, cosmul_top_k, mean_direction, search_top_k, unit
+from .queries import Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, unit
 from .suggest import suggest_words
 
 EXACT = "exact"
@@ -383,7 +383,7 @@ class Store:
         if not resolved:
             return []
         queries = self._rows[[r.id for r in resolved]]
-        hits = search_top_k(self.index, queries, k, [{r.id} for r in resolved], self._id_limit(restrict))
+        hits = exact_top_k(self._rows, queries, k, [{r.id} for r in resolved], self._id_limit(restrict))
         return [self._result(r.asked, h, [r]) for r, h in zip(resolved, hits)]
 
     def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
@@ -392,7 +392,7 @@ class Store:
         vector = np.asarray(vector, dtype=np.float32).ravel()
         if vector.shape[0] != self.dimension:
             raise QueryError(f"the vector has {vector.shape[0]} values; this store's dimension is {self.dimension}")
-        hits = search_top_k(self.index, unit(vector)[None, :], k, [set()], self._id_limit(restrict))
+        hits = exact_top_k(self._rows, unit(vector)[None, :], k, [set()], self._id_limit(restrict))
         return self._result("<vector>", hits[0], [])
 
     def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
@@ -402,7 +402,7 @@ class Store:
         neg = self.resolve_many(list(negative))
         direction = mean_direction(self._rows[[r.id for r in pos]], self._rows[[r.id for r in neg]])
         exclude = {r.id for r in pos + neg}
-        hits = search_top_k(self.index, direction[None, :], k, [exclude], self._id_limit(restrict))
+        hits = exact_top_k(self._rows, direction[None, :], k, [exclude], self._id_limit(restrict))
         label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
         return self._result(label, hits[0], pos + neg)
 
@@ -428,7 +428,7 @@ class Store:
             queries = np.stack([
                 mean_direction(self._rows[[b, c]], self._rows[[a]]) for a, b, c in ids.tolist()
             ])
-            hits = search_top_k(self.index, queries, k, exclude, id_limit)
+            hits = exact_top_k(self._rows, queries, k, exclude, id_limit)
         else:
             positive = self._rows[ids[:, [1, 2]]]
             negative = self._rows[ids[:, [0]]]
