@@ -6,10 +6,63 @@ import sys
 
 import click
 
-from embstore import QueryError
+import itertools
+import json
+
+from embstore import FormatError, QueryError
 
 from .main import cli, db_option, open_store
-from .output import emit_json, emit_results, json_option, note, table
+from .output import emit_json, emit_results, json_option, note, table, to_plain
+
+BATCH_CHUNK = 4096
+batch_options = [
+    click.option("--batch", "batch_file", type=click.File("r", encoding="utf-8"),
+                 help="Answer one query per line of this file ('-' for stdin), one result per output line."),
+    click.option("--batch-format", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True,
+                 help="Batch output: TSV (query, then word and score pairs) or JSON lines."),
+]
+
+
+def with_batch_options(function):
+    for option in reversed(batch_options):
+        function = option(function)
+    return function
+
+
+def _batch_lines(handle, fields: int):
+    """Yield (line number, words) for the non-blank lines of a batch file."""
+    for number, line in enumerate(handle, 1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != fields:
+            expected = "one word" if fields == 1 else f"{fields} words"
+            raise FormatError(getattr(handle, "name", "<batch>"), number, f"expected {expected}, found {len(words)}")
+        yield number, words
+
+
+def _emit_batch(results, batch_format: str) -> int:
+    """Write one line per result; returns how many had an unknown word."""
+    failures = 0
+    for result in results:
+        if result.error:
+            failures += 1
+        if batch_format == "jsonl":
+            click.echo(json.dumps(to_plain(result), ensure_ascii=False))
+        elif result.error:
+            click.echo(f"{result.query}\tERROR\t{result.error}")
+        else:
+            click.echo("\t".join([result.query] + [f"{n.word}\t{n.score:.6f}" for n in result.neighbours]))
+    return failures
+
+
+def _run_batch(handle, fields: int, answer, batch_format: str) -> None:
+    lines = _batch_lines(handle, fields)
+    failures = 0
+    while chunk := list(itertools.islice(lines, BATCH_CHUNK)):
+        failures += _emit_batch(answer([words for _, words in chunk]), batch_format)
+    if failures:
+        note(f"{failures:,} queries had an unknown word; their lines say which")
 
 k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
                         help="How many answers.")
@@ -47,13 +100,18 @@ def _is_number(token: str) -> bool:
 @restrict_option
 @click.option("--vector", "from_vector", is_flag=True,
               help="Read a vector from standard input ('v1 ... vd' or 'word v1 ... vd') instead of WORDS.")
+@with_batch_options
 @db_option
 @json_option
-def nearest(words, k, restrict, from_vector, db, as_json):
+def nearest(words, k, restrict, from_vector, batch_file, batch_format, db, as_json):
     """The K words closest to each WORD by cosine similarity."""
-    if not words and not from_vector:
-        raise click.UsageError("give at least one WORD, or --vector with a vector on standard input")
+    if not words and not from_vector and batch_file is None:
+        raise click.UsageError("give at least one WORD, --vector with a vector on standard input, or --batch FILE")
     with open_store(db) as store:
+        if batch_file is not None:
+            _run_batch(batch_file, 1, lambda rows: store.nearest_many(
+                [r[0] for r in rows], k=k, restrict=restrict, on_unknown="report"), batch_format)
+            return
         if from_vector:
             results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict)]
         else:
@@ -62,22 +120,29 @@ def nearest(words, k, restrict, from_vector, db, as_json):
 
 
 @cli.command()
-@click.argument("a")
-@click.argument("b")
-@click.argument("c")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@click.argument("c", required=False)
 @k_option
 @click.option("--method", type=click.Choice(["add", "mul"]), default="add", show_default=True,
               help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (most_similar_cosmul).")
 @restrict_option
+@with_batch_options
 @db_option
 @json_option
-def analogy(a, b, c, k, method, restrict, db, as_json):
+def analogy(a, b, c, k, method, restrict, batch_file, batch_format, db, as_json):
     """A is to B as C is to what? e.g. man king woman gives queen.
 
     3CosAdd by default, as gensim most_similar(positive=[B, C], negative=[A]);
     A, B and C are never among the answers.
     """
+    if batch_file is None and c is None:
+        raise click.UsageError("give three words A B C, or --batch FILE with 'a b c' on each line")
     with open_store(db) as store:
+        if batch_file is not None:
+            _run_batch(batch_file, 3, lambda rows: store.analogy_many(
+                [tuple(r) for r in rows], k=k, method=method, restrict=restrict, on_unknown="report"), batch_format)
+            return
         result = store.analogy(a, b, c, k=k, method=method, restrict=restrict)
     emit_results([result], as_json, score_name="cosine" if method == "add" else "3cosmul")
 

@@ -37,11 +37,16 @@ class Neighbour:
 
 @dataclass
 class QueryResult:
-    """The answer to one query. ``notes`` says how query words were resolved, if not exactly."""
+    """The answer to one query. ``notes`` says how query words were resolved, if not exactly.
+
+    In a batch asked with ``on_unknown="report"``, a query with an unknown word has no
+    neighbours and ``error`` says which word.
+    """
 
     query: str
     neighbours: list[Neighbour]
     notes: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

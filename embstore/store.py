@@ -329,16 +329,25 @@ class Store:
         """
         return self.resolve_many([word])[0]
 
-    def resolve_many(self, words: Sequence[str]) -> list[Resolved]:
+    def resolve_many(self, words: Sequence[str], on_unknown: str = "raise") -> list[Resolved | UnknownWordError]:
+        """``resolve`` for many words with one catalog query for the exact matches.
+
+        ``on_unknown="raise"`` raises UnknownWordError at the first unknown word;
+        ``"report"`` puts the error in its place in the returned list instead.
+        """
         found = self.catalog.ids_for_words(words)
-        resolved = []
+        resolved: list[Resolved | UnknownWordError] = []
         for word in words:
             if word in found:
                 resolved.append(Resolved(word, word, found[word]))
                 continue
             match = self.catalog.most_frequent_folded_match(word)
             if match is None:
-                raise UnknownWordError(word, suggest_words(self.catalog, word))
+                error = UnknownWordError(word, suggest_words(self.catalog, word))
+                if on_unknown == "raise":
+                    raise error
+                resolved.append(error)
+                continue
             resolved.append(Resolved(word, match[1], match[0]))
         return resolved
 
@@ -377,14 +386,22 @@ class Store:
         """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
         return self.nearest_many([word], k=k, restrict=restrict)[0]
 
-    def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None) -> list[QueryResult]:
-        """``nearest`` for many words in one FAISS search."""
-        resolved = self.resolve_many(list(words))
-        if not resolved:
-            return []
-        queries = self._rows[[r.id for r in resolved]]
-        hits = exact_top_k(self._rows, queries, k, [{r.id} for r in resolved], self._id_limit(restrict))
-        return [self._result(r.asked, h, [r]) for r, h in zip(resolved, hits)]
+    def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
+                     on_unknown: str = "raise") -> list[QueryResult]:
+        """``nearest`` for many words in one batched search.
+
+        With ``on_unknown="report"`` an unknown word gives a result with ``error`` set
+        instead of raising UnknownWordError.
+        """
+        resolved = self.resolve_many(list(words), on_unknown)
+        known = [r for r in resolved if isinstance(r, Resolved)]
+        hits = iter(exact_top_k(self._rows, self._rows[[r.id for r in known]], k, [{r.id} for r in known],
+                                self._id_limit(restrict)) if known else [])
+        return [
+            self._result(r.asked, next(hits), [r]) if isinstance(r, Resolved)
+            else QueryResult(r.word, [], error=str(r))
+            for r in resolved
+        ]
 
     def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
                           restrict: int | None = None) -> QueryResult:
@@ -413,29 +430,62 @@ class Store:
         return self.analogy_many([(a, b, c)], k=k, method=method, restrict=restrict)[0]
 
     def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
-                     restrict: int | None = None) -> list[QueryResult]:
-        """``analogy`` for many (a, b, c) questions, batched through one search."""
+                     restrict: int | None = None, on_unknown: str = "raise") -> list[QueryResult]:
+        """``analogy`` for many (a, b, c) questions, batched through one search.
+
+        With ``on_unknown="report"`` a question with an unknown word gives a result with
+        ``error`` set instead of raising UnknownWordError.
+        """
         if method not in ANALOGY_METHODS:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
-        flat = self.resolve_many([w for q in questions for w in q])
+        flat = self.resolve_many([w for q in questions for w in q], on_unknown)
         triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
-        if not triples:
-            return []
-        ids = np.array([[r.id for r in t] for t in triples], dtype=np.int64)
+        known = [t for t in triples if all(isinstance(r, Resolved) for r in t)]
+        ids = np.array([[r.id for r in t] for t in known], dtype=np.int64).reshape(-1, 3)
+        hits = iter(self.analogy_hits(ids, k, method, self._id_limit(restrict)) if known else [])
+        results = []
+        for question, triple in zip(questions, triples):
+            label = f"{question[0]} : {question[1]} :: {question[2]} : ?"
+            errors = [r for r in triple if not isinstance(r, Resolved)]
+            if errors:
+                results.append(QueryResult(label, [], error=str(errors[0])))
+            else:
+                results.append(self._result(label, next(hits), triple))
+        return results
+
+    def analogy_hits(self, ids: np.ndarray, k: int, method: str = "add",
+                     id_limit: int | None = None) -> list[list[tuple[int, float]]]:
+        """The batch engine under ``analogy_many``: (a, b, c) ID rows in, (id, score) lists out.
+
+        Searches only IDs below ``id_limit`` when given; a, b and c are never answers.
+        """
+        if method not in ANALOGY_METHODS:
+            raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
         exclude = [set(row) for row in ids.tolist()]
-        id_limit = self._id_limit(restrict)
         if method == "add":
             queries = np.stack([
                 mean_direction(self._rows[[b, c]], self._rows[[a]]) for a, b, c in ids.tolist()
             ])
-            hits = exact_top_k(self._rows, queries, k, exclude, id_limit)
-        else:
-            positive = self._rows[ids[:, [1, 2]]]
-            negative = self._rows[ids[:, [0]]]
-            hits = cosmul_top_k(self._rows, positive, negative, k, exclude, id_limit)
-        return [
-            self._result(f"{t[0].asked} : {t[1].asked} :: {t[2].asked} : ?", h, t) for t, h in zip(triples, hits)
-        ]
+            return exact_top_k(self._rows, queries, k, exclude, id_limit)
+        positive = self._rows[ids[:, [1, 2]]]
+        negative = self._rows[ids[:, [0]]]
+        return cosmul_top_k(self._rows, positive, negative, k, exclude, id_limit)
+
+    def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each (first_ids[i], second_ids[i]) pair of words."""
+        return np.einsum("ij,ij->i", self._rows[first_ids], self._rows[second_ids])
+
+    def evaluate_analogies(self, path: str | os.PathLike, **options):
+        """Analogy accuracy on a questions-words file; see ``embstore.evaluate.evaluate_analogies``."""
+        from .evaluate import evaluate_analogies
+
+        return evaluate_analogies(self, path, **options)
+
+    def evaluate_word_pairs(self, path: str | os.PathLike, **options):
+        """Word-pair correlation; see ``embstore.evaluate.evaluate_word_pairs``."""
+        from .evaluate import evaluate_word_pairs
+
+        return evaluate_word_pairs(self, path, **options)
 
     def similarity(self, first: str, second: str) -> float:
         """Cosine similarity of two words."""

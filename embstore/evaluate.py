@@ -1,0 +1,321 @@
+"""Standard benchmarks: analogy accuracy (Google's questions-words) and word-pair correlation.
+
+The numbers follow gensim 4's ``evaluate_word_analogies`` and ``evaluate_word_pairs``:
+the same vocabulary restriction (the 300,000 most frequent words), the same
+case-insensitive matching (``str.upper``, the most frequent spelling wins), the same
+skipping and counting of questions with unknown words, and the same choice of answer
+(the best of the top five that is not a query word). Every question goes through one
+batched search of the store; nothing loops over the vocabulary in Python.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from .errors import EmbstoreError, FormatError
+
+if TYPE_CHECKING:
+    from .store import Store
+
+DEFAULT_RESTRICT = 300_000
+GENSIM_TOPN = 5
+
+
+@dataclass
+class SectionScore:
+    section: str
+    correct: int = 0
+    incorrect: int = 0
+    skipped: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.correct + self.incorrect
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.answered if self.answered else None
+
+    def add(self, other: "SectionScore") -> None:
+        self.correct += other.correct
+        self.incorrect += other.incorrect
+        self.skipped += other.skipped
+
+    def as_dict(self) -> dict:
+        return {"section": self.section, "correct": self.correct, "incorrect": self.incorrect,
+                "skipped": self.skipped, "accuracy": self.accuracy}
+
+
+@dataclass(frozen=True)
+class AnalogyMistake:
+    section: str
+    line: int
+    question: tuple[str, str, str]
+    expected: str
+    predicted: str | None
+
+
+@dataclass
+class AnalogyEvaluation:
+    """Per-section and summary scores for one analogy file."""
+
+    path: str
+    method: str
+    restrict: int | None
+    case_insensitive: bool
+    sections: list[SectionScore]
+    total: SectionScore
+    semantic: SectionScore
+    syntactic: SectionScore
+    seconds: float
+    mistakes: list[AnalogyMistake] = field(default_factory=list)
+
+    @property
+    def oov_ratio(self) -> float:
+        questions = self.total.answered + self.total.skipped
+        return 100.0 * self.total.skipped / questions if questions else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path, "method": self.method, "restrict": self.restrict,
+            "case_insensitive": self.case_insensitive, "seconds": self.seconds,
+            "sections": [s.as_dict() for s in self.sections], "total": self.total.as_dict(),
+            "semantic": self.semantic.as_dict(), "syntactic": self.syntactic.as_dict(),
+            "oov_ratio": self.oov_ratio,
+        }
+
+
+@dataclass
+class WordPairEvaluation:
+    """Correlation between human scores and cosine similarity, as gensim reports it."""
+
+    path: str
+    pearson: float
+    pearson_pvalue: float
+    spearman: float
+    spearman_pvalue: float
+    pairs_used: int
+    pairs_skipped: int
+    restrict: int | None
+    case_insensitive: bool
+
+    @property
+    def oov_ratio(self) -> float:
+        return 100.0 * self.pairs_skipped / (self.pairs_used + self.pairs_skipped)
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path, "pearson": self.pearson, "pearson_pvalue": self.pearson_pvalue,
+            "spearman": self.spearman, "spearman_pvalue": self.spearman_pvalue,
+            "pairs_used": self.pairs_used, "pairs_skipped": self.pairs_skipped,
+            "oov_ratio": self.oov_ratio, "restrict": self.restrict, "case_insensitive": self.case_insensitive,
+        }
+
+
+@dataclass(frozen=True)
+class AnalogyQuestion:
+    section: str
+    line: int
+    words: tuple[str, str, str, str]
+
+
+def _open_text(path: str | os.PathLike) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise FormatError(str(path), None, "is a directory" if path.is_dir() else "no such file")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise FormatError(str(path), None, f"is not UTF-8 text ({exc.reason})") from None
+
+
+def read_analogy_questions(path: str | os.PathLike) -> list[AnalogyQuestion]:
+    """Parse the Google analogy layout: ': section' lines, then 'a b c d' lines.
+
+    Raises FormatError naming the line for a question before any section or one
+    that does not have exactly four words.
+    """
+    questions: list[AnalogyQuestion] = []
+    section = None
+    for number, line in enumerate(_open_text(path), 1):
+        if not line.strip():
+            continue
+        if line.startswith(":"):
+            section = line.lstrip(": ").strip()
+            continue
+        words = line.split()
+        if section is None:
+            raise FormatError(str(path), number, "question before the first ': section' line")
+        if len(words) != 4:
+            raise FormatError(str(path), number, f"expected 4 words (a b c d), found {len(words)}")
+        questions.append(AnalogyQuestion(section, number, tuple(words)))
+    if not questions:
+        raise FormatError(str(path), None, "holds no analogy questions")
+    return questions
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def read_word_pairs(path: str | os.PathLike) -> list[tuple[int, str, str, float]]:
+    """Parse a word-pair file: (line, word1, word2, human score) rows.
+
+    Handles gensim's ``wordsim353.tsv`` and ``simlex999.txt`` (tab-separated,
+    '#' comments), the original SimLex-999 file (a header naming a 'SimLex999' column)
+    and comma-separated files such as WordSim353's ``combined.csv``. A header is
+    recognised as the first row whose score is not a number; any later such row is
+    a FormatError naming its line.
+    """
+    rows: list[tuple[int, str, str, float]] = []
+    score_column = 2
+    header_seen = False
+    for number, line in enumerate(_open_text(path), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        delimiter = "\t" if "\t" in line else ("," if "," in line else None)
+        fields = [f.strip() for f in (line.split(delimiter) if delimiter else line.split())]
+        if not rows and not header_seen and len(fields) >= 3 and not _is_number(fields[score_column]):
+            header_seen = True
+            names = [f.lower() for f in fields]
+            if "simlex999" in names:
+                score_column = names.index("simlex999")
+            continue
+        if len(fields) <= score_column or len(fields) < 3:
+            raise FormatError(str(path), number, f"expected 'word1 word2 score', found {len(fields)} field(s)")
+        if not _is_number(fields[score_column]):
+            raise FormatError(str(path), number, f"score {fields[score_column]!r} is not a number")
+        rows.append((number, fields[0], fields[1], float(fields[score_column])))
+    if not rows:
+        raise FormatError(str(path), None, "holds no word pairs")
+    return rows
+
+
+def _restricted_lookup(store: "Store", restrict: int | None, case_insensitive: bool) -> tuple[dict[str, int], int]:
+    """gensim's ``ok_vocab``: key -> ID over the ``restrict`` most frequent words.
+
+    With ``case_insensitive`` the keys are upper-cased and the most frequent spelling
+    wins. Returns (lookup, number of words considered).
+    """
+    vocabulary = store.vocabulary()
+    size = len(vocabulary) if restrict is None else min(restrict, len(vocabulary))
+    lookup: dict[str, int] = {}
+    for word_id in range(size - 1, -1, -1):
+        key = vocabulary[word_id].upper() if case_insensitive else vocabulary[word_id]
+        lookup[key] = word_id
+    return lookup, size
+
+
+def is_syntactic(section: str) -> bool:
+    """The Google set's syntactic sections are the 'gram*' ones."""
+    return section.lower().startswith("gram")
+
+
+def evaluate_analogies(
+    store: "Store",
+    path: str | os.PathLike,
+    *,
+    method: str = "add",
+    restrict: int | None = DEFAULT_RESTRICT,
+    case_insensitive: bool = True,
+    keep_mistakes: bool = False,
+) -> AnalogyEvaluation:
+    """Analogy accuracy on a questions-words file, with gensim's counting rules."""
+    started = time.perf_counter()
+    questions = read_analogy_questions(path)
+    lookup, size = _restricted_lookup(store, restrict, case_insensitive)
+    sections: dict[str, SectionScore] = {}
+    answerable: list[AnalogyQuestion] = []
+    keys_of: list[tuple[str, str, str, str]] = []
+    id_rows: list[tuple[int, int, int]] = []
+    for question in questions:
+        score = sections.setdefault(question.section, SectionScore(question.section))
+        keys = tuple(w.upper() for w in question.words) if case_insensitive else question.words
+        if any(key not in lookup for key in keys):
+            score.skipped += 1
+            continue
+        answerable.append(question)
+        keys_of.append(keys)
+        id_rows.append((lookup[keys[0]], lookup[keys[1]], lookup[keys[2]]))
+    vocabulary = store.vocabulary()
+    hits = store.analogy_hits(np.array(id_rows, dtype=np.int64).reshape(-1, 3), GENSIM_TOPN, method,
+                              id_limit=size) if id_rows else []
+    mistakes: list[AnalogyMistake] = []
+    for question, keys, candidates in zip(answerable, keys_of, hits):
+        ignore = set(keys[:3])
+        predicted = predicted_word = None
+        for word_id, _ in candidates:
+            predicted_word = vocabulary[word_id]
+            predicted = predicted_word.upper() if case_insensitive else predicted_word
+            if predicted in lookup and predicted not in ignore:
+                break
+        score = sections[question.section]
+        if predicted == keys[3]:
+            score.correct += 1
+        else:
+            score.incorrect += 1
+            if keep_mistakes:
+                mistakes.append(AnalogyMistake(question.section, question.line, question.words[:3],
+                                               question.words[3], predicted_word))
+    ordered = list(sections.values())
+    total, semantic, syntactic = SectionScore("Total accuracy"), SectionScore("Semantic"), SectionScore("Syntactic")
+    for score in ordered:
+        total.add(score)
+        (syntactic if is_syntactic(score.section) else semantic).add(score)
+    return AnalogyEvaluation(
+        path=str(path), method=method, restrict=restrict, case_insensitive=case_insensitive,
+        sections=ordered, total=total, semantic=semantic, syntactic=syntactic,
+        seconds=time.perf_counter() - started, mistakes=mistakes,
+    )
+
+
+def _correlations(gold: Iterable[float], model: Iterable[float]):
+    try:
+        from scipy import stats
+    except ImportError:
+        raise EmbstoreError(
+            "word-pair evaluation needs scipy: pip install 'embstore[eval]' (or pip install scipy)"
+        ) from None
+    gold, model = list(gold), list(model)
+    return stats.pearsonr(gold, model), stats.spearmanr(gold, model)
+
+
+def evaluate_word_pairs(
+    store: "Store",
+    path: str | os.PathLike,
+    *,
+    restrict: int | None = DEFAULT_RESTRICT,
+    case_insensitive: bool = True,
+) -> WordPairEvaluation:
+    """Pearson and Spearman correlation of cosine similarity with human scores (gensim's rules)."""
+    rows = read_word_pairs(path)
+    lookup, _ = _restricted_lookup(store, restrict, case_insensitive)
+    pairs, gold, skipped = [], [], 0
+    for _, first, second, human in rows:
+        a = first.upper() if case_insensitive else first
+        b = second.upper() if case_insensitive else second
+        if a not in lookup or b not in lookup:
+            skipped += 1
+            continue
+        pairs.append((lookup[a], lookup[b]))
+        gold.append(human)
+    if len(pairs) < 3:
+        raise EmbstoreError(f"{path}: only {len(pairs)} pair(s) have both words in the vocabulary; need at least 3")
+    ids = np.array(pairs, dtype=np.int64)
+    model = store.pair_similarities(ids[:, 0], ids[:, 1])
+    pearson, spearman = _correlations(gold, model.tolist())
+    return WordPairEvaluation(
+        path=str(path), pearson=float(pearson[0]), pearson_pvalue=float(pearson[1]),
+        spearman=float(spearman[0]), spearman_pvalue=float(spearman[1]),
+        pairs_used=len(pairs), pairs_skipped=skipped, restrict=restrict, case_insensitive=case_insensitive,
+    )
