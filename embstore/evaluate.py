@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from .analogy_screen import RIGHT, UNDECIDED, WRONG
 from .errors import EmbstoreError, FormatError
 
 if TYPE_CHECKING:
@@ -201,24 +202,62 @@ def read_word_pairs(path: str | os.PathLike) -> list[tuple[int, str, str, float]
     return rows
 
 
-def _restricted_lookup(store: "Store", restrict: int | None, case_insensitive: bool) -> tuple[dict[str, int], int]:
+def _restricted_lookup(store: "Store", restrict: int | None,
+                       case_insensitive: bool) -> tuple[dict[str, int], int, set[str]]:
     """gensim's ``ok_vocab``: key -> ID over the ``restrict`` most frequent words.
 
     With ``case_insensitive`` the keys are upper-cased and the most frequent spelling
-    wins. Returns (lookup, number of words considered).
+    wins. Returns (lookup, number of words considered, keys shared by several words).
     """
     vocabulary = store.vocabulary()
     size = len(vocabulary) if restrict is None else min(restrict, len(vocabulary))
     lookup: dict[str, int] = {}
+    shared: set[str] = set()
     for word_id in range(size - 1, -1, -1):
         key = vocabulary[word_id].upper() if case_insensitive else vocabulary[word_id]
+        if key in lookup:
+            shared.add(key)
         lookup[key] = word_id
-    return lookup, size
+    return lookup, size, shared
 
 
 def is_syntactic(section: str) -> bool:
     """The Google set's syntactic sections are the 'gram*' ones."""
     return section.lower().startswith("gram")
+
+
+def _gensim_prediction(candidates, keys, vocabulary, lookup, case_insensitive):
+    """gensim's choice among the top five: the first whose key is not a query word's key.
+
+    Returns (key, word); if every candidate is a query word, the last one, as gensim does.
+    """
+    ignore = set(keys[:3])
+    predicted = predicted_word = None
+    for word_id, _ in candidates:
+        predicted_word = vocabulary[word_id]
+        predicted = predicted_word.upper() if case_insensitive else predicted_word
+        if predicted in lookup and predicted not in ignore:
+            break
+    return predicted, predicted_word
+
+
+def _screen(store, method, ids, keys_of, shared, size, keep_mistakes):
+    """Verdicts for the questions the bound can decide (3CosAdd, no shared keys, d not a query word)."""
+    verdict = np.full(len(ids), UNDECIDED, dtype=np.int8)
+    answer = np.full(len(ids), -1, dtype=np.int64)
+    if method != "add" or len(ids) == 0:
+        return verdict, answer
+    eligible = np.array([
+        not (set(keys) & shared) and keys[3] not in keys[:3] for keys in keys_of
+    ], dtype=bool)
+    eligible &= (ids[:, 3] != ids[:, 0]) & (ids[:, 3] != ids[:, 1]) & (ids[:, 3] != ids[:, 2])
+    chosen = np.flatnonzero(eligible)
+    screening = store.screen_analogies(ids[chosen], id_limit=size)
+    verdict[chosen] = screening.verdict
+    answer[chosen] = screening.answer
+    if keep_mistakes:  # a wrong answer whose best word is not known exactly gets a full search
+        verdict[(verdict == WRONG) & (answer < 0)] = UNDECIDED
+    return verdict, answer
 
 
 def evaluate_analogies(
@@ -233,7 +272,7 @@ def evaluate_analogies(
     """Analogy accuracy on a questions-words file, with gensim's counting rules."""
     started = time.perf_counter()
     questions = read_analogy_questions(path)
-    lookup, size = _restricted_lookup(store, restrict, case_insensitive)
+    lookup, size, shared = _restricted_lookup(store, restrict, case_insensitive)
     sections: dict[str, SectionScore] = {}
     answerable: list[AnalogyQuestion] = []
     keys_of: list[tuple[str, str, str, str]] = []
@@ -248,19 +287,22 @@ def evaluate_analogies(
         keys_of.append(keys)
         id_rows.append((lookup[keys[0]], lookup[keys[1]], lookup[keys[2]]))
     vocabulary = store.vocabulary()
-    hits = store.analogy_hits(np.array(id_rows, dtype=np.int64).reshape(-1, 3), GENSIM_TOPN, method,
-                              id_limit=size) if id_rows else []
+    ids = np.array([row + (lookup[keys[3]],) for row, keys in zip(id_rows, keys_of)], dtype=np.int64).reshape(-1, 4)
+    verdict, answer = _screen(store, method, ids, keys_of, shared, size, keep_mistakes)
+    searched = np.flatnonzero(verdict == UNDECIDED)
+    hits = store.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size) if len(searched) else []
+    hits_of = dict(zip(searched.tolist(), hits))
     mistakes: list[AnalogyMistake] = []
-    for question, keys, candidates in zip(answerable, keys_of, hits):
-        ignore = set(keys[:3])
-        predicted = predicted_word = None
-        for word_id, _ in candidates:
-            predicted_word = vocabulary[word_id]
-            predicted = predicted_word.upper() if case_insensitive else predicted_word
-            if predicted in lookup and predicted not in ignore:
-                break
+    for number, (question, keys) in enumerate(zip(answerable, keys_of)):
+        if verdict[number] != UNDECIDED:
+            is_right = verdict[number] == RIGHT
+            predicted_word = vocabulary[answer[number]] if answer[number] >= 0 else None
+        else:
+            predicted, predicted_word = _gensim_prediction(hits_of[number], keys, vocabulary, lookup,
+                                                           case_insensitive)
+            is_right = predicted == keys[3]
         score = sections[question.section]
-        if predicted == keys[3]:
+        if is_right:
             score.correct += 1
         else:
             score.incorrect += 1
@@ -299,7 +341,7 @@ def evaluate_word_pairs(
 ) -> WordPairEvaluation:
     """Pearson and Spearman correlation of cosine similarity with human scores (gensim's rules)."""
     rows = read_word_pairs(path)
-    lookup, _ = _restricted_lookup(store, restrict, case_insensitive)
+    lookup, _, _ = _restricted_lookup(store, restrict, case_insensitive)
     pairs, gold, skipped = [], [], 0
     for _, first, second, human in rows:
         a = first.upper() if case_insensitive else first

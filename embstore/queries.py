@@ -15,6 +15,9 @@ rows (3CosMul), never a Python loop over the vocabulary.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Collection, Sequence
 
@@ -102,6 +105,21 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return top[np.argsort(-scores[top], kind="stable")]
 
 
+@contextlib.contextmanager
+def _blas_blocks(query_block: int, row_block: int):
+    """Set FAISS's BLAS search block sizes for one call.
+
+    FAISS's defaults (4,096 queries x 1,024 rows) write a 16 MB score block that spills
+    out of cache; 256 x 4,096 (4 MB) measured 1.6x faster here for 300k x 50 rows.
+    """
+    saved = faiss.cvar.distance_compute_blas_query_bs, faiss.cvar.distance_compute_blas_database_bs
+    faiss.cvar.distance_compute_blas_query_bs, faiss.cvar.distance_compute_blas_database_bs = query_block, row_block
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_query_bs, faiss.cvar.distance_compute_blas_database_bs = saved
+
+
 def _drop_excluded(ids_rows, score_rows, exclude, k) -> list[list[tuple[int, float]]]:
     results = []
     for row_ids, row_scores, skip in zip(ids_rows, score_rows, exclude):
@@ -137,7 +155,8 @@ def exact_top_k(
             ids_rows.append(top.tolist())
             score_rows.append(scores[top].tolist())
     else:
-        scores, ids = faiss.knn(queries, searched, fetch, metric=faiss.METRIC_INNER_PRODUCT)
+        with _blas_blocks(query_block=256, row_block=4096):
+            scores, ids = faiss.knn(queries, searched, fetch, metric=faiss.METRIC_INNER_PRODUCT)
         ids_rows, score_rows = ids.tolist(), scores.tolist()
     return _drop_excluded(ids_rows, score_rows, exclude, k)
 
@@ -175,65 +194,89 @@ def search_top_k(
     return _drop_excluded(ids.tolist(), scores.tolist(), exclude, k)
 
 
-def _merge_top_k(best_scores, best_ids, scores, ids, k):
-    """Keep the ``k`` highest of two (q, *) score arrays, sorted high to low."""
-    all_scores = np.concatenate([best_scores, scores], axis=1)
-    all_ids = np.concatenate([best_ids, ids], axis=1)
-    if all_scores.shape[1] > k:
-        top = np.argpartition(-all_scores, k - 1, axis=1)[:, :k]
-        all_scores = np.take_along_axis(all_scores, top, axis=1)
-        all_ids = np.take_along_axis(all_ids, top, axis=1)
-    order = np.argsort(-all_scores, axis=1, kind="stable")
-    return np.take_along_axis(all_scores, order, axis=1), np.take_along_axis(all_ids, order, axis=1)
-
-
-def cosmul_scores(sims: np.ndarray, positives: int) -> np.ndarray:
-    """3CosMul from cosines: sims is (..., p + m) with the p positive terms first."""
-    shifted = (1 + sims) / 2
-    return np.prod(shifted[..., :positives], axis=-1) / (np.prod(shifted[..., positives:], axis=-1) + COSMUL_EPSILON)
+def _keep_best(best_scores, best_ids, query_rows, scores, ids, keep):
+    """Merge (query_rows[i], scores[i], ids[i]) candidates into each query's ``keep`` best."""
+    queries = best_scores.shape[0]
+    all_rows = np.concatenate([np.repeat(np.arange(queries), keep), query_rows])
+    all_scores = np.concatenate([best_scores.ravel(), scores])
+    all_ids = np.concatenate([best_ids.ravel(), ids])
+    order = np.lexsort((-all_scores, all_rows))
+    starts = np.searchsorted(all_rows[order], np.arange(queries))
+    take = order[starts[:, None] + np.arange(keep)[None, :]]
+    return all_scores[take], all_ids[take]
 
 
 def cosmul_top_k(
     rows: np.ndarray,
-    positive: np.ndarray,
-    negative: np.ndarray,
+    positive_ids: np.ndarray,
+    negative_ids: np.ndarray,
     k: int,
     exclude: Sequence[Collection[int]],
     id_limit: int | None = None,
-    group: int = 256,
 ) -> list[list[tuple[int, float]]]:
-    """3CosMul top ``k`` for a batch of queries, exactly, over unit ``rows``.
+    """3CosMul top ``k`` for a batch of queries given by the row IDs of their terms, exactly.
 
-    ``positive`` is (q, p, d) and ``negative`` (q, m, d): each query's unit term vectors.
-    Queries go in groups, rows in blocks of bounded memory, one matrix product per block.
+    ``positive_ids`` is (q, p) and ``negative_ids`` (q, m). Cosines are computed once per
+    block of rows for the distinct term words (one matrix product), then combined per
+    query; a running k-th best per query means only rows that beat it are merged.
+    Memory is bounded by the block sizes, not by the vocabulary. Large batches are
+    split across threads (numpy releases the GIL in this work).
     """
     if k < 1:
         raise QueryError("k must be at least 1")
-    queries, p, d = positive.shape
-    m = negative.shape[1]
     searched = rows if id_limit is None else rows[: int(id_limit)]
-    limit = searched.shape[0]
     extra = max((len(e) for e in exclude), default=0)
-    keep = min(k + extra, limit)
-    results: list[list[tuple[int, float]]] = []
-    for first in range(0, queries, group):
-        last = min(first + group, queries)
-        count = last - first
-        terms = np.concatenate([positive[first:last], negative[first:last]], axis=1)
-        terms = np.ascontiguousarray(terms.reshape(count * (p + m), d).T)
-        if count == 1:
-            scores = cosmul_scores(searched @ terms, p)
-            top = top_k_indices(scores, keep)
-            results.extend(_drop_excluded([top.tolist()], [scores[top].tolist()], exclude[first:last], k))
-            continue
-        block = max(keep, SCORE_BLOCK_BYTES // (4 * terms.shape[1] * 2))
-        best_scores = np.full((count, 0), -np.inf, dtype=np.float32)
-        best_ids = np.zeros((count, 0), dtype=np.int64)
-        for start in range(0, limit, block):
-            stop = min(start + block, limit)
-            sims = (searched[start:stop] @ terms).reshape(stop - start, count, p + m)
-            scores = np.ascontiguousarray(cosmul_scores(sims, p).T, dtype=np.float32)
-            ids = np.broadcast_to(np.arange(start, stop, dtype=np.int64), scores.shape)
-            best_scores, best_ids = _merge_top_k(best_scores, best_ids, scores, ids, keep)
-        results.extend(_drop_excluded(best_ids.tolist(), best_scores.tolist(), exclude[first:last], k))
-    return results
+    keep = min(k + extra, searched.shape[0])
+    queries = positive_ids.shape[0]
+    workers = min(os.cpu_count() or 1, 4) if queries >= 2_000 else 1
+    bounds = np.linspace(0, queries, workers + 1).astype(int)
+    parts = [(positive_ids[lo:hi], negative_ids[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    if workers == 1:
+        results = [_cosmul_best(searched, *parts[0], keep)]
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda part: _cosmul_best(searched, *part, keep), parts))
+    best_scores = np.concatenate([r[0] for r in results])
+    best_ids = np.concatenate([r[1] for r in results])
+    return _drop_excluded(best_ids.tolist(), best_scores.tolist(), exclude, k)
+
+
+def _cosmul_best(searched: np.ndarray, positive_ids: np.ndarray, negative_ids: np.ndarray, keep: int,
+                 row_block: int = 4096, query_group: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """The ``keep`` best (scores, ids) per query, sorted, over all of ``searched``."""
+    limit = searched.shape[0]
+    queries, p = positive_ids.shape
+    terms, term_of = np.unique(np.concatenate([positive_ids, negative_ids], axis=1), return_inverse=True)
+    term_of = term_of.reshape(queries, -1)
+    term_vectors = searched[terms] if terms.max(initial=-1) < limit else None
+    if term_vectors is None:
+        raise QueryError("a query word lies outside the searched rows")
+    best_scores = np.full((queries, keep), -np.inf, dtype=np.float32)
+    best_ids = np.full((queries, keep), -1, dtype=np.int64)
+    for start in range(0, limit, row_block):
+        stop = min(start + row_block, limit)
+        cosines = term_vectors @ searched[start:stop].T  # (terms, block): one row per term word
+        for first in range(0, queries, query_group):
+            group = slice(first, min(first + query_group, queries))
+            shifted = [(1 + cosines[term_of[group, t]]) / 2 for t in range(term_of.shape[1])]
+            numerator = shifted[0]
+            for factor in shifted[1:p]:
+                numerator *= factor
+            denominator = shifted[p] if len(shifted) > p else np.ones_like(numerator)
+            for factor in shifted[p + 1:]:
+                denominator *= factor
+            scores = numerator / (denominator + COSMUL_EPSILON)
+            if start == 0 and scores.shape[1] > keep:  # first block: take its best directly
+                top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+                top_scores = np.take_along_axis(scores, top, axis=1)
+                order = np.argsort(-top_scores, axis=1, kind="stable")
+                best_scores[group] = np.take_along_axis(top_scores, order, axis=1)
+                best_ids[group] = np.take_along_axis(top, order, axis=1)
+                continue
+            threshold = best_scores[group, keep - 1]
+            query_rows, columns = np.nonzero(scores > threshold[:, None])
+            if len(query_rows):
+                merged = _keep_best(best_scores[group], best_ids[group], query_rows,
+                                    scores[query_rows, columns], columns + start, keep)
+                best_scores[group], best_ids[group] = merged
+    return best_scores, best_ids

@@ -467,9 +467,16 @@ class Store:
                 mean_direction(self._rows[[b, c]], self._rows[[a]]) for a, b, c in ids.tolist()
             ])
             return exact_top_k(self._rows, queries, k, exclude, id_limit)
-        positive = self._rows[ids[:, [1, 2]]]
-        negative = self._rows[ids[:, [0]]]
-        return cosmul_top_k(self._rows, positive, negative, k, exclude, id_limit)
+        return cosmul_top_k(self._rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
+
+    def screen_analogies(self, questions: np.ndarray, id_limit: int | None = None):
+        """Decide 3CosAdd (a, b, c, d) ID rows without a full search where a bound allows.
+
+        See ``embstore.analogy_screen``; undecided questions must be searched in full.
+        """
+        from .analogy_screen import screen_analogies
+
+        return screen_analogies(self._rows if id_limit is None else self._rows[:id_limit], questions)
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of words."""
