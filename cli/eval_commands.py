@@ -10,6 +10,7 @@ from embstore.evaluate import DEFAULT_RESTRICT
 
 from .main import cli, db_option, open_store
 from .output import emit_json, json_option, table
+from .query_commands import chosen_index, with_index_options
 
 restrict_option = click.option(
     "--restrict", type=click.IntRange(min=1), default=DEFAULT_RESTRICT, show_default=True,
@@ -38,9 +39,10 @@ def _accuracy(value: float | None) -> str:
 @case_option
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=str),
               help="Write each wrong answer (TSV: file, line, section, a, b, c, expected, answer) to this file.")
+@with_index_options
 @db_option
 @json_option
-def analogies(files, method, restrict, case_sensitive, errors_file, db, as_json):
+def analogies(files, method, restrict, case_sensitive, errors_file, index, exact, db, as_json):
     """Analogy accuracy on Google-format FILES (': section' lines, then 'a b c d').
 
     Questions with a word outside the vocabulary are skipped and counted, as gensim does.
@@ -50,7 +52,7 @@ def analogies(files, method, restrict, case_sensitive, errors_file, db, as_json)
         for path in files:
             results.append(store.evaluate_analogies(
                 path, method=method, restrict=restrict, case_insensitive=not case_sensitive,
-                keep_mistakes=errors_file is not None,
+                keep_mistakes=errors_file is not None, index=chosen_index(index, exact),
             ))
     if errors_file:
         with open(errors_file, "w", encoding="utf-8", newline="") as handle:
@@ -65,7 +67,7 @@ def analogies(files, method, restrict, case_sensitive, errors_file, db, as_json)
     for n, result in enumerate(results):
         if n:
             click.echo("")
-        click.echo(f"{result.path}  ({'3CosAdd' if method == 'add' else '3CosMul'}, "
+        click.echo(f"{result.path}  ({'3CosAdd' if method == 'add' else '3CosMul'}, {result.index} index, "
                    f"restrict {result.restrict or 'none'}, {result.seconds:.1f}s)")
         rows = [(s.section, s.correct, s.incorrect, s.skipped, _accuracy(s.accuracy)) for s in result.sections]
         rows.append(("", "", "", "", ""))
@@ -80,10 +82,15 @@ def analogies(files, method, restrict, case_sensitive, errors_file, db, as_json)
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=str))
 @restrict_option
 @case_option
+@with_index_options
 @db_option
 @json_option
-def similarity_benchmark(files, restrict, case_sensitive, db, as_json):
-    """Pearson and Spearman correlation with human scores on word-pair FILES (WordSim353, SimLex-999)."""
+def similarity_benchmark(files, restrict, case_sensitive, index, exact, db, as_json):
+    """Pearson and Spearman correlation with human scores on word-pair FILES (WordSim353, SimLex-999).
+
+    Similarities come from the stored vectors; --index is accepted for symmetry with
+    the other commands and changes nothing here.
+    """
     with open_store(db) as store:
         results = [store.evaluate_word_pairs(path, restrict=restrict, case_insensitive=not case_sensitive)
                    for path in files]

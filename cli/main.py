@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import sys
@@ -58,5 +59,35 @@ def db_option(function: Callable) -> Callable:
     )(function)
 
 
-def open_store(db: str | None) -> Store:
+_shell_store: Store | None = None
+
+
+class _KeepOpen:
+    """The shell's store, handed to commands as a context manager that does not close it."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self) -> Store:
+        return self.store
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def shell_session(store: Store):
+    """While active, commands use ``store`` instead of opening one."""
+    global _shell_store
+    _shell_store = store
+    try:
+        yield
+    finally:
+        _shell_store = None
+
+
+def open_store(db: str | None):
+    """The store a command works on: the shell's open store, or the one at ``db``."""
+    if _shell_store is not None:
+        return _KeepOpen(_shell_store)
     return Store.open(db)

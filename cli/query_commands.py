@@ -66,6 +66,23 @@ def _run_batch(handle, fields: int, answer, batch_format: str) -> None:
 
 k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
                         help="How many answers.")
+index_options = [
+    click.option("--index", "index", default=None,
+                 help="Index kind to search (exact, hnsw, ivf, sq8, pq). Default: the store's default."),
+    click.option("--exact", is_flag=True, help="Search the exact rows, whatever the default index."),
+]
+
+
+def with_index_options(function):
+    for option in reversed(index_options):
+        function = option(function)
+    return function
+
+
+def chosen_index(index: str | None, exact: bool) -> str | None:
+    return "exact" if exact else index
+
+
 restrict_option = click.option(
     "--restrict", type=click.IntRange(min=1), default=None,
     help="Search only the N most frequent words (gensim's restrict_vocab).",
@@ -101,21 +118,23 @@ def _is_number(token: str) -> bool:
 @click.option("--vector", "from_vector", is_flag=True,
               help="Read a vector from standard input ('v1 ... vd' or 'word v1 ... vd') instead of WORDS.")
 @with_batch_options
+@with_index_options
 @db_option
 @json_option
-def nearest(words, k, restrict, from_vector, batch_file, batch_format, db, as_json):
+def nearest(words, k, restrict, from_vector, batch_file, batch_format, index, exact, db, as_json):
     """The K words closest to each WORD by cosine similarity."""
     if not words and not from_vector and batch_file is None:
         raise click.UsageError("give at least one WORD, --vector with a vector on standard input, or --batch FILE")
+    kind = chosen_index(index, exact)
     with open_store(db) as store:
         if batch_file is not None:
             _run_batch(batch_file, 1, lambda rows: store.nearest_many(
-                [r[0] for r in rows], k=k, restrict=restrict, on_unknown="report"), batch_format)
+                [r[0] for r in rows], k=k, restrict=restrict, on_unknown="report", index=kind), batch_format)
             return
         if from_vector:
-            results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict)]
+            results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict, index=kind)]
         else:
-            results = store.nearest_many(list(words), k=k, restrict=restrict)
+            results = store.nearest_many(list(words), k=k, restrict=restrict, index=kind)
     emit_results(results, as_json)
 
 
@@ -128,9 +147,10 @@ def nearest(words, k, restrict, from_vector, batch_file, batch_format, db, as_js
               help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (most_similar_cosmul).")
 @restrict_option
 @with_batch_options
+@with_index_options
 @db_option
 @json_option
-def analogy(a, b, c, k, method, restrict, batch_file, batch_format, db, as_json):
+def analogy(a, b, c, k, method, restrict, batch_file, batch_format, index, exact, db, as_json):
     """A is to B as C is to what? e.g. man king woman gives queen.
 
     3CosAdd by default, as gensim most_similar(positive=[B, C], negative=[A]);
@@ -138,12 +158,14 @@ def analogy(a, b, c, k, method, restrict, batch_file, batch_format, db, as_json)
     """
     if batch_file is None and c is None:
         raise click.UsageError("give three words A B C, or --batch FILE with 'a b c' on each line")
+    kind = chosen_index(index, exact)
     with open_store(db) as store:
         if batch_file is not None:
             _run_batch(batch_file, 3, lambda rows: store.analogy_many(
-                [tuple(r) for r in rows], k=k, method=method, restrict=restrict, on_unknown="report"), batch_format)
+                [tuple(r) for r in rows], k=k, method=method, restrict=restrict, on_unknown="report",
+                index=kind), batch_format)
             return
-        result = store.analogy(a, b, c, k=k, method=method, restrict=restrict)
+        result = store.analogy(a, b, c, k=k, method=method, restrict=restrict, index=kind)
     emit_results([result], as_json, score_name="cosine" if method == "add" else "3cosmul")
 
 

@@ -98,11 +98,13 @@ def info(db, as_json):
     click.echo("")
     rows = []
     for index in details.indexes:
-        recall = index["recall"] or {}
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in recall.items()) or "not measured"
-        rows.append((index["kind"], f"{index['rows']:,}", human_bytes(index["bytes_on_disk"]), shown,
-                     Path(index["file"]).name))
-    click.echo(table(["index", "rows", "on disk", "recall", "file"], rows, "lrrll"))
+        measured = index["recall"] or {}
+        recall = next((f"{v:.4f}" for k, v in measured.items() if k.startswith("recall@")), "not measured")
+        latency = f"{measured['search_mean_ms']:.3f} ms" if "search_mean_ms" in measured else "-"
+        rows.append((index["kind"] + (" *" if index["kind"] == details.default_index else ""), f"{index['rows']:,}",
+                     human_bytes(index["bytes_on_disk"]), recall, latency, Path(index["file"]).name))
+    click.echo(table(["index", "rows", "on disk", "recall@10", "search", "file"], rows, "lrrrrl"))
+    click.echo("* answers queries by default")
 
 
 @cli.command()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .queries import mean_direction
+from .queries import mean_directions
 
 LIST_LENGTH = 1024
 BLOCK_VECTORS = 64
@@ -66,12 +66,31 @@ def _top_lists(rows: np.ndarray, vectors: np.ndarray, length: int) -> tuple[np.n
     return ids, bound
 
 
-def screen_analogies(rows: np.ndarray, questions: np.ndarray, length: int = LIST_LENGTH) -> Screening:
+def screen_analogies(rows: np.ndarray, questions: np.ndarray, lengths: tuple[int, ...] = (LIST_LENGTH, 8 * LIST_LENGTH)
+                     ) -> Screening:
     """Screen (a, b, c, d) ID rows against unit ``rows`` (already cut to the searched prefix).
+
+    Runs one round per list length; each later round, with longer lists, looks only at
+    the questions the earlier ones left undecided.
 
     Assumes no two words share a lookup key (no case variants among the searched words
     for the question's words) and d differs from a, b and c; the caller checks both.
     """
+    verdict = np.full(len(questions), UNDECIDED, dtype=np.int8)
+    answer = np.full(len(questions), -1, dtype=np.int64)
+    pending = np.arange(len(questions))
+    for length in lengths:
+        if len(pending) == 0:
+            break
+        screening = _screen_round(rows, questions[pending], length)
+        verdict[pending] = screening.verdict
+        answer[pending] = screening.answer
+        pending = pending[screening.verdict == UNDECIDED]
+    return Screening(verdict, answer)
+
+
+def _screen_round(rows: np.ndarray, questions: np.ndarray, length: int) -> Screening:
+    """One screening round with top-``length`` lists."""
     count = len(questions)
     verdict = np.full(count, UNDECIDED, dtype=np.int8)
     answer = np.full(count, -1, dtype=np.int64)
@@ -88,7 +107,7 @@ def screen_analogies(rows: np.ndarray, questions: np.ndarray, length: int = LIST
     limit = (bounds[: len(pairs)][pair_of] + bounds[len(pairs):][word_of]) / np.linalg.norm(
         rows[b].astype(np.float64) + rows[c] - rows[a], axis=1)
 
-    queries = np.stack([mean_direction(rows[[bi, ci]], rows[[ai]]) for ai, bi, ci in zip(a, b, c)])
+    queries = mean_directions(rows, questions[:, [1, 2]], questions[:, [0]])
     target = np.einsum("ij,ij->i", rows[d], queries).astype(np.float64)
     best = np.full(count, -np.inf)
     best_id = np.full(count, -1, dtype=np.int64)

@@ -77,6 +77,7 @@ class AnalogyEvaluation:
     syntactic: SectionScore
     seconds: float
     mistakes: list[AnalogyMistake] = field(default_factory=list)
+    index: str = "exact"
 
     @property
     def oov_ratio(self) -> float:
@@ -85,7 +86,7 @@ class AnalogyEvaluation:
 
     def as_dict(self) -> dict:
         return {
-            "path": self.path, "method": self.method, "restrict": self.restrict,
+            "path": self.path, "method": self.method, "index": self.index, "restrict": self.restrict,
             "case_insensitive": self.case_insensitive, "seconds": self.seconds,
             "sections": [s.as_dict() for s in self.sections], "total": self.total.as_dict(),
             "semantic": self.semantic.as_dict(), "syntactic": self.syntactic.as_dict(),
@@ -211,13 +212,15 @@ def _restricted_lookup(store: "Store", restrict: int | None,
     """
     vocabulary = store.vocabulary()
     size = len(vocabulary) if restrict is None else min(restrict, len(vocabulary))
-    lookup: dict[str, int] = {}
+    keys = [w.upper() for w in vocabulary[:size]] if case_insensitive else vocabulary[:size]
+    lookup = dict(zip(reversed(keys), range(size - 1, -1, -1)))  # the most frequent spelling wins
     shared: set[str] = set()
-    for word_id in range(size - 1, -1, -1):
-        key = vocabulary[word_id].upper() if case_insensitive else vocabulary[word_id]
-        if key in lookup:
-            shared.add(key)
-        lookup[key] = word_id
+    if len(lookup) < size:
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                shared.add(key)
+            seen.add(key)
     return lookup, size, shared
 
 
@@ -268,8 +271,13 @@ def evaluate_analogies(
     restrict: int | None = DEFAULT_RESTRICT,
     case_insensitive: bool = True,
     keep_mistakes: bool = False,
+    index: str | None = None,
 ) -> AnalogyEvaluation:
-    """Analogy accuracy on a questions-words file, with gensim's counting rules."""
+    """Analogy accuracy on a questions-words file, with gensim's counting rules.
+
+    ``index`` names the index kind that answers (None: the store's default).
+    """
+    kind = store.index_kind(index)
     started = time.perf_counter()
     questions = read_analogy_questions(path)
     lookup, size, shared = _restricted_lookup(store, restrict, case_insensitive)
@@ -288,9 +296,10 @@ def evaluate_analogies(
         id_rows.append((lookup[keys[0]], lookup[keys[1]], lookup[keys[2]]))
     vocabulary = store.vocabulary()
     ids = np.array([row + (lookup[keys[3]],) for row, keys in zip(id_rows, keys_of)], dtype=np.int64).reshape(-1, 4)
-    verdict, answer = _screen(store, method, ids, keys_of, shared, size, keep_mistakes)
+    screened_method = method if kind == "exact" else "none"  # the bound holds for exact scores only
+    verdict, answer = _screen(store, screened_method, ids, keys_of, shared, size, keep_mistakes)
     searched = np.flatnonzero(verdict == UNDECIDED)
-    hits = store.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size) if len(searched) else []
+    hits = store.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size, index=kind) if len(searched) else []
     hits_of = dict(zip(searched.tolist(), hits))
     mistakes: list[AnalogyMistake] = []
     for number, (question, keys) in enumerate(zip(answerable, keys_of)):
@@ -317,7 +326,7 @@ def evaluate_analogies(
     return AnalogyEvaluation(
         path=str(path), method=method, restrict=restrict, case_insensitive=case_insensitive,
         sections=ordered, total=total, semantic=semantic, syntactic=syntactic,
-        seconds=time.perf_counter() - started, mistakes=mistakes,
+        seconds=time.perf_counter() - started, mistakes=mistakes, index=kind,
     )
 
 

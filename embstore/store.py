@@ -8,6 +8,7 @@ either as it was or completely new. Opening checks that catalog and index agree.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -24,7 +25,9 @@ from .errors import CatalogMismatchError, FormatError, QueryError, StoreError, S
 from .formats import EmbeddingReader, write_embeddings
 from .index import FlatIndexWriter, flat_rows, fsync_directory, open_index_file
 from .paths import resolve_store_path
-from .queries import Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, unit
+from . import index_kinds
+from .index import write_index_file
+from .queries import Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, mean_directions, search_top_k, unit
 from .suggest import suggest_words
 
 EXACT = "exact"
@@ -79,6 +82,7 @@ class StoreInfo:
     created_at: str | None
     catalog_bytes: int
     indexes: list[dict]
+    default_index: str = EXACT
 
 
 def _now() -> str:
@@ -101,6 +105,7 @@ class Store:
         self._rows = flat_rows(index)
         self._size = index.ntotal
         self._vocabulary: list[str] | None = None
+        self._approximate: dict[str, tuple[faiss.Index, IndexFileRecord]] = {}
 
     # -- opening and closing ------------------------------------------------------
 
@@ -291,7 +296,7 @@ class Store:
         written = writer.finish()
         catalog.record_index_file(IndexFileRecord(
             kind=EXACT, file=written.path.name, rows=written.rows, bytes=written.bytes, checksum=written.checksum,
-            params={"faiss": "IndexFlatIP"}, generation=1, created_at=_now(), recall={"recall@10": 1.0},
+            params={"faiss": "IndexFlatIP"}, generation=1, created_at=_now(), recall={"recall@10": 1.0, "note": "exact search"},
         ))
         catalog.set_meta(
             format_version=FORMAT_VERSION, dimension=reader.dimension, metric=METRIC, normalisation=NORMALISATION,
@@ -382,21 +387,22 @@ class Store:
 
     # -- queries --------------------------------------------------------------------
 
-    def nearest(self, word: str, k: int = 10, restrict: int | None = None) -> QueryResult:
+    def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None) -> QueryResult:
         """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
-        return self.nearest_many([word], k=k, restrict=restrict)[0]
+        return self.nearest_many([word], k=k, restrict=restrict, index=index)[0]
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
-                     on_unknown: str = "raise") -> list[QueryResult]:
+                     on_unknown: str = "raise", index: str | None = None) -> list[QueryResult]:
         """``nearest`` for many words in one batched search.
 
         With ``on_unknown="report"`` an unknown word gives a result with ``error`` set
-        instead of raising UnknownWordError.
+        instead of raising UnknownWordError. ``index`` names an index kind (see
+        ``build_index``); None means the store's default, "exact" the exact rows.
         """
         resolved = self.resolve_many(list(words), on_unknown)
         known = [r for r in resolved if isinstance(r, Resolved)]
-        hits = iter(exact_top_k(self._rows, self._rows[[r.id for r in known]], k, [{r.id} for r in known],
-                                self._id_limit(restrict)) if known else [])
+        hits = iter(self._search(self._rows[[r.id for r in known]], k, [{r.id} for r in known],
+                                 self._id_limit(restrict), index) if known else [])
         return [
             self._result(r.asked, next(hits), [r]) if isinstance(r, Resolved)
             else QueryResult(r.word, [], error=str(r))
@@ -404,33 +410,34 @@ class Store:
         ]
 
     def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
-                          restrict: int | None = None) -> QueryResult:
+                          restrict: int | None = None, index: str | None = None) -> QueryResult:
         """The ``k`` words whose vectors have the highest cosine with ``vector``."""
         vector = np.asarray(vector, dtype=np.float32).ravel()
         if vector.shape[0] != self.dimension:
             raise QueryError(f"the vector has {vector.shape[0]} values; this store's dimension is {self.dimension}")
-        hits = exact_top_k(self._rows, unit(vector)[None, :], k, [set()], self._id_limit(restrict))
+        hits = self._search(unit(vector)[None, :], k, [set()], self._id_limit(restrict), index)
         return self._result("<vector>", hits[0], [])
 
     def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
-                     restrict: int | None = None) -> QueryResult:
+                     restrict: int | None = None, index: str | None = None) -> QueryResult:
         """gensim's ``most_similar(positive, negative)``: cosine with the normalised mean direction."""
         pos = self.resolve_many(list(positive))
         neg = self.resolve_many(list(negative))
         direction = mean_direction(self._rows[[r.id for r in pos]], self._rows[[r.id for r in neg]])
         exclude = {r.id for r in pos + neg}
-        hits = exact_top_k(self._rows, direction[None, :], k, [exclude], self._id_limit(restrict))
+        hits = self._search(direction[None, :], k, [exclude], self._id_limit(restrict), index)
         label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
         return self._result(label, hits[0], pos + neg)
 
     def analogy(self, a: str, b: str, c: str, k: int = 10, method: str = "add",
-                restrict: int | None = None) -> QueryResult:
+                restrict: int | None = None, index: str | None = None) -> QueryResult:
         """A is to B as C is to ?: 3CosAdd (``add``, gensim ``most_similar(positive=[b, c],
         negative=[a])``) or 3CosMul (``mul``, ``most_similar_cosmul``). Query words are excluded."""
-        return self.analogy_many([(a, b, c)], k=k, method=method, restrict=restrict)[0]
+        return self.analogy_many([(a, b, c)], k=k, method=method, restrict=restrict, index=index)[0]
 
     def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
-                     restrict: int | None = None, on_unknown: str = "raise") -> list[QueryResult]:
+                     restrict: int | None = None, on_unknown: str = "raise",
+                     index: str | None = None) -> list[QueryResult]:
         """``analogy`` for many (a, b, c) questions, batched through one search.
 
         With ``on_unknown="report"`` a question with an unknown word gives a result with
@@ -442,7 +449,7 @@ class Store:
         triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
         known = [t for t in triples if all(isinstance(r, Resolved) for r in t)]
         ids = np.array([[r.id for r in t] for t in known], dtype=np.int64).reshape(-1, 3)
-        hits = iter(self.analogy_hits(ids, k, method, self._id_limit(restrict)) if known else [])
+        hits = iter(self.analogy_hits(ids, k, method, self._id_limit(restrict), index) if known else [])
         results = []
         for question, triple in zip(questions, triples):
             label = f"{question[0]} : {question[1]} :: {question[2]} : ?"
@@ -453,20 +460,19 @@ class Store:
                 results.append(self._result(label, next(hits), triple))
         return results
 
-    def analogy_hits(self, ids: np.ndarray, k: int, method: str = "add",
-                     id_limit: int | None = None) -> list[list[tuple[int, float]]]:
+    def analogy_hits(self, ids: np.ndarray, k: int, method: str = "add", id_limit: int | None = None,
+                     index: str | None = None) -> list[list[tuple[int, float]]]:
         """The batch engine under ``analogy_many``: (a, b, c) ID rows in, (id, score) lists out.
 
         Searches only IDs below ``id_limit`` when given; a, b and c are never answers.
+        3CosMul is not an inner product, so it always scores the exact rows.
         """
         if method not in ANALOGY_METHODS:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
         exclude = [set(row) for row in ids.tolist()]
         if method == "add":
-            queries = np.stack([
-                mean_direction(self._rows[[b, c]], self._rows[[a]]) for a, b, c in ids.tolist()
-            ])
-            return exact_top_k(self._rows, queries, k, exclude, id_limit)
+            queries = mean_directions(self._rows, ids[:, [1, 2]], ids[:, [0]])
+            return self._search(queries, k, exclude, id_limit, index)
         return cosmul_top_k(self._rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
 
     def screen_analogies(self, questions: np.ndarray, id_limit: int | None = None):
@@ -477,6 +483,95 @@ class Store:
         from .analogy_screen import screen_analogies
 
         return screen_analogies(self._rows if id_limit is None else self._rows[:id_limit], questions)
+
+    # -- index kinds ----------------------------------------------------------------
+
+    def index_kind(self, index: str | None) -> str:
+        """The index a query uses: ``index`` if given, else the store's default, else exact."""
+        kind = index or self.meta.get("default_index") or EXACT
+        if kind != EXACT and kind not in index_kinds.KINDS:
+            raise QueryError(f"unknown index kind {kind!r}; expected exact or one of {', '.join(index_kinds.KINDS)}")
+        if kind != EXACT and self.catalog.index_file(kind) is None:
+            raise QueryError(f"this store has no {kind} index; build it with: embstore index build --kind {kind}")
+        return kind
+
+    def _approximate_index(self, kind: str) -> tuple[faiss.Index, IndexFileRecord]:
+        if kind not in self._approximate:
+            record = self.catalog.index_file(kind)
+            index = open_index_file(self.path.parent / record.file, rows=record.rows, size=record.bytes,
+                                    checksum=record.checksum, dimension=self.dimension,
+                                    memory_map=kind == "ivf")
+            self._approximate[kind] = (index, record)
+        return self._approximate[kind]
+
+    def _search(self, queries: np.ndarray, k: int, exclude, id_limit: int | None,
+                index: str | None) -> list[list[tuple[int, float]]]:
+        kind = self.index_kind(index)
+        if kind == EXACT:
+            return exact_top_k(self._rows, queries, k, exclude, id_limit)
+        faiss_index, record = self._approximate_index(kind)
+        parameters = index_kinds.search_parameters(kind, record.params, id_limit)
+        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit)
+
+    def build_index(self, kind: str, *, make_default: bool = False,
+                    progress: Callable[[int, int], None] | None = None, **params: int | None) -> IndexFileRecord:
+        """Build an approximate or compressed index beside the exact rows and record it.
+
+        The file is written to a temporary name, fsynced and renamed, then recorded in
+        one catalog transaction; a previous index of the same kind is removed after.
+        """
+        resolved = index_kinds.resolve_parameters(kind, params, self._size, self.dimension)
+        built, seconds = index_kinds.build(kind, self._rows, resolved, progress)
+        name = _index_file_name(self.path, kind)
+        written = write_index_file(built, self.path.with_name(f".{name}.tmp"), self.path.with_name(name))
+        previous = self.catalog.index_file(kind)
+        record = IndexFileRecord(
+            kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes, checksum=written.checksum,
+            params={**resolved, "build_seconds": round(seconds, 3)},
+            generation=(previous.generation + 1) if previous else 1, created_at=_now(), recall=None,
+        )
+        try:
+            with self.catalog.write_transaction():
+                self.catalog.record_index_file(record)
+                if make_default:
+                    self.catalog.set_meta(default_index=kind)
+        except BaseException:
+            written.path.unlink(missing_ok=True)
+            raise
+        if previous and previous.file != record.file:
+            (self.path.parent / previous.file).unlink(missing_ok=True)
+        self._approximate.pop(kind, None)
+        self.meta = self.catalog.meta()
+        return record
+
+    def drop_index(self, kind: str) -> None:
+        """Remove an approximate index (the exact rows cannot be dropped)."""
+        if kind == EXACT:
+            raise QueryError("the exact index holds the store's rows and cannot be dropped")
+        record = self.catalog.index_file(kind)
+        if record is None:
+            raise QueryError(f"this store has no {kind} index")
+        with self.catalog.write_transaction():
+            self.catalog.conn.execute("DELETE FROM index_files WHERE kind = ?", (kind,))
+            if self.meta.get("default_index") == kind:
+                self.catalog.conn.execute("DELETE FROM meta WHERE key = 'default_index'")
+        (self.path.parent / record.file).unlink(missing_ok=True)
+        self._approximate.pop(kind, None)
+        self.meta = self.catalog.meta()
+
+    def set_default_index(self, kind: str) -> None:
+        """Make ``kind`` the index queries use when none is named ('exact' to reset)."""
+        if kind != EXACT:
+            self.index_kind(kind)
+        with self.catalog.write_transaction():
+            self.catalog.set_meta(default_index=kind)
+        self.meta = self.catalog.meta()
+
+    def record_index_measurements(self, kind: str, figures: dict) -> None:
+        """Store measured recall and latency for ``kind`` in the catalog (shown by ``info``)."""
+        with self.catalog.write_transaction():
+            self.catalog.conn.execute("UPDATE index_files SET recall = ? WHERE kind = ?",
+                                      (json.dumps(figures), kind))
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of words."""
@@ -531,6 +626,7 @@ class Store:
             format_version=int(self.meta["format_version"]), source=self.meta.get("source"),
             source_format=self.meta.get("source_format"), created_at=self.meta.get("created_at"),
             catalog_bytes=self.path.stat().st_size, indexes=indexes,
+            default_index=self.meta.get("default_index") or EXACT,
         )
 
     def iter_vectors(self, words: Sequence[str] | None = None, batch: int = 50_000

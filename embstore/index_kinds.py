@@ -1,0 +1,133 @@
+"""The approximate and compressed FAISS index kinds, their parameters and defaults.
+
+Every kind indexes the same unit rows as the exact index, by inner product (= cosine),
+and FAISS ID i is still the word with ID i. Knows nothing of SQLite.
+
+| kind | FAISS index | what it trades |
+| --- | --- | --- |
+| hnsw | IndexHNSWFlat | graph search: fastest queries, larger file (rows + graph) |
+| ivf  | IndexIVFFlat | clusters: a query scans ``nprobe`` of ``nlist`` lists |
+| sq8  | IndexScalarQuantizer (8 bit) | 1 byte per value: 25% of the exact bytes, scores approximate |
+| pq   | IndexPQ | ``m`` bytes per row (product quantizer): smallest, least accurate |
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import faiss
+import numpy as np
+
+from .errors import QueryError
+
+KINDS = ("hnsw", "ivf", "sq8", "pq")
+TRAINING_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: Callable[[int, int], int]  # (rows, dimension) -> value
+    help: str
+    search_time: bool = False  # can be changed per query without rebuilding
+
+
+PARAMETERS: dict[str, list[Parameter]] = {
+    "hnsw": [
+        Parameter("m", lambda n, d: 32, "graph neighbours per node (HNSW M)"),
+        Parameter("ef_construction", lambda n, d: 80, "candidate list size while building"),
+        Parameter("ef_search", lambda n, d: 128, "candidate list size while searching", search_time=True),
+    ],
+    "ivf": [
+        Parameter("nlist", lambda n, d: max(1, min(4096, int(4 * np.sqrt(n)))), "number of clusters"),
+        Parameter("nprobe", lambda n, d: 32, "clusters scanned per query", search_time=True),
+    ],
+    "sq8": [],
+    "pq": [
+        Parameter("m", lambda n, d: _default_pq_m(d), "sub-quantizers (bytes per row); must divide the dimension"),
+    ],
+}
+
+
+def _default_pq_m(dimension: int) -> int:
+    """The largest divisor of ``dimension`` that keeps codes at or under 10% of float32 (0.4 bytes/value)."""
+    best = 1
+    for m in range(1, dimension + 1):
+        if dimension % m == 0 and m <= 0.4 * dimension:
+            best = m
+    return best
+
+
+def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimension: int) -> dict[str, int]:
+    """Fill in defaults for ``kind``; raise QueryError for unknown or invalid values."""
+    if kind not in KINDS:
+        raise QueryError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
+    known = {p.name for p in PARAMETERS[kind]}
+    unknown = {k for k, v in given.items() if v is not None} - known
+    if unknown:
+        raise QueryError(f"{kind} takes {', '.join(sorted(known)) or 'no parameters'}, not {', '.join(sorted(unknown))}")
+    params = {p.name: int(given.get(p.name) or p.default(rows, dimension)) for p in PARAMETERS[kind]}
+    if any(v < 1 for v in params.values()):
+        raise QueryError("index parameters must be positive")
+    if kind == "pq" and dimension % params["m"]:
+        raise QueryError(f"pq m={params['m']} does not divide the dimension {dimension}")
+    if kind == "ivf" and params["nlist"] > rows:
+        raise QueryError(f"ivf nlist={params['nlist']} is more than the {rows:,} rows")
+    return params
+
+
+def _training_sample(rows: np.ndarray) -> np.ndarray:
+    if rows.shape[0] <= TRAINING_ROWS:
+        return np.ascontiguousarray(rows)
+    picks = np.sort(np.random.default_rng(1234).choice(rows.shape[0], TRAINING_ROWS, replace=False))
+    return np.ascontiguousarray(rows[picks])
+
+
+def build(kind: str, rows: np.ndarray, params: dict[str, int],
+          progress: Callable[[int, int], None] | None = None, chunk: int = 20_000) -> tuple[faiss.Index, float]:
+    """Build a ``kind`` index over unit ``rows``; returns (index, seconds)."""
+    started = time.perf_counter()
+    count, dimension = rows.shape
+    ip = faiss.METRIC_INNER_PRODUCT
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, params["m"], ip)
+        index.hnsw.efConstruction = params["ef_construction"]
+    elif kind == "ivf":
+        quantizer = faiss.IndexFlatIP(dimension)
+        index = faiss.IndexIVFFlat(quantizer, dimension, params["nlist"], ip)
+        index.own_fields = True
+        quantizer.this.disown()
+    elif kind == "sq8":
+        index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, ip)
+    elif kind == "pq":
+        index = faiss.IndexPQ(dimension, params["m"], 8, ip)
+    else:
+        raise QueryError(f"unknown index kind {kind!r}")
+    if not index.is_trained:
+        index.train(_training_sample(rows))
+    for start in range(0, count, chunk):
+        index.add(np.ascontiguousarray(rows[start: start + chunk]))
+        if progress:
+            progress(min(start + chunk, count), count)
+    return index, time.perf_counter() - started
+
+
+def search_parameters(kind: str, params: dict[str, int], id_limit: int | None) -> faiss.SearchParameters | None:
+    """FAISS search parameters for ``kind``: its search-time settings and an ID range."""
+    if kind == "hnsw":
+        search = faiss.SearchParametersHNSW()
+        search.efSearch = params["ef_search"]
+    elif kind == "ivf":
+        search = faiss.SearchParametersIVF()
+        search.nprobe = params["nprobe"]
+    elif id_limit is not None:
+        search = faiss.SearchParameters()
+    else:
+        return None
+    if id_limit is not None:
+        selector = faiss.IDSelectorRange(0, int(id_limit))
+        search.sel = selector
+        search._selector = selector  # keep the selector alive as long as the parameters
+    return search

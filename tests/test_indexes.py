@@ -1,0 +1,135 @@
+"""Approximate and compressed indexes: built from the rows, recorded, measured, chosen, dropped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from embstore import CatalogMismatchError, QueryError, Store
+
+
+@pytest.fixture()
+def store_copy(tmp_path, small_store_path):
+    for file in small_store_path.parent.iterdir():
+        if file.name.startswith(small_store_path.name):
+            shutil.copy(file, tmp_path / file.name)
+    return tmp_path / small_store_path.name
+
+
+def brute_force_top10(small_matrix, words_to_ask):
+    words, matrix = small_matrix
+    rows = matrix / np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)
+    index = {w: i for i, w in enumerate(words)}
+    answers = {}
+    for word in words_to_ask:
+        scores = rows @ rows[index[word]]
+        scores[index[word]] = -np.inf
+        answers[word] = {words[i] for i in np.argsort(-scores)[:10]}
+    return answers
+
+
+QUESTIONS = ["king", "water", "paris", "computer", "good", "music", "science", "river", "money", "president",
+             "france", "red", "dog", "summer", "war", "film", "university", "oil", "church", "game"]
+
+# Recall floors on 20k real GloVe rows; measured values are well above them.
+KINDS = {"hnsw": ({"m": 16, "ef_construction": 64, "ef_search": 64}, 0.95),
+         "ivf": ({"nlist": 64, "nprobe": 16}, 0.9),
+         "sq8": ({}, 0.85),
+         "pq": ({}, 0.3)}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_finds_the_true_neighbours(store_copy, small_matrix, kind):
+    params, floor = KINDS[kind]
+    truth = brute_force_top10(small_matrix, QUESTIONS)
+    with Store.open(store_copy) as store:
+        record = store.build_index(kind, **params)
+        assert (store_copy.parent / record.file).stat().st_size == record.bytes
+        assert record.checksum.startswith("sha256:") and record.rows == len(store)
+        got = {w: {n.word for n in store.nearest(w, k=10, index=kind).neighbours} for w in QUESTIONS}
+        exact = {w: {n.word for n in store.nearest(w, k=10, index="exact").neighbours} for w in QUESTIONS}
+    assert exact == truth
+    recall = np.mean([len(got[w] & truth[w]) / 10 for w in QUESTIONS])
+    assert recall >= floor, recall
+    assert all(w not in got[w] for w in QUESTIONS)  # the query word is excluded, as in exact search
+
+
+def test_compressed_sizes_against_exact(store_copy):
+    with Store.open(store_copy) as store:
+        exact = store.catalog.index_file("exact").bytes
+        assert store.build_index("sq8").bytes <= 0.30 * exact
+        pq = store.build_index("pq")
+        assert pq.bytes <= 0.10 * exact and pq.params["m"] == 10  # largest divisor of 50 within 10% of float32
+
+
+def test_restrict_applies_to_approximate_search(store_copy):
+    with Store.open(store_copy) as store:
+        store.build_index("hnsw", m=16, ef_construction=64, ef_search=64)
+        result = store.nearest("king", k=10, restrict=3000, index="hnsw")
+        ids = store.catalog.ids_for_words([n.word for n in result.neighbours])
+        assert len(ids) == 10 and max(ids.values()) < 3000
+
+
+def test_default_index_exact_override_and_drop(store_copy, run):
+    with Store.open(store_copy) as store:
+        store.build_index("pq", make_default=True)
+        assert store.index_kind(None) == "pq"
+    listed = json.loads(run("index", "list", "--db", store_copy, "--json").output)
+    assert listed["default"] == "pq" and {i["kind"] for i in listed["indexes"]} == {"exact", "pq"}
+    default = json.loads(run("nearest", "king", "--db", store_copy, "--json").output)
+    exact = json.loads(run("nearest", "king", "--exact", "--db", store_copy, "--json").output)
+    with Store.open(store_copy) as store:
+        assert [n["word"] for n in exact["neighbours"]] == [n.word for n in store.nearest("king", index="exact").neighbours]
+        assert [n["word"] for n in default["neighbours"]] == [n.word for n in store.nearest("king", index="pq").neighbours]
+        pq_file = store_copy.parent / store.catalog.index_file("pq").file
+    assert run("index", "drop", "pq", "--db", store_copy).exit_code == 0
+    assert not pq_file.exists()
+    with Store.open(store_copy) as store:
+        assert store.index_kind(None) == "exact"
+        with pytest.raises(QueryError, match="no pq index"):
+            store.nearest("king", index="pq")
+
+
+def test_rebuild_replaces_the_old_file(store_copy):
+    with Store.open(store_copy) as store:
+        first = store.build_index("ivf", nlist=32)
+        second = store.build_index("ivf", nlist=16)
+        assert not (store_copy.parent / first.file).exists()
+        assert second.generation == first.generation + 1 and second.params["nlist"] == 16
+    assert len([p for p in store_copy.parent.iterdir() if p.suffix == ".faiss"]) == 2
+
+
+def test_corrupt_approximate_index_is_refused(store_copy):
+    with Store.open(store_copy) as store:
+        record = store.build_index("sq8")
+    path = store_copy.parent / record.file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    with Store.open(store_copy) as store:
+        store.nearest("king")  # the exact rows are intact
+        with pytest.raises(CatalogMismatchError, match="checksum"):
+            store.nearest("king", index="sq8")
+
+
+def test_cli_build_bench_and_info(run, store_copy, tmp_path):
+    built = run("index", "build", "--kind", "hnsw", "--m", "16", "--ef-construction", "64", "--db", store_copy, "--json")
+    assert built.exit_code == 0, built.output
+    measured = json.loads(built.output)["measured"]
+    assert measured["recall@10"] >= 0.95 and measured["queries"] == 1000
+    questions = tmp_path / "q.txt"
+    questions.write_text(": family\nboy girl brother sister\nfather mother son daughter\nking queen man woman\n",
+                         encoding="utf-8")
+    bench = json.loads(run("index", "bench", "--queries", "200", "--analogies", questions,
+                           "--db", store_copy, "--json").output)
+    assert set(bench) == {"hnsw"} and "analogy_points_lost" in bench["hnsw"]
+    info = json.loads(run("info", "--db", store_copy, "--json").output)
+    hnsw = next(i for i in info["indexes"] if i["kind"] == "hnsw")
+    assert hnsw["recall"]["recall@10"] == bench["hnsw"]["recall@10"] and hnsw["bytes_on_disk"] > 0
+    table = run("info", "--db", store_copy).output
+    assert "hnsw" in table and f"{bench['hnsw']['recall@10']:.4f}" in table
+    evaluated = json.loads(run("eval", "analogies", questions, "--index", "hnsw", "--db", store_copy, "--json").output)
+    assert evaluated["index"] == "hnsw" and evaluated["total"]["correct"] >= 2
