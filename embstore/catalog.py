@@ -57,6 +57,13 @@ def _index_words(db: sqlite_utils.Database) -> None:
     db["words"].create_index(["rank"], index_name="words_by_rank")
 
 
+@migrations(name="0003_index_staleness")
+def _index_staleness(db: sqlite_utils.Database) -> None:
+    # An approximate index that a change to the rows has made out of date is kept,
+    # marked stale, and rebuilt when next used.
+    db["index_files"].add_column("stale", int, not_null_default=0)
+
+
 def fold(word: str) -> str:
     """The case-folded form used for case-insensitive lookup."""
     return word.casefold()
@@ -75,6 +82,7 @@ class IndexFileRecord:
     generation: int
     created_at: str
     recall: dict | None
+    stale: bool = False
 
 
 def _check_is_sqlite(path: Path) -> None:
@@ -174,9 +182,24 @@ class Catalog:
             raise NotAStoreError(f"{self.path} has no embstore format version")
         return int(row[0])
 
+    def hold_snapshot(self) -> None:
+        """Start a read transaction that pins what this connection sees until ``release_snapshot``.
+
+        An open store holds one, so every catalog read agrees with the index it loaded,
+        whatever other processes commit meanwhile (SQLite WAL keeps the old pages for it).
+        """
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+            self.conn.execute("SELECT count(*) FROM meta").fetchone()
+
+    def release_snapshot(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[None]:
         """Hold SQLite's write lock for the block; commit at its end or roll back on error."""
+        self.release_snapshot()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -300,12 +323,12 @@ class Catalog:
 
     def index_files(self) -> list[IndexFileRecord]:
         rows = self.conn.execute(
-            "SELECT kind, file, rows, bytes, checksum, params, generation, created_at, recall "
+            "SELECT kind, file, rows, bytes, checksum, params, generation, created_at, recall, stale "
             "FROM index_files ORDER BY kind"
         ).fetchall()
         return [
             IndexFileRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}"), r[6], r[7],
-                            json.loads(r[8]) if r[8] else None)
+                            json.loads(r[8]) if r[8] else None, bool(r[9]))
             for r in rows
         ]
 
@@ -317,10 +340,38 @@ class Catalog:
 
     def record_index_file(self, record: IndexFileRecord) -> None:
         self.conn.execute(
-            "INSERT INTO index_files(kind, file, rows, bytes, checksum, params, generation, created_at, recall) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(kind) DO UPDATE SET file = excluded.file, "
+            "INSERT INTO index_files(kind, file, rows, bytes, checksum, params, generation, created_at, recall, stale) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(kind) DO UPDATE SET file = excluded.file, "
             "rows = excluded.rows, bytes = excluded.bytes, checksum = excluded.checksum, params = excluded.params, "
-            "generation = excluded.generation, created_at = excluded.created_at, recall = excluded.recall",
+            "generation = excluded.generation, created_at = excluded.created_at, recall = excluded.recall, "
+            "stale = excluded.stale",
             (record.kind, record.file, record.rows, record.bytes, record.checksum, json.dumps(record.params),
-             record.generation, record.created_at, json.dumps(record.recall) if record.recall else None),
+             record.generation, record.created_at, json.dumps(record.recall) if record.recall else None,
+             int(record.stale)),
         )
+
+    def mark_stale(self, kinds: Iterable[str]) -> None:
+        self.conn.executemany("UPDATE index_files SET stale = 1 WHERE kind = ?", [(k,) for k in kinds])
+
+    def delete_words_by_id(self, ids: Iterable[int]) -> None:
+        self.conn.executemany("DELETE FROM words WHERE id = ?", [(int(i),) for i in ids])
+
+    def renumber_words(self) -> None:
+        """Make IDs dense again (0..n-1, in the old order) after deletions; ranks follow IDs."""
+        self.conn.execute(
+            "UPDATE words SET id = -1 - (SELECT count(*) FROM words AS earlier WHERE earlier.id < words.id)"
+        )
+        self.conn.execute("UPDATE words SET id = -1 - id, rank = -1 - id")
+
+    def update_norms(self, ids: Sequence[int], norms: Sequence[float]) -> None:
+        self.conn.executemany("UPDATE words SET norm = ? WHERE id = ?",
+                              [(float(n), int(i)) for i, n in zip(ids, norms)])
+
+    def rename_word(self, word_id: int, new_word: str) -> None:
+        self.conn.execute("UPDATE words SET word = ?, folded = ? WHERE id = ?", (new_word, fold(new_word), word_id))
+
+    def applied_migrations(self) -> list[str]:
+        return [m.name for m in migrations.applied(self.db)]
+
+    def known_migrations(self) -> list[str]:
+        return [m.name for m in migrations._migrations]

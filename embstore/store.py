@@ -93,6 +93,27 @@ def _index_file_name(store_path: Path, kind: str) -> str:
     return f"{store_path.name}.{kind}.{secrets.token_hex(4)}.faiss"
 
 
+def leftover_files(path: Path, catalog: Catalog) -> list[Path]:
+    """Files a killed writer left beside the store: temporaries and index files the catalog does not name."""
+    referenced = {record.file for record in catalog.index_files()}
+    found = []
+    for candidate in path.parent.iterdir():
+        name = candidate.name
+        if name.startswith(f".{path.name}.") and name.endswith(".tmp"):
+            found.append(candidate)
+        elif name.startswith(f"{path.name}.") and name.endswith(".faiss") and name not in referenced:
+            found.append(candidate)
+    return sorted(found)
+
+
+def remove_leftovers(path: Path, catalog: Catalog) -> list[Path]:
+    """Delete ``leftover_files``. Call only while holding the store's write lock."""
+    removed = leftover_files(path, catalog)
+    for file in removed:
+        file.unlink(missing_ok=True)
+    return removed
+
+
 class Store:
     """An open embedding store. Create one with ``Store.load`` and open it with ``Store.open``."""
 
@@ -106,6 +127,7 @@ class Store:
         self._size = index.ntotal
         self._vocabulary: list[str] | None = None
         self._approximate: dict[str, tuple[faiss.Index, IndexFileRecord]] = {}
+        self.generation = int(meta.get("generation", 0))
 
     # -- opening and closing ------------------------------------------------------
 
@@ -147,6 +169,10 @@ class Store:
                 raise CatalogMismatchError(
                     f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows"
                 )
+            catalog.hold_snapshot()
+            if catalog.meta() != meta:  # a writer committed between our reads: start again from its state
+                catalog.close()
+                return cls.open(path, verify=verify)
         except CatalogMismatchError as exc:
             catalog.close()
             raise CatalogMismatchError(
@@ -162,6 +188,23 @@ class Store:
         self.catalog.close()
         self._rows = None
         self.index = None
+
+    def refresh(self) -> bool:
+        """Catch up with changes other processes committed; returns whether anything changed."""
+        self.catalog.release_snapshot()
+        current = int(self.catalog.meta().get("generation", 0))
+        if current == self.generation:
+            self.catalog.hold_snapshot()
+            return False
+        self._reload()
+        return True
+
+    def _reload(self) -> None:
+        """Re-read the catalog and the exact index after a committed change."""
+        self.catalog.release_snapshot()
+        fresh = Store.open(self.path)
+        self.catalog.close()
+        self.__dict__.update(fresh.__dict__)
 
     def __enter__(self) -> "Store":
         return self
@@ -216,7 +259,6 @@ class Store:
         try:
             with catalog.write_transaction():
                 report = cls._write_rows(reader, catalog, writer, path, zero_vectors, progress, started)
-                catalog.apply_pending_migrations()
             catalog.finish_creation()
             for stale in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 stale.unlink(missing_ok=True)
@@ -234,15 +276,19 @@ class Store:
     def _load_replacing(cls, reader, path, zero_vectors, progress, started) -> LoadReport:
         catalog = Catalog.open(path)
         index_name = _index_file_name(path, EXACT)
-        old_files = [record.file for record in catalog.index_files()]
-        writer = FlatIndexWriter(path.with_name(f".{index_name}.tmp"), path.with_name(index_name), reader.dimension)
+        writer = None
         try:
             with catalog.write_transaction():
+                old_files = [record.file for record in catalog.index_files()]
+                remove_leftovers(path, catalog)
+                writer = FlatIndexWriter(path.with_name(f".{index_name}.tmp"), path.with_name(index_name),
+                                         reader.dimension)
                 catalog.delete_all_words()
                 catalog.conn.execute("DELETE FROM index_files")
                 report = cls._write_rows(reader, catalog, writer, path, zero_vectors, progress, started)
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
             path.with_name(index_name).unlink(missing_ok=True)
             catalog.close()
             raise
@@ -294,11 +340,14 @@ class Store:
         if next_id == 0:
             raise FormatError(reader.name, None, "no vectors left to store after skipping zero vectors")
         written = writer.finish()
+        catalog.apply_pending_migrations()  # a new catalog builds its word indexes now, after the bulk insert
         catalog.record_index_file(IndexFileRecord(
             kind=EXACT, file=written.path.name, rows=written.rows, bytes=written.bytes, checksum=written.checksum,
             params={"faiss": "IndexFlatIP"}, generation=1, created_at=_now(), recall={"recall@10": 1.0, "note": "exact search"},
         ))
+        generation = int(catalog.meta().get("generation", 0)) + 1
         catalog.set_meta(
+            generation=generation,
             format_version=FORMAT_VERSION, dimension=reader.dimension, metric=METRIC, normalisation=NORMALISATION,
             source=os.path.abspath(reader.name), source_format=reader.format, created_at=_now(),
             duplicates_skipped=duplicates, zero_vectors_skipped=zeros,
@@ -495,9 +544,13 @@ class Store:
             raise QueryError(f"this store has no {kind} index; build it with: embstore index build --kind {kind}")
         return kind
 
-    def _approximate_index(self, kind: str) -> tuple[faiss.Index, IndexFileRecord]:
+    def _approximate_index(self, kind: str, rebuild_stale: bool = True) -> tuple[faiss.Index, IndexFileRecord]:
         if kind not in self._approximate:
             record = self.catalog.index_file(kind)
+            if record.stale and rebuild_stale:
+                params = {k: v for k, v in record.params.items() if k != "build_seconds"}
+                self.build_index(kind, **params)
+                record = self.catalog.index_file(kind)
             index = open_index_file(self.path.parent / record.file, rows=record.rows, size=record.bytes,
                                     checksum=record.checksum, dimension=self.dimension,
                                     memory_map=kind == "ivf")
@@ -542,6 +595,7 @@ class Store:
             (self.path.parent / previous.file).unlink(missing_ok=True)
         self._approximate.pop(kind, None)
         self.meta = self.catalog.meta()
+        self.catalog.hold_snapshot()
         return record
 
     def drop_index(self, kind: str) -> None:
@@ -558,6 +612,7 @@ class Store:
         (self.path.parent / record.file).unlink(missing_ok=True)
         self._approximate.pop(kind, None)
         self.meta = self.catalog.meta()
+        self.catalog.hold_snapshot()
 
     def set_default_index(self, kind: str) -> None:
         """Make ``kind`` the index queries use when none is named ('exact' to reset)."""
@@ -566,12 +621,14 @@ class Store:
         with self.catalog.write_transaction():
             self.catalog.set_meta(default_index=kind)
         self.meta = self.catalog.meta()
+        self.catalog.hold_snapshot()
 
     def record_index_measurements(self, kind: str, figures: dict) -> None:
         """Store measured recall and latency for ``kind`` in the catalog (shown by ``info``)."""
         with self.catalog.write_transaction():
             self.catalog.conn.execute("UPDATE index_files SET recall = ? WHERE kind = ?",
                                       (json.dumps(figures), kind))
+        self.catalog.hold_snapshot()
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of words."""
@@ -607,6 +664,179 @@ class Store:
         scores = vectors @ mean
         ranked = sorted(zip(scores.tolist(), [r.word for r in resolved]))
         return ranked[0][1], [Neighbour(w, float(s)) for s, w in ranked]
+
+    # -- changes ------------------------------------------------------------------
+
+    def _commit_change(self, unit_rows: np.ndarray | None, change: Callable[[Catalog], None],
+                       appended: np.ndarray | None = None) -> None:
+        """Apply one change atomically: new exact rows (if any), catalog edits and index upkeep.
+
+        Runs under SQLite's write lock. New index files are written, fsynced and renamed
+        before the catalog commits; old files are removed after. Approximate indexes get
+        ``appended`` rows added, or are marked stale when rows changed otherwise.
+        """
+        new_files: list[Path] = []
+        old_files: list[str] = []
+        try:
+            with self.catalog.write_transaction():
+                if int(self.catalog.meta().get("generation", 0)) != self.generation:
+                    raise StoreError(f"{self.path} changed since it was opened; open it again and retry")
+                remove_leftovers(self.path, self.catalog)
+                generation = self.generation + 1
+                if unit_rows is not None:
+                    old = self.catalog.index_file(EXACT)
+                    name = _index_file_name(self.path, EXACT)
+                    writer = FlatIndexWriter(self.path.with_name(f".{name}.tmp"), self.path.with_name(name),
+                                             self.dimension)
+                    try:
+                        for start in range(0, unit_rows.shape[0], 65_536):
+                            writer.add(unit_rows[start: start + 65_536])
+                        written = writer.finish()
+                    except BaseException:
+                        writer.abort()
+                        raise
+                    new_files.append(written.path)
+                    old_files.append(old.file)
+                    self.catalog.record_index_file(IndexFileRecord(
+                        kind=EXACT, file=written.path.name, rows=written.rows, bytes=written.bytes,
+                        checksum=written.checksum, params=old.params, generation=old.generation + 1,
+                        created_at=_now(), recall=old.recall))
+                change(self.catalog)
+                for record in self.catalog.index_files():
+                    if record.kind == EXACT or record.stale or unit_rows is None:
+                        continue
+                    if appended is None:
+                        self.catalog.mark_stale([record.kind])
+                        continue
+                    index, _ = self._approximate_index(record.kind, rebuild_stale=False)
+                    index.add(np.ascontiguousarray(appended))
+                    name = _index_file_name(self.path, record.kind)
+                    written = write_index_file(index, self.path.with_name(f".{name}.tmp"), self.path.with_name(name))
+                    new_files.append(written.path)
+                    old_files.append(record.file)
+                    self.catalog.record_index_file(IndexFileRecord(
+                        kind=record.kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
+                        checksum=written.checksum, params=record.params, generation=record.generation + 1,
+                        created_at=_now(), recall=record.recall))
+                self.catalog.set_meta(generation=generation)
+                count, low, high = self.catalog.word_stats()
+                rows = self.catalog.index_file(EXACT).rows
+                if count != rows or (count and (low, high) != (0, count - 1)):
+                    raise CatalogMismatchError(f"internal error: change left {count} words for {rows} rows")
+        except BaseException:
+            for file in new_files:
+                file.unlink(missing_ok=True)
+            self.catalog.hold_snapshot()
+            raise
+        for name in old_files:
+            (self.path.parent / name).unlink(missing_ok=True)
+        self._reload()
+
+    def _unit_rows_for(self, words: Sequence[str], vectors: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension:
+            raise QueryError(f"{source}: vectors must have {self.dimension} values, this store's dimension")
+        if not np.isfinite(vectors).all():
+            raise QueryError(f"{source}: vectors must be finite numbers")
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+        if (norms == 0).any():
+            word = words[int(np.flatnonzero(norms == 0)[0])]
+            raise QueryError(f"{source}: the vector of {word!r} is all zeros, which has no direction")
+        return (vectors.astype(np.float64) / norms[:, None]).astype(np.float32), norms
+
+    def add_words(self, words: Sequence[str], vectors: np.ndarray, on_duplicate: str = "error",
+                  source: str = "add") -> dict:
+        """Add words with their vectors in one atomic change.
+
+        ``on_duplicate``: 'error' refuses a word already present, 'skip' keeps the old
+        vector, 'replace' keeps the word's ID and replaces its vector. New words get the
+        next IDs (and so rank after every existing word). Returns counts of what was done.
+        """
+        if on_duplicate not in ("error", "skip", "replace"):
+            raise QueryError("on_duplicate must be error, skip or replace")
+        words = list(words)
+        for word in words:
+            if not word or word != word.strip() or any(c in word for c in " \n\r\t"):
+                raise QueryError(f"{source}: word {word!r} is empty or holds white space")
+        unit_rows, norms = self._unit_rows_for(words, vectors, source)
+        existing = self.catalog.ids_for_words(words)
+        if existing and on_duplicate == "error":
+            shown = ", ".join(repr(w) for w in list(existing)[:5])
+            raise QueryError(f"{source}: {len(existing)} word(s) already in the store ({shown}); "
+                             "choose --on-duplicate skip or replace")
+        new_positions: dict[str, int] = {}
+        replaced: dict[int, int] = {}
+        for position, word in enumerate(words):
+            if word in existing:
+                if on_duplicate == "replace":
+                    replaced[existing[word]] = position
+            elif word not in new_positions:
+                new_positions[word] = position
+        chosen = list(new_positions.values())
+        if not chosen and not replaced:
+            return {"added": 0, "replaced": 0, "skipped": len(words)}
+        rows = np.array(self._rows)
+        for word_id, position in replaced.items():
+            rows[word_id] = unit_rows[position]
+        appended = unit_rows[chosen]
+        start = self._size
+
+        def change(catalog: Catalog) -> None:
+            ids = range(start, start + len(chosen))
+            catalog.insert_words(ids, [words[p] for p in chosen], ids, norms[chosen].tolist())
+            catalog.update_norms(list(replaced), [norms[p] for p in replaced.values()])
+
+        self._commit_change(np.concatenate([rows, appended]), change, appended=None if replaced else appended)
+        return {"added": len(chosen), "replaced": len(replaced), "skipped": len(words) - len(chosen) - len(replaced)}
+
+    def append_file(self, source: str | os.PathLike, *, format: str | None = None, limit: int | None = None,
+                    unicode_errors: str = "strict", on_duplicate: str = "skip") -> dict:
+        """Add the words of an embedding file (``load --append``); one atomic change."""
+        words: list[str] = []
+        blocks: list[np.ndarray] = []
+        with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
+            if reader.dimension != self.dimension:
+                raise FormatError(reader.name, 1, f"has dimension {reader.dimension}; this store's is {self.dimension}")
+            seen: set[str] = set()
+            for chunk in reader.chunks():
+                zero = np.flatnonzero(~np.any(chunk.vectors, axis=1))
+                if len(zero):
+                    raise FormatError(reader.name, int(chunk.lines[zero[0]]),
+                                      f"the vector of {chunk.words[zero[0]]!r} is all zeros")
+                keep = [i for i, w in enumerate(chunk.words) if not (w in seen or seen.add(w))]
+                words.extend(chunk.words[i] for i in keep)
+                blocks.append(chunk.vectors[keep])
+        return self.add_words(words, np.concatenate(blocks), on_duplicate=on_duplicate, source=str(source))
+
+    def delete_words(self, words: Sequence[str]) -> int:
+        """Delete words (exact spelling) in one atomic change; later IDs move down to stay dense."""
+        found = self.catalog.ids_for_words(list(words))
+        missing = [w for w in words if w not in found]
+        if missing:
+            raise UnknownWordError(missing[0], suggest_words(self.catalog, missing[0]))
+        doomed = sorted(set(found.values()))
+        if len(doomed) >= self._size:
+            raise QueryError("cannot delete every word of a store; load another file with --replace instead")
+        keep = np.ones(self._size, dtype=bool)
+        keep[doomed] = False
+
+        def change(catalog: Catalog) -> None:
+            catalog.delete_words_by_id(doomed)
+            catalog.renumber_words()
+
+        self._commit_change(np.array(self._rows[keep]), change)
+        return len(doomed)
+
+    def rename_word(self, old: str, new: str) -> None:
+        """Give a word a new spelling; its ID and vector stay."""
+        found = self.catalog.ids_for_words([old, new])
+        if old not in found:
+            raise UnknownWordError(old, suggest_words(self.catalog, old))
+        if new in found:
+            raise QueryError(f"{new!r} is already in the store")
+        if not new or new != new.strip() or any(c in new for c in " \n\r\t"):
+            raise QueryError(f"word {new!r} is empty or holds white space")
+        self._commit_change(None, lambda catalog: catalog.rename_word(found[old], new))
 
     # -- inspection and export --------------------------------------------------------
 

@@ -34,7 +34,7 @@ def test_catalog_holds_metadata_and_index_record(store_copy):
     # Frequency ranks follow file order; IDs equal FAISS row numbers.
     assert conn.execute("SELECT id, rank FROM words WHERE word = 'the'").fetchone() == (0, 0)
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert applied == ["0001_create_catalog", "0002_index_words"]
+    assert applied == ["0001_create_catalog", "0002_index_words", "0003_index_staleness"]
 
 
 def test_truncated_index_is_refused_with_repair_hint(store_copy):
