@@ -1,6 +1,6 @@
 """Entry point of the ``embstore`` console script: the group with every command registered."""
 
-from . import eval_commands, explore_commands, index_commands, query_commands, store_commands  # noqa: F401  (registers the commands)
+from . import change_commands, eval_commands, explore_commands, index_commands, query_commands, store_commands  # noqa: F401  (registers the commands)
 from .main import cli
 
 

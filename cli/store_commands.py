@@ -45,9 +45,25 @@ class _Progress:
 @click.option("--zero-vectors", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="An all-zero vector cannot be normalised: stop with an error, or leave the word out.")
 @click.option("--replace", is_flag=True, help="Replace the store if one already exists at --db.")
+@click.option("--append", is_flag=True, help="Add FILE's words to the existing store.")
+@click.option("--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="skip", show_default=True,
+              help="With --append: what to do with a word the store already has.")
 @json_option
-def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, as_json):
+def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, append, on_duplicate, as_json):
     """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too)."""
+    if append and replace:
+        raise click.UsageError("--append and --replace exclude each other")
+    if append:
+        with open_store(db) as store:
+            counts = store.append_file(file, format=format_name, limit=limit, unicode_errors=unicode_errors,
+                                       on_duplicate=on_duplicate)
+            total = len(store)
+        if as_json:
+            emit_json({**counts, "words": total})
+        else:
+            click.echo(f"Appended {counts['added']:,} words from {file} (replaced {counts['replaced']:,}, "
+                       f"skipped {counts['skipped']:,}); the store now holds {total:,}")
+        return
     progress = _Progress("Loading") if stderr_is_terminal() else None
     try:
         report = Store.load(
@@ -101,6 +117,8 @@ def info(db, as_json):
         measured = index["recall"] or {}
         recall = next((f"{v:.4f}" for k, v in measured.items() if k.startswith("recall@")), "not measured")
         latency = f"{measured['search_mean_ms']:.3f} ms" if "search_mean_ms" in measured else "-"
+        if index["stale"]:
+            recall, latency = "stale: rebuilt on next use", "-"
         rows.append((index["kind"] + (" *" if index["kind"] == details.default_index else ""), f"{index['rows']:,}",
                      human_bytes(index["bytes_on_disk"]), recall, latency, Path(index["file"]).name))
     click.echo(table(["index", "rows", "on disk", "recall@10", "search", "file"], rows, "lrrrrl"))

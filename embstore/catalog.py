@@ -23,7 +23,7 @@ from .errors import NotAStoreError, StoreBusyError, StoreError
 APPLICATION_ID = 0x456D6273  # 'Embs', in the SQLite header: marks an embstore catalog
 FORMAT_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
-BUSY_TIMEOUT_SECONDS = 10.0
+BUSY_TIMEOUT_SECONDS = float(os.environ.get("EMBSTORE_BUSY_TIMEOUT", "10"))  # how long a writer waits for another
 
 migrations = Migrations("embstore")
 

@@ -848,7 +848,7 @@ class Store:
                 "kind": record.kind, "file": str(file), "rows": record.rows,
                 "bytes_on_disk": file.stat().st_size if file.exists() else None,
                 "checksum": record.checksum, "params": record.params, "recall": record.recall,
-                "created_at": record.created_at,
+                "created_at": record.created_at, "stale": record.stale,
             })
         return StoreInfo(
             path=str(self.path.resolve()), words=self._size, dimension=self.dimension,

@@ -1,0 +1,123 @@
+"""Commands that change a store in place: add, delete, rename; and check and repair it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import numpy as np
+
+from embstore import FormatError
+from embstore.integrity import check_store, repair_store
+
+from .main import cli, db_option, open_store
+from .output import emit_json, json_option
+
+duplicate_option = click.option(
+    "--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="error", show_default=True,
+    help="A word already in the store: keep its vector, replace it, or stop.")
+
+
+def _read_vectors_file(handle) -> tuple[list[str], list[list[float]]]:
+    """Words and vectors from TSV ('word<TAB>v1 v2 ...' or 'word v1 v2 ...') or JSON lines."""
+    words, vectors = [], []
+    name = getattr(handle, "name", "<file>")
+    for number, line in enumerate(handle, 1):
+        if not line.strip():
+            continue
+        try:
+            if line.lstrip().startswith("{"):
+                record = json.loads(line)
+                word, values = record["word"], [float(v) for v in record["vector"]]
+            else:
+                word, _, rest = line.rstrip("\n").partition("\t") if "\t" in line else line.strip().partition(" ")
+                values = [float(v) for v in rest.split()]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(name, number, f"expected 'word v1 ... vd' or a JSON object with word and vector ({exc})")
+        words.append(word)
+        vectors.append(values)
+    if not words:
+        raise FormatError(name, None, "holds no words")
+    if len({len(v) for v in vectors}) != 1:
+        raise FormatError(name, None, "the vectors do not all have the same number of values")
+    return words, vectors
+
+
+@cli.command()
+@click.argument("word", required=False)
+@click.argument("values", nargs=-1, type=float)
+@click.option("--file", "vectors_file", type=click.File("r", encoding="utf-8"),
+              help="Add every word of a TSV ('word<TAB>v1 ... vd') or JSON lines ({\"word\", \"vector\"}) file.")
+@duplicate_option
+@db_option
+@json_option
+def add(word, values, vectors_file, on_duplicate, db, as_json):
+    """Add WORD with its vector V1 ... VD (or many words with --file), in one atomic change."""
+    if vectors_file is not None:
+        words, vectors = _read_vectors_file(vectors_file)
+    elif word and values:
+        words, vectors = [word], [list(values)]
+    else:
+        raise click.UsageError("give WORD V1 ... VD, or --file FILE")
+    with open_store(db) as store:
+        counts = store.add_words(words, np.array(vectors, dtype=np.float32), on_duplicate=on_duplicate)
+        total = len(store)
+    if as_json:
+        emit_json({**counts, "words": total})
+    else:
+        click.echo(f"Added {counts['added']:,}, replaced {counts['replaced']:,}, skipped {counts['skipped']:,}; "
+                   f"the store now holds {total:,} words")
+
+
+@cli.command()
+@click.argument("words", nargs=-1, required=True)
+@db_option
+def delete(words, db):
+    """Delete WORDS (exact spelling), in one atomic change."""
+    with open_store(db) as store:
+        removed = store.delete_words(list(words))
+        total = len(store)
+    click.echo(f"Deleted {removed:,} words; the store now holds {total:,}")
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@db_option
+def rename(old, new, db):
+    """Rename the word OLD to NEW; its vector stays."""
+    with open_store(db) as store:
+        store.rename_word(old, new)
+    click.echo(f"Renamed {old!r} to {new!r}")
+
+
+@cli.command()
+@db_option
+@json_option
+def check(db, as_json):
+    """Verify the catalog schema and version, row counts, index checksums and IDs. Exit 1 on any problem."""
+    report = check_store(db)
+    if as_json:
+        emit_json({**report.__dict__, "ok": report.ok})
+    else:
+        for line in report.checked:
+            click.echo(f"ok       {line}")
+        for line in report.notes:
+            click.echo(f"note     {line}")
+        for line in report.problems:
+            click.echo(f"PROBLEM  {line}")
+    if not report.ok:
+        raise click.ClickException(
+            f"{len(report.problems)} problem(s) in {report.path}; 'embstore repair' rebuilds what it can")
+
+
+@cli.command()
+@db_option
+def repair(db):
+    """Rebuild what can be rebuilt from what is intact, and say what was done."""
+    report = repair_store(db)
+    for line in report.actions:
+        click.echo(line)
+    if report.remaining:
+        raise click.ClickException("still wrong: " + "; ".join(report.remaining))
+    click.echo("The store passes 'embstore check'.")

@@ -1,0 +1,132 @@
+"""add, append, delete and rename leave a store that answers exactly as a fresh load of the result."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from embstore import QueryError, Store, UnknownWordError
+
+PROBES = ["king", "water", "paris", "good", "music"]
+
+
+@pytest.fixture()
+def base(tmp_path, sample_lines):
+    """A 3,000-word store and the (words, rows) it was loaded from."""
+    lines = sample_lines[:3000]
+    source = tmp_path / "base.txt"
+    source.write_text("".join(lines), encoding="utf-8")
+    db = tmp_path / "base.db"
+    Store.load(source, db)
+    words = [l.split(" ", 1)[0] for l in lines]
+    rows = np.array([[float(v) for v in l.split()[1:]] for l in lines], dtype=np.float32)
+    return db, words, rows
+
+
+def fresh_equivalent(tmp_path, words, rows):
+    path = tmp_path / "fresh.txt"
+    path.write_text("".join(w + " " + " ".join(repr(float(v)) for v in r) + "\n" for w, r in zip(words, rows)),
+                    encoding="utf-8")
+    db = tmp_path / "fresh.db"
+    Store.load(path, db, replace=True)
+    return db
+
+
+def assert_same_answers(changed_db, fresh_db, probes):
+    with Store.open(changed_db) as changed, Store.open(fresh_db) as fresh:
+        assert list(changed) == list(fresh)
+        for word in probes:
+            ours = [(n.word, round(n.score, 5)) for n in changed.nearest(word, k=10).neighbours]
+            theirs = [(n.word, round(n.score, 5)) for n in fresh.nearest(word, k=10).neighbours]
+            assert ours == theirs
+            np.testing.assert_allclose(changed.vector(word), fresh.vector(word), rtol=1e-6)
+        assert [n.word for n in changed.analogy("man", "king", "woman", k=5).neighbours] == \
+               [n.word for n in fresh.analogy("man", "king", "woman", k=5).neighbours]
+
+
+def test_add_delete_rename_equal_a_fresh_load(tmp_path, base, sample_lines):
+    db, words, rows = base
+    extra_words = [l.split(" ", 1)[0] for l in sample_lines[5000:5020]]
+    extra_rows = np.array([[float(v) for v in l.split()[1:]] for l in sample_lines[5000:5020]], dtype=np.float32)
+    with Store.open(db) as store:
+        assert store.add_words(extra_words, extra_rows) == {"added": 20, "replaced": 0, "skipped": 0}
+        assert store.delete_words(["the", "queen", extra_words[3]]) == 3
+        store.rename_word("prince", "princeling")
+        replacement = rows[words.index("paris")] * 2 + 0.5
+        assert store.add_words(["water"], replacement[None, :], on_duplicate="replace")["replaced"] == 1
+    final_words = [w for w in words + extra_words if w not in {"the", "queen", extra_words[3]}]
+    final_rows = np.concatenate([rows, extra_rows])[[i for i, w in enumerate(words + extra_words)
+                                                     if w not in {"the", "queen", extra_words[3]}]]
+    final_words = ["princeling" if w == "prince" else w for w in final_words]
+    final_rows[final_words.index("water")] = replacement
+    assert_same_answers(db, fresh_equivalent(tmp_path, final_words, final_rows), PROBES + ["princeling"])
+    with Store.open(db) as store:
+        ids = store.catalog.ids_for_words(final_words)
+        assert [ids[w] for w in final_words] == list(range(len(final_words)))  # FAISS IDs = catalog IDs
+
+
+def test_append_file_with_duplicate_policies(tmp_path, base, sample_lines, run):
+    db, words, rows = base
+    more = tmp_path / "more.txt"
+    more.write_text("".join(sample_lines[2990:3100]), encoding="utf-8")  # 10 old words, 100 new
+    refused = run("load", more, "--append", "--on-duplicate", "error", "--db", db)
+    assert refused.exit_code == 1 and "already in the store" in refused.output
+    result = run("load", more, "--append", "--db", db, "--json")
+    assert json.loads(result.output) == {"added": 100, "replaced": 0, "skipped": 10, "words": 3100}
+    lines = sample_lines[:3100]
+    fresh = fresh_equivalent(tmp_path, [l.split(" ", 1)[0] for l in lines],
+                             np.array([[float(v) for v in l.split()[1:]] for l in lines], dtype=np.float32))
+    assert_same_answers(db, fresh, PROBES)
+
+
+def test_approximate_indexes_follow_changes(tmp_path, base, sample_lines):
+    db, words, rows = base
+    with Store.open(db) as store:
+        store.build_index("sq8")
+        store.add_words(["newword"], rows[:1] + 1.0)
+        record = store.catalog.index_file("sq8")
+        assert record.rows == 3001 and not record.stale  # appended rows were added
+        store.delete_words(["newword"])
+        assert store.catalog.index_file("sq8").stale
+        assert store.info().indexes[1]["stale"]
+        answer = store.nearest("king", k=5, index="sq8")  # rebuilt on demand
+        record = store.catalog.index_file("sq8")
+        assert not record.stale and record.rows == 3000
+        assert len(answer.neighbours) == 5
+
+
+def test_change_errors_leave_store_untouched(base):
+    db, words, rows = base
+    before = sorted(p.name for p in db.parent.iterdir())
+    with Store.open(db) as store:
+        with pytest.raises(QueryError, match="already in the store"):
+            store.add_words(["king"], rows[:1])
+        with pytest.raises(QueryError, match="dimension"):
+            store.add_words(["zz"], np.ones((1, 7), dtype=np.float32))
+        with pytest.raises(QueryError, match="all zeros"):
+            store.add_words(["zz"], np.zeros((1, 50), dtype=np.float32))
+        with pytest.raises(UnknownWordError):
+            store.delete_words(["king", "qwzxv"])
+        with pytest.raises(QueryError, match="already in the store"):
+            store.rename_word("king", "queen")
+        assert len(store) == 3000
+    assert sorted(p.name for p in db.parent.iterdir()) == before
+
+
+def test_cli_add_file_delete_rename(run, base, tmp_path):
+    db, words, rows = base
+    tsv = tmp_path / "new.tsv"
+    tsv.write_text("alpha\t" + " ".join(["0.5"] * 50) + "\n" +
+                   json.dumps({"word": "beta", "vector": [0.25] * 50}) + "\n", encoding="utf-8")
+    assert "Added 2" in run("add", "--file", tsv, "--db", db).output
+    assert run("add", "gamma", *(["1"] * 50), "--db", db).exit_code == 0
+    assert "Deleted 1" in run("delete", "alpha", "--db", db).output
+    assert run("rename", "beta", "bet", "--db", db).exit_code == 0
+    checked = run("check", "--db", db)
+    assert checked.exit_code == 0, checked.output
+    with Store.open(db) as store:
+        assert len(store) == 3002 and "bet" in store and "alpha" not in store
+        np.testing.assert_allclose(store.vector("gamma"), np.ones(50), rtol=1e-6)
