@@ -38,6 +38,7 @@ UNICODE_ERRORS = ("strict", "replace", "ignore")
 CHUNK_BYTES = 4 << 20           # text read per parse step
 MAX_LINE_BYTES = 64 << 20       # a longer line is an error, not a memory blow-up
 MAX_WORD_BYTES = 1 << 20        # binary: a longer word means the file is not what it claims
+MAX_DIMENSION = 100_000         # a header claiming more is lying (or not a header)
 _TEXT_VALUE_BYTES = frozenset(b"0123456789.-+eE \t\r\nnaifNAIF")
 
 
@@ -137,7 +138,7 @@ class EmbeddingReader:
         parts = [self._pending]
         have = len(self._pending)
         while have < minimum and not self._eof:
-            data = self._read(max(self.chunk_bytes, minimum - have))
+            data = self._read(self.chunk_bytes)  # never ask for more than a chunk at once
             parts.append(data)
             have += len(data)
         self._pending = b"".join(parts)
@@ -168,10 +169,14 @@ class EmbeddingReader:
         if forced == GLOVE or (forced is None and header is None):
             self.format = GLOVE
             self.declared_count = None
-            self.dimension = len(tokens) - 1
+            # As gensim does, the word ends at the first space; the values are split on any blank.
+            self.dimension = len(first.rstrip(b"\r").partition(b" ")[2].split())
             self._line_no = 0
+            if self.dimension > MAX_DIMENSION:
+                raise FormatError(self.name, 1, f"{self.dimension:,} values on one line is not plausible "
+                                                f"(embstore reads at most {MAX_DIMENSION:,})")
             if self.dimension < 1:
-                raise FormatError(self.name, 1, "expected a word followed by its values, found one token")
+                raise FormatError(self.name, 1, "expected a word, a space and its values; found no values")
             return
         if header is None:
             raise FormatError(
@@ -197,6 +202,9 @@ class EmbeddingReader:
             raise FormatError(self.name, 1, f"header '{count} {dimension}' is not a valid word count and dimension")
         if count == 0:
             raise FormatError(self.name, 1, "header declares 0 words")
+        if dimension > MAX_DIMENSION:
+            raise FormatError(self.name, 1, f"header dimension {dimension:,} is not plausible "
+                                            f"(embstore reads at most {MAX_DIMENSION:,})")
         return count, dimension
 
     def _looks_binary(self) -> bool:
