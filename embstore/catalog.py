@@ -34,7 +34,7 @@ def _create_catalog(db: sqlite_utils.Database) -> None:
     db["words"].create(
         {"id": int, "word": str, "folded": str, "rank": int, "norm": float},
         pk="id",
-        not_null={"word", "folded", "rank", "norm"},
+        not_null={"word", "rank", "norm"},
     )
     db["index_files"].create(
         {
@@ -53,8 +53,9 @@ def _index_words(db: sqlite_utils.Database) -> None:
     # A separate step so that a new store can bulk-insert its words first and build
     # these B-trees once, sorted, which is several times faster than row by row.
     db["words"].create_index(["word"], unique=True, index_name="words_by_word")
-    db["words"].create_index(["folded", "rank"], index_name="words_by_folded")
-    db["words"].create_index(["rank"], index_name="words_by_rank")
+    # 'folded' is NULL when folding changes nothing (every GloVe word), which keeps
+    # this index small; lookups ask for word = f OR folded = f.
+    db["words"].create_index(["folded"], index_name="words_by_folded")
 
 
 @migrations(name="0003_index_staleness")
@@ -67,6 +68,12 @@ def _index_staleness(db: sqlite_utils.Database) -> None:
 def fold(word: str) -> str:
     """The case-folded form used for case-insensitive lookup."""
     return word.casefold()
+
+
+def _stored_fold(word: str) -> str | None:
+    """What the ``folded`` column holds: the folded form, or NULL when it is the word itself."""
+    folded = word.casefold()
+    return None if folded == word else folded
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,7 @@ class Catalog:
                      norms: Sequence[float]) -> None:
         self.conn.executemany(
             "INSERT INTO words(id, word, folded, rank, norm) VALUES (?, ?, ?, ?, ?)",
-            zip(ids, words, (fold(w) for w in words), ranks, norms),
+            zip(ids, words, map(_stored_fold, words), ranks, norms),
         )
 
     def delete_all_words(self) -> None:
@@ -264,7 +271,7 @@ class Catalog:
     def most_frequent_folded_match(self, word: str) -> tuple[int, str] | None:
         """The most frequent word whose case-folded form equals that of ``word``."""
         row = self.conn.execute(
-            "SELECT id, word FROM words WHERE folded = ? ORDER BY rank LIMIT 1", (fold(word),)
+            "SELECT id, word FROM words WHERE word = :f OR folded = :f ORDER BY id LIMIT 1", {"f": fold(word)}
         ).fetchone()
         return (row[0], row[1]) if row else None
 
@@ -296,27 +303,28 @@ class Catalog:
         return [row[0] for row in self.conn.execute("SELECT word FROM words ORDER BY id")]
 
     def id_below_rank(self, rank_limit: int) -> int:
-        """One past the largest ID among the ``rank_limit`` most frequent words."""
-        row = self.conn.execute(
-            "SELECT id FROM words ORDER BY rank LIMIT 1 OFFSET ?", (max(rank_limit - 1, 0),)
-        ).fetchone()
-        if row is None:
-            return self.word_stats()[2] + 1
-        return row[0] + 1
+        """One past the largest ID among the ``rank_limit`` most frequent words.
+
+        Ranks follow IDs (loads number words in file order, appends rank after, deletes
+        renumber both), so this is ``rank_limit`` capped at the word count.
+        """
+        return min(rank_limit, self.word_stats()[0])
 
     def words_with_folded_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
         """Words whose folded form starts with ``prefix``, most frequent first: (word, rank)."""
         upper = prefix + "\U0010ffff"
         return list(self.conn.execute(
-            "SELECT word, rank FROM words WHERE folded >= ? AND folded < ? ORDER BY rank LIMIT ?",
-            (prefix, upper, limit),
+            "SELECT word, rank FROM words WHERE (word >= :low AND word < :high) OR (folded >= :low AND folded < :high) "
+            "ORDER BY id LIMIT :limit",
+            {"low": prefix, "high": upper, "limit": limit},
         ))
 
     def words_with_folded_forms(self, forms: Iterable[str]) -> list[tuple[str, int]]:
         payload = json.dumps(list(forms))
         return list(self.conn.execute(
-            "SELECT word, rank FROM words WHERE folded IN (SELECT value FROM json_each(?)) ORDER BY rank",
-            (payload,),
+            "SELECT word, rank FROM words WHERE word IN (SELECT value FROM json_each(:forms)) "
+            "OR folded IN (SELECT value FROM json_each(:forms)) ORDER BY id",
+            {"forms": payload},
         ))
 
     # -- index files ----------------------------------------------------------------
@@ -368,7 +376,8 @@ class Catalog:
                               [(float(n), int(i)) for i, n in zip(ids, norms)])
 
     def rename_word(self, word_id: int, new_word: str) -> None:
-        self.conn.execute("UPDATE words SET word = ?, folded = ? WHERE id = ?", (new_word, fold(new_word), word_id))
+        self.conn.execute("UPDATE words SET word = ?, folded = ? WHERE id = ?",
+                          (new_word, _stored_fold(new_word), word_id))
 
     def applied_migrations(self) -> list[str]:
         return [m.name for m in migrations.applied(self.db)]

@@ -65,6 +65,9 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
                 "SELECT count(*) FROM words WHERE NOT (norm > 0 AND norm < 1e308)").fetchone()[0]
             if bad_norms:
                 report.problems.append(f"{bad_norms} words have a zero or non-finite norm")
+            misranked = catalog.conn.execute("SELECT count(*) FROM words WHERE rank != id").fetchone()[0]
+            if misranked:
+                report.problems.append(f"{misranked} words have a frequency rank that differs from their ID")
             duplicates = catalog.conn.execute(
                 "SELECT count(*) FROM (SELECT word FROM words GROUP BY word HAVING count(*) > 1)").fetchone()[0]
             if duplicates:

@@ -31,8 +31,9 @@ def suggest_words(catalog: Catalog, word: str, limit: int = 5) -> list[str]:
         if len(candidates) >= limit * 4:
             break
         candidates.update(catalog.words_with_folded_prefix(folded[:length], limit * 4))
+    # Similarity in steps of 0.1, then frequency: 'kings' before the rare 'kinga'.
     scored = [
-        (difflib.SequenceMatcher(None, folded, fold(candidate)).ratio(), -rank, candidate)
+        (round(difflib.SequenceMatcher(None, folded, fold(candidate)).ratio(), 1), -rank, candidate)
         for candidate, rank in candidates.items()
     ]
     scored.sort(reverse=True)
