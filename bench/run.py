@@ -164,6 +164,26 @@ def measure_evaluation(db: Path, text: Path, with_gensim: bool) -> dict:
     return ours
 
 
+def measure_index_kinds(db: Path) -> dict:
+    """Build each approximate kind on the store and measure it (recall, latency, size, analogies)."""
+    return run_python(f"""
+        import json, time
+        from gensim.test.utils import datapath
+        from embstore import Store
+        from embstore.recall import measure_index
+        out = {{}}
+        with Store.open({str(db)!r}) as store:
+            for kind in ("hnsw", "ivf", "sq8", "pq"):
+                record = store.build_index(kind)
+                figures = measure_index(store, kind, queries=1000, k=10, analogies=datapath("questions-words.txt"))
+                figures["build_seconds"] = record.params["build_seconds"]
+                figures["params"] = {{k: v for k, v in record.params.items() if k != "build_seconds"}}
+                out[kind] = figures
+                store.drop_index(kind)
+        print(json.dumps(out))
+    """)
+
+
 def store_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in db.parent.iterdir() if p.name.startswith(db.name))
 
@@ -187,6 +207,8 @@ def benchmark(words: int, with_gensim: bool, evaluate: bool) -> dict:
     if evaluate:
         print(f"[{words:,}] evaluation ...", file=sys.stderr)
         figures["evaluation"] = measure_evaluation(db, text, with_gensim)
+        print(f"[{words:,}] index kinds ...", file=sys.stderr)
+        figures["kinds"] = measure_index_kinds(db)
     return figures
 
 
@@ -222,6 +244,21 @@ def main_table(f: dict) -> str:
     return markdown(rows)
 
 
+def kinds_table(f: dict) -> str:
+    gensim_ms = f["warm"].get("gensim_ms")
+    exact_bytes = f["store_bytes"]
+    rows = [("index", "parameters", "build s", "recall@10", "search ms (p99)", "vs gensim most_similar",
+             "nearest() ms", "size vs exact", "3CosAdd accuracy (loss)")]
+    for kind, k in f["kinds"].items():
+        params = ", ".join(f"{a}={b}" for a, b in k["params"].items()) or "-"
+        speed = f"{gensim_ms / k['search_mean_ms']:.0f}x faster" if gensim_ms else "-"
+        rows.append((kind, params, f"{k['build_seconds']:.1f}", f"{k['recall@10']:.4f}",
+                     f"{k['search_mean_ms']:.3f} ({k['search_p99_ms']:.3f})", speed, f"{k['api_mean_ms']:.3f}",
+                     f"{100 * k['bytes_vs_exact']:.1f}%",
+                     f"{100 * k['analogy_accuracy']:.2f}% ({k['analogy_points_lost']:+.2f} pts)"))
+    return markdown(rows)
+
+
 def scaling_table(all_figures: list[dict]) -> str:
     rows = [("words", "load s (gensim)", "load peak MB (gensim)", "cold query s", "warm ms (gensim)", "store MB")]
     for f in all_figures:
@@ -252,7 +289,9 @@ def main() -> None:
     args = parser.parse_args()
     with_gensim = not args.no_gensim
     main_figures = benchmark(args.words, with_gensim, evaluate=True)
-    out = [f"## GloVe 6B 50d, {args.words:,} words\n", main_table(main_figures)]
+    out = [f"## GloVe 6B 50d, {args.words:,} words\n", main_table(main_figures),
+           "\n## Approximate and compressed indexes (same store, 1,000 random vocabulary words as queries)\n",
+           kinds_table(main_figures)]
     if args.scaling:
         sizes = [n for n in (50_000, 100_000, 200_000) if n < args.words]
         figures = [benchmark(n, with_gensim, evaluate=False) for n in sizes] + [main_figures]

@@ -45,11 +45,14 @@ class _Progress:
 @click.option("--zero-vectors", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="An all-zero vector cannot be normalised: stop with an error, or leave the word out.")
 @click.option("--replace", is_flag=True, help="Replace the store if one already exists at --db.")
+@click.option("--storage", type=click.Choice(["exact", "sq8"]), default="exact", show_default=True,
+              help="sq8 keeps only 8-bit codes: a quarter of the bytes, every vector approximate.")
 @click.option("--append", is_flag=True, help="Add FILE's words to the existing store.")
 @click.option("--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="skip", show_default=True,
               help="With --append: what to do with a word the store already has.")
 @json_option
-def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, append, on_duplicate, as_json):
+def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, storage, append, on_duplicate,
+         as_json):
     """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too)."""
     if append and replace:
         raise click.UsageError("--append and --replace exclude each other")
@@ -68,7 +71,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, ap
     try:
         report = Store.load(
             file, db, format=format_name, limit=limit, unicode_errors=unicode_errors,
-            zero_vectors=zero_vectors, replace=replace, progress=progress,
+            zero_vectors=zero_vectors, replace=replace, progress=progress, storage=storage,
         )
     finally:
         if progress:
@@ -83,7 +86,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, ap
         note(f"{report.zero_vectors_skipped:,} zero vectors skipped")
     click.echo(
         f"Loaded {report.words:,} words x {report.dimension} ({report.format}) from {report.source} "
-        f"into {report.store} in {report.seconds:.1f}s"
+        f"into {report.store} in {report.seconds:.1f}s" + (f", keeping {storage} codes only" if storage != "exact" else "")
     )
 
 
@@ -103,6 +106,7 @@ def info(db, as_json):
         ("dimension", details.dimension),
         ("metric", details.metric),
         ("normalisation", details.normalisation),
+        ("storage", details.storage if details.storage == "exact" else f"{details.storage} codes only: vectors are approximate"),
         ("loaded from", f"{details.source} ({details.source_format})"),
         ("created", details.created_at),
         ("catalog", human_bytes(details.catalog_bytes)),
@@ -138,6 +142,8 @@ def export(output, format_name, words_file, db):
     if words_file is not None:
         words = [line.strip() for line in words_file if line.strip()]
     with open_store(db) as store:
+        if store.approximate_vectors:
+            note(f"this store keeps only {store.storage} codes: the exported vectors are approximate")
         written = store.export(output, format_name, words)
         count = len(store) if words is None else len(set(words))
     click.echo(f"Wrote {count:,} words to " + ", ".join(str(p) for p in written))

@@ -74,8 +74,9 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
                 report.problems.append(f"{duplicates} words appear more than once")
             records = catalog.index_files()
             dimension = int(meta.get("dimension", 0))
-            if not any(r.kind == EXACT for r in records):
-                report.problems.append("no exact index is recorded")
+            storage = meta.get("storage", EXACT)
+            if not any(r.kind == storage for r in records):
+                report.problems.append(f"no {storage} index holding the rows is recorded")
             for record in records:
                 _check_index_file(path, record, count, dimension, report)
             for leftover in leftover_files(path, catalog):

@@ -83,6 +83,7 @@ class StoreInfo:
     catalog_bytes: int
     indexes: list[dict]
     default_index: str = EXACT
+    storage: str = EXACT
 
 
 def _now() -> str:
@@ -123,11 +124,30 @@ class Store:
         self.index = index
         self.meta = meta
         self.dimension = int(meta["dimension"])
-        self._rows = flat_rows(index)
+        self.storage = meta.get("storage", EXACT)
+        self._decoded: np.ndarray | None = flat_rows(index) if self.storage == EXACT else None
         self._size = index.ntotal
         self._vocabulary: list[str] | None = None
         self._approximate: dict[str, tuple[faiss.Index, IndexFileRecord]] = {}
         self.generation = int(meta.get("generation", 0))
+
+    @property
+    def _rows(self) -> np.ndarray:
+        """The unit rows: the exact index's own memory, or, for sq8 storage, its codes decoded once."""
+        if self._decoded is None:
+            self._decoded = np.ascontiguousarray(self.index.reconstruct_n(0, self._size), dtype=np.float32)
+        return self._decoded
+
+    def _vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Unit rows for ``ids`` without decoding the whole store."""
+        if self._decoded is not None:
+            return self._decoded[list(ids)]
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    @property
+    def approximate_vectors(self) -> bool:
+        """True when the store keeps only compressed codes, so every vector is an approximation."""
+        return self.storage != EXACT
 
     # -- opening and closing ------------------------------------------------------
 
@@ -148,7 +168,7 @@ class Store:
             for attempt in range(3):
                 with catalog.read_snapshot():
                     meta = catalog.meta()
-                    record = catalog.index_file(EXACT)
+                    record = catalog.index_file(meta.get("storage", EXACT))
                     count, low, high = catalog.word_stats()
                 if record is None or "dimension" not in meta:
                     raise CatalogMismatchError(
@@ -163,7 +183,7 @@ class Store:
                     break
                 except CatalogMismatchError:
                     # A writer may have replaced the index between our read and the open: re-read once more.
-                    if attempt == 2 or catalog.index_file(EXACT) == record:
+                    if attempt == 2 or catalog.index_file(record.kind) == record:
                         raise
             if count != record.rows or (count and (low != 0 or high != count - 1)):
                 raise CatalogMismatchError(
@@ -186,7 +206,7 @@ class Store:
 
     def close(self) -> None:
         self.catalog.close()
-        self._rows = None
+        self._decoded = None
         self.index = None
 
     def refresh(self) -> bool:
@@ -226,6 +246,7 @@ class Store:
         zero_vectors: str = "error",
         replace: bool = False,
         progress: Progress | None = None,
+        storage: str = EXACT,
     ) -> LoadReport:
         """Load an embedding file into a new store at ``path``, or replace an existing one.
 
@@ -233,7 +254,12 @@ class Store:
         it cannot be searched by cosine: ``zero_vectors='error'`` stops the load
         naming its line, ``'skip'`` leaves it out and counts it. On any error the
         store is left exactly as it was (or absent). Raises FormatError, StoreError.
+
+        ``storage="sq8"`` keeps only 8-bit codes (a quarter of the bytes): every vector
+        read back, searched or exported is then an approximation.
         """
+        if storage not in (EXACT, "sq8"):
+            raise ValueError("storage must be 'exact' or 'sq8'")
         if zero_vectors not in ZERO_VECTOR_POLICIES:
             raise ValueError(f"zero_vectors must be one of {ZERO_VECTOR_POLICIES}")
         started = time.perf_counter()
@@ -246,8 +272,23 @@ class Store:
         with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
             path.parent.mkdir(parents=True, exist_ok=True)
             if exists:
-                return cls._load_replacing(reader, path, zero_vectors, progress, started)
-            return cls._load_new(reader, path, zero_vectors, progress, started)
+                report = cls._load_replacing(reader, path, zero_vectors, progress, started)
+            else:
+                report = cls._load_new(reader, path, zero_vectors, progress, started)
+        if storage != EXACT:
+            with cls.open(path) as store:
+                store._compress_storage(storage)
+        return report
+
+    def _compress_storage(self, kind: str) -> None:
+        """Keep only a ``kind`` index as the store's rows: build it, then drop the exact file."""
+        self.build_index(kind, make_default=True)
+        exact = self.catalog.index_file(EXACT)
+        with self.catalog.write_transaction():
+            self.catalog.conn.execute("DELETE FROM index_files WHERE kind = ?", (EXACT,))
+            self.catalog.set_meta(storage=kind, generation=self.generation + 1)
+        (self.path.parent / exact.file).unlink(missing_ok=True)
+        self._reload()
 
     @classmethod
     def _load_new(cls, reader, path, zero_vectors, progress, started) -> LoadReport:
@@ -412,13 +453,13 @@ class Store:
 
     def unit_vector(self, word: str) -> np.ndarray:
         """The stored unit-length vector of ``word`` (a copy)."""
-        return np.array(self._rows[self.resolve(word).id])
+        return np.array(self._vectors([self.resolve(word).id])[0])
 
     def vector(self, word: str) -> np.ndarray:
         """The vector of ``word`` as loaded (unit row times its stored norm; float32)."""
         resolved = self.resolve(word)
         norm = self.catalog.norms_for_ids([resolved.id])[0]
-        return (self._rows[resolved.id].astype(np.float64) * norm).astype(np.float32)
+        return (self._vectors([resolved.id])[0].astype(np.float64) * norm).astype(np.float32)
 
     def _id_limit(self, restrict: int | None) -> int | None:
         if restrict is None:
@@ -450,7 +491,7 @@ class Store:
         """
         resolved = self.resolve_many(list(words), on_unknown)
         known = [r for r in resolved if isinstance(r, Resolved)]
-        hits = iter(self._search(self._rows[[r.id for r in known]], k, [{r.id} for r in known],
+        hits = iter(self._search(self._vectors([r.id for r in known]), k, [{r.id} for r in known],
                                  self._id_limit(restrict), index) if known else [])
         return [
             self._result(r.asked, next(hits), [r]) if isinstance(r, Resolved)
@@ -472,7 +513,7 @@ class Store:
         """gensim's ``most_similar(positive, negative)``: cosine with the normalised mean direction."""
         pos = self.resolve_many(list(positive))
         neg = self.resolve_many(list(negative))
-        direction = mean_direction(self._rows[[r.id for r in pos]], self._rows[[r.id for r in neg]])
+        direction = mean_direction(self._vectors([r.id for r in pos]), self._vectors([r.id for r in neg]))
         exclude = {r.id for r in pos + neg}
         hits = self._search(direction[None, :], k, [exclude], self._id_limit(restrict), index)
         label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
@@ -536,8 +577,13 @@ class Store:
     # -- index kinds ----------------------------------------------------------------
 
     def index_kind(self, index: str | None) -> str:
-        """The index a query uses: ``index`` if given, else the store's default, else exact."""
+        """The index a query uses: ``index`` if given, else the store's default, else exact.
+
+        On a store with sq8 storage, 'exact' means exact search over the decoded rows.
+        """
         kind = index or self.meta.get("default_index") or EXACT
+        if kind == self.storage and kind != EXACT:
+            return kind
         if kind != EXACT and kind not in index_kinds.KINDS:
             raise QueryError(f"unknown index kind {kind!r}; expected exact or one of {', '.join(index_kinds.KINDS)}")
         if kind != EXACT and self.catalog.index_file(kind) is None:
@@ -545,6 +591,8 @@ class Store:
         return kind
 
     def _approximate_index(self, kind: str, rebuild_stale: bool = True) -> tuple[faiss.Index, IndexFileRecord]:
+        if kind == self.storage and kind != EXACT:
+            return self.index, self.catalog.index_file(kind)
         if kind not in self._approximate:
             record = self.catalog.index_file(kind)
             if record.stale and rebuild_stale:
@@ -573,6 +621,8 @@ class Store:
         The file is written to a temporary name, fsynced and renamed, then recorded in
         one catalog transaction; a previous index of the same kind is removed after.
         """
+        if kind == self.storage and kind != EXACT:
+            raise QueryError(f"the {kind} index holds this store's rows; it is not rebuilt from them")
         resolved = index_kinds.resolve_parameters(kind, params, self._size, self.dimension)
         built, seconds = index_kinds.build(kind, self._rows, resolved, progress)
         name = _index_file_name(self.path, kind)
@@ -600,6 +650,8 @@ class Store:
 
     def drop_index(self, kind: str) -> None:
         """Remove an approximate index (the exact rows cannot be dropped)."""
+        if kind == self.storage and kind != EXACT:
+            raise QueryError(f"the {kind} index holds this store's rows and cannot be dropped")
         if kind == EXACT:
             raise QueryError("the exact index holds the store's rows and cannot be dropped")
         record = self.catalog.index_file(kind)
@@ -649,7 +701,8 @@ class Store:
     def similarity(self, first: str, second: str) -> float:
         """Cosine similarity of two words."""
         one, two = self.resolve_many([first, second])
-        return float(np.dot(self._rows[one.id], self._rows[two.id]))
+        first, second = self._vectors([one.id, two.id])
+        return float(np.dot(first, second))
 
     def doesnt_match(self, words: Sequence[str]) -> tuple[str, list[Neighbour]]:
         """gensim's ``doesnt_match``: the word least similar to the mean of all of them.
@@ -659,7 +712,7 @@ class Store:
         resolved = self.resolve_many(list(words))
         if len(resolved) < 2:
             raise QueryError("odd-one-out needs at least two words")
-        vectors = self._rows[[r.id for r in resolved]]
+        vectors = self._vectors([r.id for r in resolved])
         mean = mean_direction(vectors, vectors[:0])
         scores = vectors @ mean
         ranked = sorted(zip(scores.tolist(), [r.word for r in resolved]))
@@ -675,6 +728,9 @@ class Store:
         before the catalog commits; old files are removed after. Approximate indexes get
         ``appended`` rows added, or are marked stale when rows changed otherwise.
         """
+        if self.approximate_vectors and unit_rows is not None:
+            raise QueryError(f"{self.path} keeps only {self.storage} codes; adding or deleting words needs "
+                             "exact rows: load the source again without --storage")
         new_files: list[Path] = []
         old_files: list[str] = []
         try:
@@ -720,7 +776,7 @@ class Store:
                         created_at=_now(), recall=record.recall))
                 self.catalog.set_meta(generation=generation)
                 count, low, high = self.catalog.word_stats()
-                rows = self.catalog.index_file(EXACT).rows
+                rows = self.catalog.index_file(self.storage).rows
                 if count != rows or (count and (low, high) != (0, count - 1)):
                     raise CatalogMismatchError(f"internal error: change left {count} words for {rows} rows")
         except BaseException:
@@ -856,7 +912,7 @@ class Store:
             format_version=int(self.meta["format_version"]), source=self.meta.get("source"),
             source_format=self.meta.get("source_format"), created_at=self.meta.get("created_at"),
             catalog_bytes=self.path.stat().st_size, indexes=indexes,
-            default_index=self.meta.get("default_index") or EXACT,
+            default_index=self.meta.get("default_index") or EXACT, storage=self.storage,
         )
 
     def iter_vectors(self, words: Sequence[str] | None = None, batch: int = 50_000

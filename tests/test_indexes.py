@@ -133,3 +133,27 @@ def test_cli_build_bench_and_info(run, store_copy, tmp_path):
     assert "hnsw" in table and f"{bench['hnsw']['recall@10']:.4f}" in table
     evaluated = json.loads(run("eval", "analogies", questions, "--index", "hnsw", "--db", store_copy, "--json").output)
     assert evaluated["index"] == "hnsw" and evaluated["total"]["correct"] >= 2
+
+
+def test_sq8_storage_store(run, tmp_path, glove_small, small_store, small_matrix):
+    db = tmp_path / "compressed.db"
+    loaded = run("load", glove_small, "--db", db, "--storage", "sq8")
+    assert loaded.exit_code == 0 and "keeping sq8 codes only" in loaded.output
+    files = [p for p in tmp_path.iterdir() if p.suffix == ".faiss"]
+    assert len(files) == 1 and ".sq8." in files[0].name
+    exact_bytes = small_store.catalog.index_file("exact").bytes
+    assert files[0].stat().st_size <= 0.30 * exact_bytes
+    with Store.open(db) as store:
+        assert store.approximate_vectors and len(store) == 20_000
+        words, matrix = small_matrix
+        np.testing.assert_allclose(store.vector("king"), matrix[words.index("king")], atol=0.05)
+        got = {n.word for n in store.nearest("king", k=10).neighbours}
+        truth = {n.word for n in small_store.nearest("king", k=10).neighbours}
+        assert len(got & truth) >= 8
+        assert store.analogy("man", "king", "woman", k=1).neighbours[0].word == "queen"
+        with pytest.raises(QueryError, match="exact rows"):
+            store.delete_words(["king"])
+    exported = run("export", tmp_path / "out.txt", "--format", "word2vec", "--db", db)
+    assert exported.exit_code == 0 and "exported vectors are approximate" in exported.stderr
+    assert "sq8 codes only" in run("info", "--db", db).output
+    assert run("check", "--db", db).exit_code == 0

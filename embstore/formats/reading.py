@@ -184,7 +184,7 @@ class EmbeddingReader:
                 hint="try --format glove",
             )
         self.declared_count, self.dimension = header
-        self._pending = self._pending[newline + 1:]
+        self._pending = self._pending[newline + 1:] if newline >= 0 else b""
         self._line_no = 1
         if forced is None:
             forced = WORD2VEC_BINARY if self._looks_binary() else WORD2VEC_TEXT
