@@ -16,6 +16,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from .durable import fsync_directory
 from .errors import CatalogMismatchError
 
 _HASH_BLOCK = 8 << 20
@@ -38,20 +39,6 @@ def file_checksum(path: Path) -> str:
         while block := handle.read(_HASH_BLOCK):
             digest.update(block)
     return "sha256:" + digest.hexdigest()
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _flat_ip_layout(dimension: int) -> tuple[bytes, bytes]:

@@ -23,6 +23,7 @@ import numpy as np
 from .errors import QueryError
 
 KINDS = ("hnsw", "ivf", "sq8", "pq")
+FLAT_CODE_KINDS = ("sq8", "pq")  # exhaustive scans of compressed codes
 TRAINING_ROWS = 200_000
 
 
@@ -117,7 +118,12 @@ def build(kind: str, rows: np.ndarray, params: dict[str, int],
 
 
 def search_parameters(kind: str, params: dict[str, int], id_limit: int | None) -> faiss.SearchParameters | None:
-    """FAISS search parameters for ``kind``: its search-time settings and an ID range."""
+    """FAISS search parameters for ``kind``: its search-time settings and an ID range.
+
+    IndexPQ accepts no search parameters, so for pq the caller filters IDs itself.
+    """
+    if kind == "pq":
+        return None
     if kind == "hnsw":
         search = faiss.SearchParametersHNSW()
         search.efSearch = params["ef_search"]

@@ -188,19 +188,25 @@ def search_top_k(
 ) -> list[list[tuple[int, float]]]:
     """Top ``k`` (id, score) for each row of ``queries`` through any FAISS index, in one call.
 
-    ``parameters`` carries the index's search-time settings and ID range; ``exclude[i]``
-    is skipped for query i.
+    ``parameters`` carries the index's search-time settings and, where the index accepts
+    one, an ID range. Without a range, IDs at or past ``id_limit`` are filtered out of a
+    larger result instead. ``exclude[i]`` is skipped for query i.
     """
     if k < 1:
         raise QueryError("k must be at least 1")
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     extra = max((len(e) for e in exclude), default=0)
-    ceiling = index.ntotal if id_limit is None else min(index.ntotal, int(id_limit))
+    limited = id_limit is not None and id_limit < index.ntotal
+    ceiling = index.ntotal if not limited else int(id_limit)
     fetch = max(1, min(k + extra, ceiling))
+    if limited and (parameters is None or getattr(parameters, "sel", None) is None):
+        fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
     if parameters is None:
         scores, ids = index.search(queries, fetch)
     else:
         scores, ids = index.search(queries, fetch, params=parameters)
+    if limited:
+        ids = np.where(ids < id_limit, ids, -1)
     return _drop_excluded(ids.tolist(), scores.tolist(), exclude, k)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,15 @@ def small_store_path(tmp_path_factory, glove_small) -> Path:
     path = tmp_path_factory.mktemp("store") / "small.db"
     Store.load(glove_small, path)
     return path
+
+
+@pytest.fixture()
+def store_copy(tmp_path, small_store_path) -> Path:
+    """A private copy of the small store, safe to change or damage."""
+    for file in small_store_path.parent.iterdir():
+        if file.name.startswith(small_store_path.name):
+            shutil.copy(file, tmp_path / file.name)
+    return tmp_path / small_store_path.name
 
 
 @pytest.fixture()

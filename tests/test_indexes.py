@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from embstore import CatalogMismatchError, QueryError, Store
-
-
-@pytest.fixture()
-def store_copy(tmp_path, small_store_path):
-    for file in small_store_path.parent.iterdir():
-        if file.name.startswith(small_store_path.name):
-            shutil.copy(file, tmp_path / file.name)
-    return tmp_path / small_store_path.name
 
 
 def brute_force_top10(small_matrix, words_to_ask):

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 import pytest
 
 from embstore import CatalogMismatchError, Store, StoreError, resolve_store_path
 from embstore.catalog import FORMAT_VERSION
-
-
-@pytest.fixture()
-def store_copy(tmp_path, small_store_path):
-    for file in small_store_path.parent.iterdir():
-        if file.name.startswith(small_store_path.name):
-            shutil.copy(file, tmp_path / file.name)
-    return tmp_path / small_store_path.name
 
 
 def index_file(db):

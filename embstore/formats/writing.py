@@ -16,6 +16,7 @@ from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 
+from ..durable import fsync_directory
 from ..errors import FormatError
 
 EXPORT_FORMATS = ("word2vec", "word2vec-bin", "glove", "npy")
@@ -64,19 +65,6 @@ def _write_binary(stream: BinaryIO, chunks: Chunks, output: Path, header: bytes)
         stream.write(b"".join(parts))
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_stream_write(output: Path, write: Callable[[BinaryIO], None]) -> None:
     """Run ``write`` on a temporary file beside ``output``, then rename it into place."""
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
@@ -91,7 +79,7 @@ def _atomic_stream_write(output: Path, write: Callable[[BinaryIO], None]) -> Non
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, output)
-        _fsync_directory(output.parent)
+        fsync_directory(output.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -123,7 +111,7 @@ def _write_npy(output: Path, chunks: Chunks, count: int, dimension: int) -> list
             os.fsync(handle.fileno())
         _atomic_stream_write(vocab, lambda s: s.write("".join(w + "\n" for w in words_out).encode("utf-8")))
         os.replace(tmp, output)
-        _fsync_directory(output.parent)
+        fsync_directory(output.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
