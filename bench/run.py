@@ -251,11 +251,14 @@ def kinds_table(f: dict) -> str:
              "nearest() ms", "size vs exact", "3CosAdd accuracy (loss)")]
     for kind, k in f["kinds"].items():
         params = ", ".join(f"{a}={b}" for a, b in k["params"].items()) or "-"
-        speed = f"{gensim_ms / k['search_mean_ms']:.0f}x faster" if gensim_ms else "-"
+        speed = "-"
+        if gensim_ms:
+            factor = gensim_ms / k["search_mean_ms"]
+            speed = f"{factor:.0f}x faster" if factor >= 1 else f"{1 / factor:.1f}x slower"
         rows.append((kind, params, f"{k['build_seconds']:.1f}", f"{k['recall@10']:.4f}",
                      f"{k['search_mean_ms']:.3f} ({k['search_p99_ms']:.3f})", speed, f"{k['api_mean_ms']:.3f}",
                      f"{100 * k['bytes_vs_exact']:.1f}%",
-                     f"{100 * k['analogy_accuracy']:.2f}% ({k['analogy_points_lost']:+.2f} pts)"))
+                     f"{100 * k['analogy_accuracy']:.2f}% ({-k['analogy_points_lost']:+.2f} pts)"))
     return markdown(rows)
 
 
@@ -279,6 +282,14 @@ def markdown(rows) -> str:
     lines = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def render_saved() -> str:
+    """Re-render the tables of the last run from bench/results/latest.json (no measuring)."""
+    figures = json.loads((RESULTS / "latest.json").read_text(encoding="utf-8"))
+    return "\n".join([f"## GloVe 6B 50d, {figures['words']:,} words\n", main_table(figures),
+                      "\n## Approximate and compressed indexes (same store, 1,000 random vocabulary words as queries)\n",
+                      kinds_table(figures)])
 
 
 def main() -> None:

@@ -64,6 +64,7 @@ def test_killed_first_load_leaves_no_valid_looking_store(tmp_path, sources):
             assert check_store(db).ok
         else:
             assert not any(p.name == "s.db" for p in folder.iterdir())
+    print(f"\nkilled first loads: {KILLS_PER_KIND}, of which {completed} had already committed")
     assert completed < KILLS_PER_KIND  # the kills did land inside loads
 
 
@@ -91,4 +92,5 @@ def test_killed_append_keeps_old_or_new_vocabulary(tmp_path, sources):
         outcomes["old" if vocabulary == old else "new"] += 1
         report = check_store(db)
         assert report.ok, report.problems
+    print(f"\nkilled appends: {KILLS_PER_KIND}, outcomes {outcomes}")
     assert outcomes["old"] > 0  # some kills landed before the commit
