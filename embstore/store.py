@@ -198,8 +198,8 @@ class Store:
         except CatalogMismatchError as exc:
             catalog.close()
             raise CatalogMismatchError(
-                f"{path}: catalog and index disagree: {exc}. To repair, load the source file again with "
-                f"'embstore load SOURCE --db {path} --replace'"
+                f"{path}: catalog and index disagree: {exc}. To repair: 'embstore repair --db {path}' "
+                f"(or load the source file again with 'embstore load SOURCE --db {path} --replace')"
             ) from None
         except BaseException:
             catalog.close()
