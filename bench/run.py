@@ -246,7 +246,6 @@ def main_table(f: dict) -> str:
 
 def kinds_table(f: dict) -> str:
     gensim_ms = f["warm"].get("gensim_ms")
-    exact_bytes = f["store_bytes"]
     rows = [("index", "parameters", "build s", "recall@10", "search ms (p99)", "vs gensim most_similar",
              "nearest() ms", "size vs exact", "3CosAdd accuracy (loss)")]
     for kind, k in f["kinds"].items():

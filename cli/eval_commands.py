@@ -24,7 +24,13 @@ case_option = click.option(
 
 @cli.group("eval")
 def eval_group() -> None:
-    """Evaluate the store on standard benchmarks, with gensim's rules."""
+    """Evaluate the store on standard benchmarks, with gensim's rules.
+
+    \b
+    The standard files ship with gensim (pip install gensim):
+      python -c "from gensim.test.utils import datapath; print(datapath('questions-words.txt'))"
+    and likewise wordsim353.tsv and simlex999.txt.
+    """
 
 
 def _accuracy(value: float | None) -> str:

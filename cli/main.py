@@ -48,6 +48,9 @@ def cli() -> None:
     Start with:   embstore load glove.6B.50d.txt
     Then ask:     embstore nearest king
                   embstore analogy man king woman
+    \b
+    The store lives at --db PATH, else $EMBSTORE_DB, else
+    ~/.local/share/embstore/store.db.
     """
 
 

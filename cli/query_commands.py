@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import sys
 
 import click
-
-import itertools
-import json
 
 from embstore import FormatError, QueryError
 
@@ -63,6 +62,7 @@ def _run_batch(handle, fields: int, answer, batch_format: str) -> None:
         failures += _emit_batch(answer([words for _, words in chunk]), batch_format)
     if failures:
         note(f"{failures:,} queries had an unknown word; their lines say which")
+
 
 k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
                         help="How many answers.")

@@ -44,7 +44,9 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
     if not path.exists():
         raise StoreNotFoundError(f"no store at {path}")
     report = CheckReport(str(path))
-    catalog = Catalog.open(path, readonly=True)
+    # Read-write on purpose: a read-only SQLite connection cannot clean up the WAL files
+    # it leaves beside the store. check itself changes nothing.
+    catalog = Catalog.open(path)
     try:
         with catalog.read_snapshot():
             applied = catalog.applied_migrations()

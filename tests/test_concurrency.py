@@ -9,9 +9,8 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 
-from embstore import Store, StoreBusyError
+from embstore import Store
 
 READER = textwrap.dedent("""
     import json, sys, time, zlib

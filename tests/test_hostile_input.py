@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embstore import EmbstoreError, Store
-from embstore.formats import read_embeddings
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
