@@ -154,7 +154,7 @@ class Store:
     # -- opening and closing ------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, *, verify: bool = True) -> "Store":
+    def open(cls, path: str | os.PathLike | None = None, *, verify: bool = True, _retries: int = 5) -> "Store":
         """Open the store at ``path`` (resolved as the CLI does when None).
 
         Checks that the catalog and the exact index agree (row counts, IDs, size and,
@@ -192,9 +192,9 @@ class Store:
                     f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows"
                 )
             catalog.hold_snapshot()
-            if catalog.meta() != meta:  # a writer committed between our reads: start again from its state
+            if catalog.meta() != meta and _retries > 0:  # a writer committed between our reads: start again
                 catalog.close()
-                return cls.open(path, verify=verify)
+                return cls.open(path, verify=verify, _retries=_retries - 1)
         except CatalogMismatchError as exc:
             catalog.close()
             raise CatalogMismatchError(
