@@ -21,7 +21,15 @@ import faiss
 import numpy as np
 
 from .catalog import FORMAT_VERSION, Catalog, IndexFileRecord
-from .errors import CatalogMismatchError, FormatError, QueryError, StoreError, StoreNotFoundError, UnknownWordError
+from .errors import (
+    CatalogMismatchError,
+    FormatError,
+    QueryError,
+    StoreBusyError,
+    StoreError,
+    StoreNotFoundError,
+    UnknownWordError,
+)
 from .formats import EmbeddingReader, write_embeddings
 from .durable import fsync_directory
 from .index import FlatIndexWriter, flat_rows, open_index_file
@@ -192,8 +200,10 @@ class Store:
                     f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows"
                 )
             catalog.hold_snapshot()
-            if catalog.meta() != meta and _retries > 0:  # a writer committed between our reads: start again
+            if catalog.meta() != meta:  # a writer committed between our reads: start again from its state
                 catalog.close()
+                if _retries == 0:
+                    raise StoreBusyError(f"store {path} changed five times while it was being opened; try again")
                 return cls.open(path, verify=verify, _retries=_retries - 1)
         except CatalogMismatchError as exc:
             catalog.close()
