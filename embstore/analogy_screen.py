@@ -107,7 +107,7 @@ def _screen_round(rows: np.ndarray, questions: np.ndarray, length: int) -> Scree
     limit = (bounds[: len(pairs)][pair_of] + bounds[len(pairs):][word_of]) / np.linalg.norm(
         rows[b].astype(np.float64) + rows[c] - rows[a], axis=1)
 
-    queries = mean_directions(rows, questions[:, [1, 2]], questions[:, [0]])
+    queries = mean_directions(rows[questions[:, [1, 2]]], rows[questions[:, [0]]])
     target = np.einsum("ij,ij->i", rows[d], queries).astype(np.float64)
     best = np.full(count, -np.inf)
     best_id = np.full(count, -1, dtype=np.int64)

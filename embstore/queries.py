@@ -67,32 +67,23 @@ def mean_direction(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
     ``positive`` and ``negative`` are (p, d) and (m, d) unit rows; the result is the
     unit-length weighted mean with weights +1 and -1, accumulated in float32 as gensim does.
     """
-    total = np.zeros(positive.shape[1] if len(positive) else negative.shape[1], dtype=np.float32)
-    for row in positive:
-        total += row
-    for row in negative:
-        total -= row
-    count = len(positive) + len(negative)
-    if count == 0:
+    if len(positive) + len(negative) == 0:
         raise QueryError("a query needs at least one word")
-    total = total / np.float32(count)
-    norm = np.linalg.norm(total)
-    if norm == 0:
-        raise QueryError("the query words cancel out: their mean vector is zero")
-    return (total / norm).astype(np.float32)
+    dimension = positive.shape[1] if len(positive) else negative.shape[1]
+    return mean_directions(np.reshape(positive, (1, -1, dimension)), np.reshape(negative, (1, -1, dimension)))[0]
 
 
-def mean_directions(rows: np.ndarray, positive_ids: np.ndarray, negative_ids: np.ndarray) -> np.ndarray:
-    """``mean_direction`` for a batch: (q, p) and (q, m) row IDs in, (q, d) unit directions out.
+def mean_directions(positive: np.ndarray, negative: np.ndarray) -> np.ndarray:
+    """``mean_direction`` for a batch: (q, p, d) and (q, m, d) unit rows in, (q, d) unit directions out.
 
     Same float32 operations in the same order as gensim's mean vector, for every query at once.
     """
-    total = np.zeros((positive_ids.shape[0], rows.shape[1]), dtype=np.float32)
-    for column in range(positive_ids.shape[1]):
-        total += rows[positive_ids[:, column]]
-    for column in range(negative_ids.shape[1]):
-        total -= rows[negative_ids[:, column]]
-    total /= np.float32(positive_ids.shape[1] + negative_ids.shape[1])
+    total = np.zeros((positive.shape[0], positive.shape[2]), dtype=np.float32)
+    for column in range(positive.shape[1]):
+        total += positive[:, column]
+    for column in range(negative.shape[1]):
+        total -= negative[:, column]
+    total /= np.float32(positive.shape[1] + negative.shape[1])
     norms = np.linalg.norm(total, axis=1)
     if (norms == 0).any():
         raise QueryError("the query words cancel out: their mean vector is zero")
@@ -152,6 +143,14 @@ def _single_thread_if(condition: bool):
         faiss.omp_set_num_threads(saved)
 
 
+def _candidates_needed(k: int, exclude: Sequence[Collection[int]], available: int) -> int:
+    """How many answers to ask for so that ``k`` remain after each query's exclusions."""
+    if k < 1:
+        raise QueryError("k must be at least 1")
+    extra = max((len(e) for e in exclude), default=0)
+    return max(1, min(k + extra, available))
+
+
 def _drop_excluded(ids_rows, score_rows, exclude, k) -> list[list[tuple[int, float]]]:
     results = []
     for row_ids, row_scores, skip in zip(ids_rows, score_rows, exclude):
@@ -173,12 +172,9 @@ def exact_top_k(
     goes through one call of FAISS's blocked BLAS search. Only the first
     ``id_limit`` rows are searched when given; ``exclude[i]`` is skipped for query i.
     """
-    if k < 1:
-        raise QueryError("k must be at least 1")
     searched = rows if id_limit is None else rows[: int(id_limit)]
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    extra = max((len(e) for e in exclude), default=0)
-    fetch = max(1, min(k + extra, searched.shape[0]))
+    fetch = _candidates_needed(k, exclude, searched.shape[0])
     if len(queries) <= 4:
         ids_rows, score_rows = [], []
         for query in queries:
@@ -207,13 +203,9 @@ def search_top_k(
     one, an ID range. Without a range, IDs at or past ``id_limit`` are filtered out of a
     larger result instead. ``exclude[i]`` is skipped for query i.
     """
-    if k < 1:
-        raise QueryError("k must be at least 1")
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    extra = max((len(e) for e in exclude), default=0)
     limited = id_limit is not None and id_limit < index.ntotal
-    ceiling = index.ntotal if not limited else int(id_limit)
-    fetch = max(1, min(k + extra, ceiling))
+    fetch = _candidates_needed(k, exclude, int(id_limit) if limited else index.ntotal)
     if limited and (parameters is None or getattr(parameters, "sel", None) is None):
         fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
     with _single_thread_if(len(queries) == 1):
@@ -254,11 +246,8 @@ def cosmul_top_k(
     Memory is bounded by the block sizes, not by the vocabulary. Large batches are
     split across threads (numpy releases the GIL in this work).
     """
-    if k < 1:
-        raise QueryError("k must be at least 1")
     searched = rows if id_limit is None else rows[: int(id_limit)]
-    extra = max((len(e) for e in exclude), default=0)
-    keep = min(k + extra, searched.shape[0])
+    keep = _candidates_needed(k, exclude, searched.shape[0])
     queries = positive_ids.shape[0]
     workers = min(os.cpu_count() or 1, 4) if queries >= 2_000 else 1
     bounds = np.linspace(0, queries, workers + 1).astype(int)

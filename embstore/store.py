@@ -573,7 +573,7 @@ class Store:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
         exclude = [set(row) for row in ids.tolist()]
         if method == "add":
-            queries = mean_directions(self._rows, ids[:, [1, 2]], ids[:, [0]])
+            queries = mean_directions(self._rows[ids[:, [1, 2]]], self._rows[ids[:, [0]]])
             return self._search(queries, k, exclude, id_limit, index)
         return cosmul_top_k(self._rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
 
