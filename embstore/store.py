@@ -150,8 +150,11 @@ class Store:
 
     def _vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Unit rows for ``ids`` without decoding the whole store."""
+        ids = list(ids)
         if self._decoded is not None:
-            return self._decoded[list(ids)]
+            return self._decoded[ids]
+        if not ids:
+            return np.empty((0, self.dimension), dtype=np.float32)
         return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
     @property

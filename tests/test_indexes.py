@@ -142,6 +142,7 @@ def test_sq8_storage_store(run, tmp_path, glove_small, small_store, small_matrix
         truth = {n.word for n in small_store.nearest("king", k=10).neighbours}
         assert len(got & truth) >= 8
         assert store.analogy("man", "king", "woman", k=1).neighbours[0].word == "queen"
+        assert store.most_similar(positive=["king"], k=1).neighbours[0].word == "prince"  # no negative words
         with pytest.raises(QueryError, match="exact rows"):
             store.delete_words(["king"])
     exported = run("export", tmp_path / "out.txt", "--format", "word2vec", "--db", db)
