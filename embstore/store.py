@@ -137,7 +137,8 @@ class Store:
         self._decoded: np.ndarray | None = flat_rows(index) if self.storage == EXACT else None
         self._size = index.ntotal
         self._vocabulary: list[str] | None = None
-        self._approximate: dict[str, tuple[faiss.Index, IndexFileRecord]] = {}
+        self._approximate: dict[str, faiss.Index] = {}  # opened approximate indexes, by kind
+        self._decoded_kinds: dict[str, np.ndarray] = {}  # sq8/pq rows decoded for batch search
         self._records: dict[str, IndexFileRecord] | None = None
         self.generation = int(meta.get("generation", 0))
 
@@ -156,6 +157,10 @@ class Store:
         if not ids:
             return np.empty((0, self.dimension), dtype=np.float32)
         return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
+    def _holds_rows(self, kind: str) -> bool:
+        """Whether ``kind`` is the compressed index that holds this store's only rows."""
+        return kind != EXACT and kind == self.storage
 
     @property
     def approximate_vectors(self) -> bool:
@@ -597,7 +602,7 @@ class Store:
         On a store with sq8 storage, 'exact' means exact search over the decoded rows.
         """
         kind = index or self.meta.get("default_index") or EXACT
-        if kind == self.storage and kind != EXACT:
+        if self._holds_rows(kind):
             return kind
         if kind != EXACT and kind not in index_kinds.KINDS:
             raise QueryError(f"unknown index kind {kind!r}; expected exact or one of {', '.join(index_kinds.KINDS)}")
@@ -612,19 +617,19 @@ class Store:
         return self._records.get(kind)
 
     def _approximate_index(self, kind: str, rebuild_stale: bool = True) -> tuple[faiss.Index, IndexFileRecord]:
-        if kind == self.storage and kind != EXACT:
+        """The opened FAISS index of ``kind`` and its record; a stale one is rebuilt first."""
+        if self._holds_rows(kind):
             return self.index, self._record(kind)
         if kind not in self._approximate:
             record = self._record(kind)
             if record.stale and rebuild_stale:
                 params = {k: v for k, v in record.params.items() if k != "build_seconds"}
                 self.build_index(kind, **params)
-                record = self.catalog.index_file(kind)
-            index = open_index_file(self.path.parent / record.file, rows=record.rows, size=record.bytes,
-                                    checksum=record.checksum, dimension=self.dimension,
-                                    memory_map=kind == "ivf")
-            self._approximate[kind] = (index, record)
-        return self._approximate[kind]
+                record = self._record(kind)
+            self._approximate[kind] = open_index_file(
+                self.path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
+                dimension=self.dimension, memory_map=kind == "ivf")
+        return self._approximate[kind], self._record(kind)
 
     def _search(self, queries: np.ndarray, k: int, exclude, id_limit: int | None,
                 index: str | None) -> list[list[tuple[int, float]]]:
@@ -640,13 +645,22 @@ class Store:
         return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit)
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
-        if kind == self.storage:
+        if self._holds_rows(kind):
             return self._rows
-        key = f"decoded:{kind}"
-        if key not in self._approximate:
-            decoded = np.ascontiguousarray(faiss_index.reconstruct_n(0, faiss_index.ntotal), dtype=np.float32)
-            self._approximate[key] = (decoded, None)
-        return self._approximate[key][0]
+        if kind not in self._decoded_kinds:
+            self._decoded_kinds[kind] = np.ascontiguousarray(
+                faiss_index.reconstruct_n(0, faiss_index.ntotal), dtype=np.float32)
+        return self._decoded_kinds[kind]
+
+    def _catalog_written(self, kind: str | None = None) -> None:
+        """After a write outside ``_commit_change``: forget what was cached about ``kind``
+        and the index records, re-read the metadata and take a fresh read snapshot."""
+        if kind is not None:
+            self._approximate.pop(kind, None)
+            self._decoded_kinds.pop(kind, None)
+        self._records = None
+        self.meta = self.catalog.meta()
+        self.catalog.hold_snapshot()
 
     def build_index(self, kind: str, *, make_default: bool = False,
                     progress: Callable[[int, int], None] | None = None, **params: int | None) -> IndexFileRecord:
@@ -655,7 +669,7 @@ class Store:
         The file is written to a temporary name, fsynced and renamed, then recorded in
         one catalog transaction; a previous index of the same kind is removed after.
         """
-        if kind == self.storage and kind != EXACT:
+        if self._holds_rows(kind):
             raise QueryError(f"the {kind} index holds this store's rows; it is not rebuilt from them")
         resolved = index_kinds.resolve_parameters(kind, params, self._size, self.dimension)
         built, seconds = index_kinds.build(kind, self._rows, resolved, progress)
@@ -677,16 +691,12 @@ class Store:
             raise
         if previous and previous.file != record.file:
             (self.path.parent / previous.file).unlink(missing_ok=True)
-        self._approximate.pop(kind, None)
-        self._approximate.pop(f"decoded:{kind}", None)
-        self._records = None
-        self.meta = self.catalog.meta()
-        self.catalog.hold_snapshot()
+        self._catalog_written(kind)
         return record
 
     def drop_index(self, kind: str) -> None:
         """Remove an approximate index (the exact rows cannot be dropped)."""
-        if kind == self.storage and kind != EXACT:
+        if self._holds_rows(kind):
             raise QueryError(f"the {kind} index holds this store's rows and cannot be dropped")
         if kind == EXACT:
             raise QueryError("the exact index holds the store's rows and cannot be dropped")
@@ -698,11 +708,7 @@ class Store:
             if self.meta.get("default_index") == kind:
                 self.catalog.conn.execute("DELETE FROM meta WHERE key = 'default_index'")
         (self.path.parent / record.file).unlink(missing_ok=True)
-        self._approximate.pop(kind, None)
-        self._approximate.pop(f"decoded:{kind}", None)
-        self._records = None
-        self.meta = self.catalog.meta()
-        self.catalog.hold_snapshot()
+        self._catalog_written(kind)
 
     def set_default_index(self, kind: str) -> None:
         """Make ``kind`` the index queries use when none is named ('exact' to reset)."""
@@ -710,16 +716,14 @@ class Store:
             self.index_kind(kind)
         with self.catalog.write_transaction():
             self.catalog.set_meta(default_index=kind)
-        self.meta = self.catalog.meta()
-        self.catalog.hold_snapshot()
+        self._catalog_written()
 
     def record_index_measurements(self, kind: str, figures: dict) -> None:
         """Store measured recall and latency for ``kind`` in the catalog (shown by ``info``)."""
         with self.catalog.write_transaction():
             self.catalog.conn.execute("UPDATE index_files SET recall = ? WHERE kind = ?",
                                       (json.dumps(figures), kind))
-        self._records = None
-        self.catalog.hold_snapshot()
+        self._catalog_written()
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of words."""
