@@ -103,6 +103,19 @@ def _index_file_name(store_path: Path, kind: str) -> str:
     return f"{store_path.name}.{kind}.{secrets.token_hex(4)}.faiss"
 
 
+def _record_written(kind: str, written, *, params: dict, generation: int, recall: dict | None) -> IndexFileRecord:
+    """The catalog record of an index file that has just been written, synced and renamed."""
+    return IndexFileRecord(kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
+                           checksum=written.checksum, params=params, generation=generation, created_at=_now(),
+                           recall=recall)
+
+
+def _successor(record: IndexFileRecord, written) -> IndexFileRecord:
+    """``record``'s next generation, now held in the file ``written``."""
+    return _record_written(record.kind, written, params=record.params, generation=record.generation + 1,
+                           recall=record.recall)
+
+
 def leftover_files(path: Path, catalog: Catalog) -> list[Path]:
     """Files a killed writer left beside the store: temporaries and index files the catalog does not name."""
     referenced = {record.file for record in catalog.index_files()}
@@ -402,9 +415,9 @@ class Store:
             raise FormatError(reader.name, None, "no vectors left to store after skipping zero vectors")
         written = writer.finish()
         catalog.apply_pending_migrations()  # a new catalog builds its word indexes now, after the bulk insert
-        catalog.record_index_file(IndexFileRecord(
-            kind=EXACT, file=written.path.name, rows=written.rows, bytes=written.bytes, checksum=written.checksum,
-            params={"faiss": "IndexFlatIP"}, generation=1, created_at=_now(), recall={"recall@10": 1.0, "note": "exact search"},
+        catalog.record_index_file(_record_written(
+            EXACT, written, params={"faiss": "IndexFlatIP"}, generation=1,
+            recall={"recall@10": 1.0, "note": "exact search"},
         ))
         generation = int(catalog.meta().get("generation", 0)) + 1
         catalog.set_meta(
@@ -673,14 +686,10 @@ class Store:
             raise QueryError(f"the {kind} index holds this store's rows; it is not rebuilt from them")
         resolved = index_kinds.resolve_parameters(kind, params, self._size, self.dimension)
         built, seconds = index_kinds.build(kind, self._rows, resolved, progress)
-        name = _index_file_name(self.path, kind)
-        written = write_index_file(built, self.path.with_name(f".{name}.tmp"), self.path.with_name(name))
+        written = self._write_faiss(kind, built)
         previous = self.catalog.index_file(kind)
-        record = IndexFileRecord(
-            kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes, checksum=written.checksum,
-            params={**resolved, "build_seconds": round(seconds, 3)},
-            generation=(previous.generation + 1) if previous else 1, created_at=_now(), recall=None,
-        )
+        record = _record_written(kind, written, params={**resolved, "build_seconds": round(seconds, 3)},
+                                 generation=(previous.generation + 1) if previous else 1, recall=None)
         try:
             with self.catalog.write_transaction():
                 self.catalog.record_index_file(record)
@@ -693,6 +702,11 @@ class Store:
             (self.path.parent / previous.file).unlink(missing_ok=True)
         self._catalog_written(kind)
         return record
+
+    def _write_faiss(self, kind: str, index: faiss.Index):
+        """Write ``index`` under a new file name beside the store (temporary file, fsync, rename)."""
+        name = _index_file_name(self.path, kind)
+        return write_index_file(index, self.path.with_name(f".{name}.tmp"), self.path.with_name(name))
 
     def drop_index(self, kind: str) -> None:
         """Remove an approximate index (the exact rows cannot be dropped)."""
@@ -796,10 +810,7 @@ class Store:
                         raise
                     new_files.append(written.path)
                     old_files.append(old.file)
-                    self.catalog.record_index_file(IndexFileRecord(
-                        kind=EXACT, file=written.path.name, rows=written.rows, bytes=written.bytes,
-                        checksum=written.checksum, params=old.params, generation=old.generation + 1,
-                        created_at=_now(), recall=old.recall))
+                    self.catalog.record_index_file(_successor(old, written))
                 change(self.catalog)
                 for record in self.catalog.index_files():
                     if record.kind == EXACT or record.stale or unit_rows is None:
@@ -809,14 +820,10 @@ class Store:
                         continue
                     index, _ = self._approximate_index(record.kind, rebuild_stale=False)
                     index.add(np.ascontiguousarray(appended))
-                    name = _index_file_name(self.path, record.kind)
-                    written = write_index_file(index, self.path.with_name(f".{name}.tmp"), self.path.with_name(name))
+                    written = self._write_faiss(record.kind, index)
                     new_files.append(written.path)
                     old_files.append(record.file)
-                    self.catalog.record_index_file(IndexFileRecord(
-                        kind=record.kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
-                        checksum=written.checksum, params=record.params, generation=record.generation + 1,
-                        created_at=_now(), recall=record.recall))
+                    self.catalog.record_index_file(_successor(record, written))
                 self.catalog.set_meta(generation=generation)
                 count, low, high = self.catalog.word_stats()
                 rows = self.catalog.index_file(self.storage).rows
