@@ -24,6 +24,7 @@ APPLICATION_ID = 0x456D6273  # 'Embs', in the SQLite header: marks an embstore c
 FORMAT_VERSION = 1
 SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_SECONDS = float(os.environ.get("EMBSTORE_BUSY_TIMEOUT", "10"))  # how long a writer waits for another
+_PLACEHOLDER_LIMIT = 256  # up to this many values, lookups bind one parameter each; beyond, one JSON array
 
 migrations = Migrations("embstore")
 
@@ -263,9 +264,12 @@ class Catalog:
 
     def ids_for_words(self, words: Iterable[str]) -> dict[str, int]:
         """Exact lookup: the words found, with their IDs."""
-        payload = json.dumps(list(words))
+        words = list(words)
+        if len(words) <= _PLACEHOLDER_LIMIT:  # a cached statement per size: fastest for one query
+            sql = f"SELECT word, id FROM words WHERE word IN ({','.join('?' * len(words))})"
+            return dict(self.conn.execute(sql, words))
         return dict(self.conn.execute(
-            "SELECT word, id FROM words WHERE word IN (SELECT value FROM json_each(?))", (payload,)
+            "SELECT word, id FROM words WHERE word IN (SELECT value FROM json_each(?))", (json.dumps(words),)
         ))
 
     def most_frequent_folded_match(self, word: str) -> tuple[int, str] | None:
@@ -276,9 +280,11 @@ class Catalog:
         return (row[0], row[1]) if row else None
 
     def words_for_ids(self, ids: Iterable[int]) -> dict[int, str]:
-        payload = json.dumps([int(i) for i in ids])
+        ids = [int(i) for i in ids]
+        if len(ids) <= _PLACEHOLDER_LIMIT:
+            return dict(self.conn.execute(f"SELECT id, word FROM words WHERE id IN ({','.join('?' * len(ids))})", ids))
         return dict(self.conn.execute(
-            "SELECT id, word FROM words WHERE id IN (SELECT value FROM json_each(?))", (payload,)
+            "SELECT id, word FROM words WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
         ))
 
     def norms_for_ids(self, ids: Sequence[int]) -> np.ndarray:
