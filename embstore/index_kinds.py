@@ -13,6 +13,7 @@ and FAISS ID i is still the word with ID i. Knows nothing of SQLite.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -121,15 +122,23 @@ def search_parameters(kind: str, params: dict[str, int], id_limit: int | None) -
     """FAISS search parameters for ``kind``: its search-time settings and an ID range.
 
     IndexPQ accepts no search parameters, so for pq the caller filters IDs itself.
+    FAISS only reads them, so one object serves every query with the same settings.
     """
+    searched = tuple(sorted((p.name, params[p.name]) for p in PARAMETERS.get(kind, ()) if p.search_time))
+    return _search_parameters(kind, searched, id_limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _search_parameters(kind: str, searched: tuple[tuple[str, int], ...], id_limit: int | None):
+    settings = dict(searched)
     if kind == "pq":
         return None
     if kind == "hnsw":
         search = faiss.SearchParametersHNSW()
-        search.efSearch = params["ef_search"]
+        search.efSearch = settings["ef_search"]
     elif kind == "ivf":
         search = faiss.SearchParametersIVF()
-        search.nprobe = params["nprobe"]
+        search.nprobe = settings["nprobe"]
     elif id_limit is not None:
         search = faiss.SearchParameters()
     else:
