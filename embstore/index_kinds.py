@@ -85,6 +85,41 @@ def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimen
     return params
 
 
+def stored_dimension(kind: str, dimension: int) -> int:
+    """The width of the rows inside a ``kind`` index.
+
+    FAISS scans 8-bit codes with SIMD only when the width is a multiple of 8: at 400k x 50
+    one sq8 query took 34 ms, against 6 ms with the rows zero-padded to 56. So sq8 pads
+    when that costs at most an eighth more bytes. Zeros change no inner product.
+    """
+    if kind == "sq8":
+        padded = -(-dimension // 8) * 8
+        if 8 * padded <= 9 * dimension:
+            return padded
+    return dimension
+
+
+def fitted(rows: np.ndarray, width: int) -> np.ndarray:
+    """``rows`` as contiguous float32, zero-padded on the right to ``width`` columns."""
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows.shape[1] == width:
+        return rows
+    out = np.zeros((rows.shape[0], width), dtype=np.float32)
+    out[:, : rows.shape[1]] = rows
+    return out
+
+
+def decoded(index: faiss.Index, dimension: int, ids=None) -> np.ndarray:
+    """Rows of ``index`` decoded to float32 (all, or ``ids``), without any padding columns."""
+    if ids is None:
+        rows = index.reconstruct_n(0, index.ntotal)
+    elif len(ids) == 0:
+        return np.empty((0, dimension), dtype=np.float32)
+    else:
+        rows = np.stack([index.reconstruct(int(i)) for i in ids])
+    return np.ascontiguousarray(rows[:, :dimension], dtype=np.float32)
+
+
 def _training_sample(rows: np.ndarray) -> np.ndarray:
     if rows.shape[0] <= TRAINING_ROWS:
         return np.ascontiguousarray(rows)
@@ -96,7 +131,7 @@ def build(kind: str, rows: np.ndarray, params: dict[str, int],
           progress: Callable[[int, int], None] | None = None, chunk: int = 20_000) -> tuple[faiss.Index, float]:
     """Build a ``kind`` index over unit ``rows``; returns (index, seconds)."""
     started = time.perf_counter()
-    count, dimension = rows.shape
+    count, dimension = rows.shape[0], stored_dimension(kind, rows.shape[1])
     ip = faiss.METRIC_INNER_PRODUCT
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, params["m"], ip)
@@ -113,9 +148,9 @@ def build(kind: str, rows: np.ndarray, params: dict[str, int],
     else:
         raise QueryError(f"unknown index kind {kind!r}")
     if not index.is_trained:
-        index.train(_training_sample(rows))
+        index.train(fitted(_training_sample(rows), dimension))
     for start in range(0, count, chunk):
-        index.add(np.ascontiguousarray(rows[start: start + chunk]))
+        index.add(fitted(rows[start: start + chunk], dimension))
         if progress:
             progress(min(start + chunk, count), count)
     return index, time.perf_counter() - started

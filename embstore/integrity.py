@@ -15,6 +15,7 @@ import faiss
 from .catalog import FORMAT_VERSION, Catalog
 from .errors import StoreNotFoundError
 from .index import file_checksum
+from .index_kinds import stored_dimension
 from .paths import resolve_store_path
 
 REQUIRED_META = ("format_version", "dimension", "metric", "normalisation")
@@ -106,7 +107,7 @@ def _check_index_file(path: Path, record, words: int, dimension: int, report: Ch
     except RuntimeError as exc:
         report.problems.append(f"{label} cannot be read by FAISS: {str(exc).splitlines()[0]}")
         return
-    if index.ntotal != record.rows or index.d != dimension:
+    if index.ntotal != record.rows or index.d != stored_dimension(record.kind, dimension):
         report.problems.append(f"{label} holds {index.ntotal:,} rows of dimension {index.d}; "
                                f"the catalog says {record.rows:,} of {dimension}")
     elif record.stale:

@@ -25,6 +25,7 @@ import faiss
 import numpy as np
 
 from .errors import QueryError
+from .index_kinds import fitted
 
 COSMUL_EPSILON = 1e-6
 SCORE_BLOCK_BYTES = 64 << 20  # memory bound for one block of exact scores
@@ -203,7 +204,7 @@ def search_top_k(
     one, an ID range. Without a range, IDs at or past ``id_limit`` are filtered out of a
     larger result instead. ``exclude[i]`` is skipped for query i.
     """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    queries = fitted(queries, index.d)  # some kinds store zero-padded rows
     limited = id_limit is not None and id_limit < index.ntotal
     fetch = _candidates_needed(k, exclude, int(id_limit) if limited else index.ntotal)
     if limited and (parameters is None or getattr(parameters, "sel", None) is None):

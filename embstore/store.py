@@ -159,7 +159,7 @@ class Store:
     def _rows(self) -> np.ndarray:
         """The unit rows: the exact index's own memory, or, for sq8 storage, its codes decoded once."""
         if self._decoded is None:
-            self._decoded = np.ascontiguousarray(self.index.reconstruct_n(0, self._size), dtype=np.float32)
+            self._decoded = index_kinds.decoded(self.index, self.dimension)
         return self._decoded
 
     def _vectors(self, ids: Sequence[int]) -> np.ndarray:
@@ -167,9 +167,7 @@ class Store:
         ids = list(ids)
         if self._decoded is not None:
             return self._decoded[ids]
-        if not ids:
-            return np.empty((0, self.dimension), dtype=np.float32)
-        return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+        return index_kinds.decoded(self.index, self.dimension, ids)
 
     def _holds_rows(self, kind: str) -> bool:
         """Whether ``kind`` is the compressed index that holds this store's only rows."""
@@ -209,7 +207,8 @@ class Store:
                 try:
                     index = open_index_file(
                         path.parent / record.file, rows=record.rows, size=record.bytes,
-                        checksum=record.checksum if verify else None, dimension=int(meta["dimension"]),
+                        checksum=record.checksum if verify else None,
+                        dimension=index_kinds.stored_dimension(record.kind, int(meta["dimension"])),
                     )
                     break
                 except CatalogMismatchError:
@@ -641,7 +640,7 @@ class Store:
                 record = self._record(kind)
             self._approximate[kind] = open_index_file(
                 self.path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
-                dimension=self.dimension, memory_map=kind == "ivf")
+                dimension=index_kinds.stored_dimension(kind, self.dimension), memory_map=kind == "ivf")
         return self._approximate[kind], self._record(kind)
 
     def _search(self, queries: np.ndarray, k: int, exclude, id_limit: int | None,
@@ -661,8 +660,7 @@ class Store:
         if self._holds_rows(kind):
             return self._rows
         if kind not in self._decoded_kinds:
-            self._decoded_kinds[kind] = np.ascontiguousarray(
-                faiss_index.reconstruct_n(0, faiss_index.ntotal), dtype=np.float32)
+            self._decoded_kinds[kind] = index_kinds.decoded(faiss_index, self.dimension)
         return self._decoded_kinds[kind]
 
     def _catalog_written(self, kind: str | None = None) -> None:
@@ -819,7 +817,7 @@ class Store:
                         self.catalog.mark_stale([record.kind])
                         continue
                     index, _ = self._approximate_index(record.kind, rebuild_stale=False)
-                    index.add(np.ascontiguousarray(appended))
+                    index.add(index_kinds.fitted(appended, index.d))
                     written = self._write_faiss(record.kind, index)
                     new_files.append(written.path)
                     old_files.append(record.file)

@@ -88,6 +88,7 @@ def test_approximate_indexes_follow_changes(tmp_path, base, sample_lines):
         store.add_words(["newword"], rows[:1] + 1.0)
         record = store.catalog.index_file("sq8")
         assert record.rows == 3001 and not record.stale  # appended rows were added
+        assert store.nearest_to_vector(rows[0] + 1.0, k=1, index="sq8").neighbours[0].word == "newword"
         store.delete_words(["newword"])
         assert store.catalog.index_file("sq8").stale
         assert store.info().indexes[1]["stale"]

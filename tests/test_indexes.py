@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 
@@ -54,6 +55,22 @@ def test_compressed_sizes_against_exact(store_copy):
         assert store.build_index("sq8").bytes <= 0.30 * exact
         pq = store.build_index("pq")
         assert pq.bytes <= 0.10 * exact and pq.params["m"] == 10  # largest divisor of 50 within 10% of float32
+
+
+def test_sq8_rows_are_padded_for_simd_and_score_as_decoded(store_copy):
+    with Store.open(store_copy) as store:
+        record = store.build_index("sq8")
+        index = faiss.read_index(str(store_copy.parent / record.file))
+        assert index.d == 56  # 50 zero-padded to a multiple of 8, so FAISS scans the codes with SIMD
+        decoded = index.reconstruct_n(0, index.ntotal)
+        assert not decoded[:, 50:].any()
+        query = store.unit_vector("king")
+        scores = decoded[:, :50] @ query
+        scores[store.resolve("king").id] = -np.inf
+        expected = np.sort(scores)[::-1][:10]
+        got = store.nearest("king", k=10, index="sq8").neighbours
+        np.testing.assert_allclose([n.score for n in got], expected, rtol=1e-5)
+        assert store.vector("king").shape == (50,)
 
 
 def test_restrict_applies_to_approximate_search(store_copy):
