@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from embstore.index_kinds import KINDS
+from embstore.index_kinds import KINDS, fixed_default
 from embstore.recall import measure_index
 
 from .main import cli, db_option, open_store
@@ -20,11 +20,11 @@ def index_group() -> None:
 
 @index_group.command("build")
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="Which index to build.")
-@click.option("--m", "m", type=click.IntRange(min=1), help="hnsw: neighbours per node (32); pq: sub-quantizers.")
-@click.option("--ef-construction", type=click.IntRange(min=1), help="hnsw: build-time candidate list (40).")
-@click.option("--ef-search", type=click.IntRange(min=1), help="hnsw: search-time candidate list (256).")
+@click.option("--m", "m", type=click.IntRange(min=1), help=f"hnsw: neighbours per node ({fixed_default('hnsw', 'm')}); pq: sub-quantizers.")
+@click.option("--ef-construction", type=click.IntRange(min=1), help=f"hnsw: build-time candidate list ({fixed_default('hnsw', 'ef_construction')}).")
+@click.option("--ef-search", type=click.IntRange(min=1), help=f"hnsw: search-time candidate list ({fixed_default('hnsw', 'ef_search')}).")
 @click.option("--nlist", type=click.IntRange(min=1), help="ivf: clusters (2 * sqrt(rows), at most 1024).")
-@click.option("--nprobe", type=click.IntRange(min=1), help="ivf: clusters scanned per query (64).")
+@click.option("--nprobe", type=click.IntRange(min=1), help=f"ivf: clusters scanned per query ({fixed_default('ivf', 'nprobe')}).")
 @click.option("--default", "make_default", is_flag=True, help="Make queries use this index unless told otherwise.")
 @click.option("--bench/--no-bench", default=True, show_default=True,
               help="Measure recall@10 and latency right after building (as 'index bench').")

@@ -58,6 +58,11 @@ PARAMETERS: dict[str, list[Parameter]] = {
 }
 
 
+def fixed_default(kind: str, name: str) -> int:
+    """The default of a parameter that depends on neither the row count nor the dimension."""
+    return next(p.default(1, 1) for p in PARAMETERS[kind] if p.name == name)
+
+
 def _default_pq_m(dimension: int) -> int:
     """The largest divisor of ``dimension`` that keeps codes at or under 10% of float32 (0.4 bytes/value)."""
     best = 1
