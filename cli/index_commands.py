@@ -57,9 +57,39 @@ def build(kind, m, ef_construction, ef_search, nlist, nprobe, make_default, benc
     if as_json:
         emit_json({"kind": kind, "params": record.params, "bytes": record.bytes, "measured": figures})
         return
-    settings = ", ".join(f"{k}={v}" for k, v in record.params.items() if k != "build_seconds")
-    click.echo(f"Built {kind} ({settings or 'no parameters'}) in {record.params['build_seconds']:.1f}s: "
-               f"{human_bytes(record.bytes)}")
+    click.echo(f"Built {kind} ({_settings(record.params) or 'no parameters'}) in "
+               f"{record.params['build_seconds']:.1f}s: {human_bytes(record.bytes)}")
+    _echo_measured(figures)
+
+
+@index_group.command("tune")
+@click.argument("kind", type=click.Choice(KINDS))
+@click.option("--ef-search", type=click.IntRange(min=1), help="hnsw: search-time candidate list.")
+@click.option("--nprobe", type=click.IntRange(min=1), help="ivf: clusters scanned per query.")
+@click.option("--bench/--no-bench", default=True, show_default=True,
+              help="Measure recall@10 and latency with the new settings (as 'index bench').")
+@db_option
+@json_option
+def tune(kind, ef_search, nprobe, bench, db, as_json):
+    """Change how the KIND index searches, without rebuilding it: trade recall for speed."""
+    with open_store(db) as store:
+        record = store.tune_index(kind, ef_search=ef_search, nprobe=nprobe)
+        figures = None
+        if bench:
+            figures = measure_index(store, kind)
+            store.record_index_measurements(kind, figures)
+    if as_json:
+        emit_json({"kind": kind, "params": record.params, "measured": figures})
+        return
+    click.echo(f"{kind} now searches with {_settings(record.params)}")
+    _echo_measured(figures)
+
+
+def _settings(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in params.items() if k != "build_seconds")
+
+
+def _echo_measured(figures: dict | None) -> None:
     if figures:
         click.echo(f"recall@10 {figures['recall@10']:.4f}, search {figures['search_mean_ms']:.3f} ms mean, "
                    f"{figures['search_p99_ms']:.3f} ms p99")
@@ -79,7 +109,7 @@ def list_indexes(db, as_json):
     rows = []
     for index in info.indexes:
         measured = index["recall"] or {}
-        params = ", ".join(f"{k}={v}" for k, v in index["params"].items())
+        params = _settings(index["params"])
         rows.append((index["kind"] + (" *" if index["kind"] == default else ""), human_bytes(index["bytes_on_disk"]),
                      f"{measured.get('recall@10', float('nan')):.4f}" if "recall@10" in measured else "-", params))
     click.echo(table(["index", "on disk", "recall@10", "parameters"], rows, "lrrl"))

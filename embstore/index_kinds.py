@@ -58,6 +58,23 @@ PARAMETERS: dict[str, list[Parameter]] = {
 }
 
 
+def tuned_parameters(kind: str, params: dict[str, int], changes: dict[str, int | None]) -> dict[str, int]:
+    """``params`` with search-time settings changed; raise QueryError for anything that needs a rebuild."""
+    tunable = sorted(p.name for p in PARAMETERS[kind] if p.search_time)
+    given = {k: v for k, v in changes.items() if v is not None}
+    if not tunable:
+        raise QueryError(f"{kind} has no search-time settings; build it again to change it")
+    if not given:
+        raise QueryError(f"say what to change: {kind} can change {', '.join(tunable)} without a rebuild")
+    needs_rebuild = sorted(set(given) - set(tunable))
+    if needs_rebuild:
+        raise QueryError(f"{kind} can change only {', '.join(tunable)} without a rebuild; "
+                         f"build it again to change {', '.join(needs_rebuild)}")
+    if any(v < 1 for v in given.values()):
+        raise QueryError("index parameters must be positive")
+    return {**params, **given}
+
+
 def fixed_default(kind: str, name: str) -> int:
     """The default of a parameter that depends on neither the row count nor the dimension."""
     return next(p.default(1, 1) for p in PARAMETERS[kind] if p.name == name)

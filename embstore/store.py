@@ -8,7 +8,7 @@ either as it was or completely new. Opening checks that catalog and index agree.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import secrets
 import time
@@ -32,10 +32,9 @@ from .errors import (
 )
 from .formats import EmbeddingReader, write_embeddings
 from .durable import fsync_directory
-from .index import FlatIndexWriter, flat_rows, open_index_file
+from .index import FlatIndexWriter, flat_rows, open_index_file, write_index_file
 from .paths import resolve_store_path
 from . import index_kinds
-from .index import write_index_file
 from .queries import Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, mean_directions, search_top_k, unit
 from .suggest import suggest_words
 
@@ -733,9 +732,23 @@ class Store:
     def record_index_measurements(self, kind: str, figures: dict) -> None:
         """Store measured recall and latency for ``kind`` in the catalog (shown by ``info``)."""
         with self.catalog.write_transaction():
-            self.catalog.conn.execute("UPDATE index_files SET recall = ? WHERE kind = ?",
-                                      (json.dumps(figures), kind))
+            self.catalog.record_index_file(dataclasses.replace(self.catalog.index_file(kind), recall=figures))
         self._catalog_written()
+
+    def tune_index(self, kind: str, **settings: int | None) -> IndexFileRecord:
+        """Change how ``kind`` searches (hnsw ``ef_search``, ivf ``nprobe``) without rebuilding it.
+
+        The recall measured with the old settings no longer applies and is cleared.
+        """
+        if kind == EXACT or self._holds_rows(kind):
+            raise QueryError(f"the {kind} index has no search-time settings")
+        self.index_kind(kind)  # raises if the store has no such index
+        with self.catalog.write_transaction():
+            record = self.catalog.index_file(kind)
+            params = index_kinds.tuned_parameters(kind, record.params, settings)
+            self.catalog.record_index_file(dataclasses.replace(record, params=params, recall=None))
+        self._catalog_written()
+        return self._record(kind)
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of words."""

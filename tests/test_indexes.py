@@ -101,6 +101,36 @@ def test_default_index_exact_override_and_drop(store_copy, run):
             store.nearest("king", index="pq")
 
 
+def test_tuning_search_settings_trades_recall_without_a_rebuild(store_copy, small_matrix, run):
+    truth = brute_force_top10(small_matrix, QUESTIONS)
+
+    def recall(store):
+        return np.mean([len({n.word for n in store.nearest(w, k=10, index="hnsw").neighbours} & truth[w]) / 10
+                        for w in QUESTIONS])
+
+    with Store.open(store_copy) as store:
+        built = store.build_index("hnsw", m=4, ef_construction=16, ef_search=400)
+        store.record_index_measurements("hnsw", {"recall@10": 0.5})
+        generous = recall(store)
+        tuned = store.tune_index("hnsw", ef_search=1)
+        assert tuned.params == {**built.params, "ef_search": 1} and tuned.recall is None
+        assert tuned.file == built.file and tuned.checksum == built.checksum  # same file, not rebuilt
+        assert recall(store) < generous
+        with pytest.raises(QueryError, match="build it again to change m"):
+            store.tune_index("hnsw", m=8)
+        with pytest.raises(QueryError, match="no ivf index"):
+            store.tune_index("ivf", nprobe=4)
+        store.build_index("sq8")
+    with Store.open(store_copy) as store:  # the setting is recorded, so a new process searches with it
+        assert recall(store) < generous
+    result = run("index", "tune", "hnsw", "--ef-search", "400", "--no-bench", "--db", store_copy)
+    assert result.exit_code == 0 and "ef_search=400" in result.output
+    with Store.open(store_copy) as store:
+        assert recall(store) == generous
+    refused = run("index", "tune", "sq8", "--db", store_copy)
+    assert refused.exit_code == 1 and "no search-time settings" in refused.output
+
+
 def test_rebuild_replaces_the_old_file(store_copy):
     with Store.open(store_copy) as store:
         first = store.build_index("ivf", nlist=32)
