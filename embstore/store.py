@@ -637,10 +637,14 @@ class Store:
                 params = {k: v for k, v in record.params.items() if k != "build_seconds"}
                 self.build_index(kind, **params)
                 record = self._record(kind)
-            self._approximate[kind] = open_index_file(
-                self.path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
-                dimension=index_kinds.stored_dimension(kind, self.dimension), memory_map=kind == "ivf")
+            self._approximate[kind] = self._open_index(record, memory_map=True)
         return self._approximate[kind], self._record(kind)
+
+    def _open_index(self, record: IndexFileRecord, *, memory_map: bool) -> faiss.Index:
+        """Open and verify the file of ``record``; mapped files are shared and cannot take new rows."""
+        return open_index_file(
+            self.path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
+            dimension=index_kinds.stored_dimension(record.kind, self.dimension), memory_map=memory_map)
 
     def _search(self, queries: np.ndarray, k: int, exclude, id_limit: int | None,
                 index: str | None) -> list[list[tuple[int, float]]]:
@@ -829,7 +833,7 @@ class Store:
                     if appended is None:
                         self.catalog.mark_stale([record.kind])
                         continue
-                    index, _ = self._approximate_index(record.kind, rebuild_stale=False)
+                    index = self._open_index(record, memory_map=False)  # a private copy that can grow
                     index.add(index_kinds.fitted(appended, index.d))
                     written = self._write_faiss(record.kind, index)
                     new_files.append(written.path)

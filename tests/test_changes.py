@@ -98,6 +98,19 @@ def test_approximate_indexes_follow_changes(tmp_path, base, sample_lines):
         assert len(answer.neighbours) == 5
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "sq8", "pq"])
+def test_added_words_reach_every_index_kind(base, kind):
+    db, words, rows = base
+    with Store.open(db) as store:
+        store.build_index(kind, **({"nlist": 16} if kind == "ivf" else {}))
+        store.nearest("king", index=kind)  # opened (memory-mapped) before the change
+        store.add_words(["newword"], rows[:1] * 3.0)
+        record = store.catalog.index_file(kind)
+        assert record.rows == 3001 and not record.stale
+        assert store.nearest_to_vector(rows[0], k=1, index=kind).neighbours[0].word in {"newword", words[0]}
+        assert "newword" in {n.word for n in store.nearest(words[0], k=3, index=kind).neighbours}
+
+
 def test_change_errors_leave_store_untouched(base):
     db, words, rows = base
     before = sorted(p.name for p in db.parent.iterdir())
