@@ -16,7 +16,7 @@ class FormatError(EmbstoreError):
         self, path: str, line: int | None, problem: str, hint: str | None = None, unit: str = "line"
     ):
         self.path = str(path)
-        self.line = line
+        self.line = None if line is None else int(line)
         self.problem = problem
         self.hint = hint
         where = f"{self.path}, {unit} {line}" if line is not None else self.path

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from embstore import CatalogMismatchError, QueryError, Store
+from embstore.recall import measure_index, query_ids
 
 
 def brute_force_top10(small_matrix, words_to_ask):
@@ -151,6 +152,24 @@ def test_corrupt_approximate_index_is_refused(store_copy):
         store.nearest("king")  # the exact rows are intact
         with pytest.raises(CatalogMismatchError, match="checksum"):
             store.nearest("king", index="sq8")
+
+
+def test_measured_recall_matches_brute_force_on_the_same_words(store_copy, small_matrix):
+    words, matrix = small_matrix
+    rows = matrix / np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)
+    with Store.open(store_copy) as store:
+        store.build_index("hnsw", m=4, ef_construction=16, ef_search=10)  # recall well below 1
+        figures = measure_index(store, "hnsw", queries=300, pool=5000)
+        asked = query_ids(len(store), 300, pool=5000)
+        assert len(set(asked.tolist())) == 300 and asked.max() < 5000
+        hits = []
+        for i in asked:
+            scores = rows @ rows[i]
+            scores[i] = -np.inf
+            truth = {words[j] for j in np.argsort(-scores)[:10]}
+            hits.append(len(truth & {n.word for n in store.nearest(words[i], index="hnsw").neighbours}) / 10)
+    assert figures["recall@10"] < 0.99 and figures["queries"] == 300 and figures["timed_queries"] == 200
+    assert figures["recall@10"] == pytest.approx(np.mean(hits), abs=0.002)
 
 
 def test_cli_build_bench_and_info(run, store_copy, tmp_path):

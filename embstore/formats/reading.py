@@ -368,46 +368,56 @@ class EmbeddingReader:
     def _binary_chunks(self) -> Iterator[Chunk]:
         row_bytes = 4 * self.dimension
         wanted = self.declared_count if self.limit is None else min(self.declared_count, self.limit)
+        rows_per_chunk = max(1, self.chunk_bytes // row_bytes)
         entry = 0
         while entry < wanted:
+            first = entry
             words: list[bytes] = []
-            rows: list[bytes] = []
-            numbers: list[int] = []
+            starts: list[int] = []  # where each vector begins in ``data``
             self._fill(self.chunk_bytes)
             data = self._pending
-            position = 0
-            while entry < wanted:
-                space = data.find(b" ", position, position + MAX_WORD_BYTES)
-                if space < 0 or space + 1 + row_bytes > len(data):
-                    if self._eof or (space < 0 and len(data) - position >= MAX_WORD_BYTES):
+            find, size, position = data.find, len(data), 0
+            last = min(wanted, first + rows_per_chunk)
+            while entry < last:
+                space = find(b" ", position, position + MAX_WORD_BYTES)
+                end = space + 1 + row_bytes
+                if space < 0 or end > size:
+                    if self._eof or (space < 0 and size - position >= MAX_WORD_BYTES):
+                        self._check_words(words, first)
                         self._binary_truncated(entry + 1, data[position:], row_bytes)
                     break
-                word = data[position:space].lstrip(b"\n")
-                if not word:
-                    raise FormatError(self.name, entry + 1, "the word is empty", unit="entry")
-                words.append(word)
-                rows.append(data[space + 1: space + 1 + row_bytes])
-                numbers.append(entry + 1)
-                position = space + 1 + row_bytes
+                words.append(data[position:space])
+                starts.append(space + 1)
+                position = end
                 entry += 1
-                if len(rows) * row_bytes >= self.chunk_bytes:
-                    break
             self._pending = data[position:]
             if not words:
                 self._fill(len(self._pending) + self.chunk_bytes)
                 continue
-            vectors = np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), self.dimension)
-            vectors = vectors.astype(np.float32, copy=True)
+            words = self._check_words(words, first)
+            # One gather copies every vector out of the buffer: each row of this strided
+            # view is the row_bytes that start at one byte offset.
+            windows = np.lib.stride_tricks.as_strided(
+                np.frombuffer(data, dtype=np.uint8), shape=(size - row_bytes + 1, row_bytes), strides=(1, 1))
+            vectors = windows[np.asarray(starts)].view("<f4").astype(np.float32, copy=False)
+            numbers = np.arange(first + 1, entry + 1, dtype=np.int64)
             decoded = self._decode_words(words, numbers, unit="entry")
             self._check_finite(vectors, numbers, decoded, unit="entry")
             self.rows_read += len(decoded)
-            yield Chunk(decoded, vectors, np.asarray(numbers, dtype=np.int64))
+            yield Chunk(decoded, vectors, numbers)
         if self.limit is None or self.rows_read < self.limit:
             self._fill(1 << 16)
             if self._pending.strip():
                 raise FormatError(
                     self.name, 1, f"more data follows the {self.declared_count:,} entries the header declares"
                 )
+
+    def _check_words(self, words: list[bytes], first: int) -> list[bytes]:
+        """The words without the newline that ends the previous vector; raise at the first empty one."""
+        stripped = [word.lstrip(b"\n") for word in words]
+        if not all(stripped):
+            raise FormatError(self.name, first + 1 + stripped.index(b""), "the word is empty", unit="entry")
+        return stripped
 
     def _binary_truncated(self, entry: int, tail: bytes, row_bytes: int) -> None:
         if not tail.strip():
