@@ -47,16 +47,17 @@ def _create_catalog(db: sqlite_utils.Database) -> None:
 
 
 WORD_INDEXES_MIGRATION = "0002_index_words"
+WORD_INDEXES = ("words_by_word", "words_by_folded")
 
 
 @migrations(name=WORD_INDEXES_MIGRATION)
 def _index_words(db: sqlite_utils.Database) -> None:
     # A separate step so that a new store can bulk-insert its words first and build
     # these B-trees once, sorted, which is several times faster than row by row.
-    db["words"].create_index(["word"], unique=True, index_name="words_by_word")
+    db["words"].create_index(["word"], unique=True, index_name=WORD_INDEXES[0])
     # 'folded' is NULL when folding changes nothing (every GloVe word), which keeps
     # this index small; lookups ask for word = f OR folded = f.
-    db["words"].create_index(["folded"], index_name="words_by_folded")
+    db["words"].create_index(["folded"], index_name=WORD_INDEXES[1])
 
 
 @migrations(name="0003_index_staleness")
@@ -138,8 +139,12 @@ class Catalog:
         catalog.set_meta(format_version=FORMAT_VERSION)
         return catalog
 
-    def apply_pending_migrations(self) -> None:
-        """Apply what ``create`` deferred (the word indexes), inside the current transaction."""
+    def finish_bulk_insert(self) -> None:
+        """Build the word indexes after a bulk insert, inside the current transaction: a new
+        catalog applies the migration ``create`` deferred; a replaced one rebuilds the indexes
+        ``delete_all_words`` dropped."""
+        if WORD_INDEXES_MIGRATION in self.applied_migrations():
+            _index_words(self.db)
         migrations.apply(self.db)
 
     @classmethod
@@ -255,7 +260,11 @@ class Catalog:
         )
 
     def delete_all_words(self) -> None:
+        """Empty the words table for a bulk insert. Its indexes go too, so that the insert does
+        not update them row by row; ``finish_bulk_insert`` builds them again, once and sorted."""
         self.conn.execute("DELETE FROM words")
+        for name in WORD_INDEXES:
+            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
 
     def word_stats(self) -> tuple[int, int | None, int | None]:
         """Return (count, smallest id, largest id)."""

@@ -96,6 +96,11 @@ def test_replace_swaps_the_whole_vocabulary_and_removes_old_index(tmp_path, glov
     with Store.open(db) as store:
         assert len(store) == 300
         assert store.info().indexes[0]["rows"] == 300
+        # the word indexes, dropped for the bulk insert, are back, and lookups use them
+        plan = store.catalog.conn.execute("EXPLAIN QUERY PLAN SELECT id FROM words WHERE word = ?", ("a",)).fetchall()
+        assert "words_by_word" in str(plan)
+        indexes = {r[0] for r in store.catalog.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"words_by_word", "words_by_folded"} <= indexes
 
 
 def test_info_reports_source_and_sizes(small_store, glove_small):
