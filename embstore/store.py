@@ -380,7 +380,8 @@ class Store:
         first_duplicates: list[str] = []
         zeros = 0
         for chunk in reader.chunks():
-            norms = np.linalg.norm(chunk.vectors.astype(np.float64), axis=1)
+            exact = chunk.vectors.astype(np.float64)  # norms and unit rows are computed in float64
+            norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))
             keep = np.ones(len(chunk.words), dtype=bool)
             for position in np.flatnonzero(norms == 0):
                 if zero_vectors == "error":
@@ -400,19 +401,21 @@ class Store:
                         first_duplicates.append(word)
                 elif keep[position]:
                     seen.add(word)
-            words = [w for w, k in zip(chunk.words, keep) if k] if not keep.all() else chunk.words
-            kept_norms = norms[keep]
-            unit_rows = (chunk.vectors[keep].astype(np.float64) / kept_norms[:, None]).astype(np.float32)
+            if not keep.all():
+                exact, norms = exact[keep], norms[keep]
+            words = [w for w, k in zip(chunk.words, keep) if k] if len(exact) < len(keep) else chunk.words
+            exact /= norms[:, None]
+            unit_rows = exact.astype(np.float32)
             ids = range(next_id, next_id + len(words))
             writer.add(unit_rows)
-            catalog.insert_words(ids, words, ids, kept_norms.tolist())
+            catalog.insert_words(ids, words, ids, norms.tolist())
             next_id += len(words)
             if progress:
                 progress(reader.bytes_read, reader.total_bytes)
         if next_id == 0:
             raise FormatError(reader.name, None, "no vectors left to store after skipping zero vectors")
         written = writer.finish()
-        catalog.apply_pending_migrations()  # a new catalog builds its word indexes now, after the bulk insert
+        catalog.finish_bulk_insert()  # word indexes are built now, after the bulk insert
         catalog.record_index_file(_record_written(
             EXACT, written, params={"faiss": "IndexFlatIP"}, generation=1,
             recall={"recall@10": 1.0, "note": "exact search"},
