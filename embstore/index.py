@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,8 +64,12 @@ class FlatIndexWriter:
     """Write unit rows into a FAISS IndexFlatIP file chunk by chunk, then sync it.
 
     The file is written at ``tmp_path``; ``finish`` fills in the row count, fsyncs and
-    renames it to ``final_path``. ``abort`` removes the temporary file.
+    renames it to ``final_path``. ``abort`` removes the temporary file. Writes happen on
+    a background thread (at most ``_QUEUED_CHUNKS`` chunks wait), so the disk works while
+    the caller parses the next chunk; a failed write is raised by the next call.
     """
+
+    _QUEUED_CHUNKS = 2
 
     def __init__(self, tmp_path: Path, final_path: Path, dimension: int):
         self.tmp_path = tmp_path
@@ -73,15 +79,39 @@ class FlatIndexWriter:
         self._before, self._after = _flat_ip_layout(dimension)
         self._handle = open(tmp_path, "wb")
         self._handle.write(self._before + struct.pack("<q", 0) + self._after + struct.pack("<Q", 0))
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=self._QUEUED_CHUNKS)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_queued, name="embstore-index-writer", daemon=True)
+        self._thread.start()
+
+    def _write_queued(self) -> None:
+        while (rows := self._queue.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._handle.write(memoryview(rows).cast("B"))
+                except BaseException as exc:  # reported to the caller by the next add or finish
+                    self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
 
     def add(self, unit_rows: np.ndarray) -> None:
-        rows = np.ascontiguousarray(unit_rows, dtype="<f4")
+        self._raise_failure()
+        rows = np.ascontiguousarray(unit_rows, dtype="<f4")  # written later: callers must not change it
         if rows.ndim != 2 or rows.shape[1] != self.dimension:
             raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
-        self._handle.write(rows.tobytes())
+        self._queue.put(rows)
         self.rows += rows.shape[0]
 
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
     def finish(self) -> WrittenFile:
+        self._stop()
+        self._raise_failure()
         handle = self._handle
         handle.seek(len(self._before))
         handle.write(struct.pack("<q", self.rows))
@@ -98,6 +128,7 @@ class FlatIndexWriter:
 
     def abort(self) -> None:
         try:
+            self._stop()
             self._handle.close()
         finally:
             self.tmp_path.unlink(missing_ok=True)
