@@ -101,11 +101,14 @@ def measure_load_gensim(text: Path) -> dict:
 
 
 def measure_load_embstore(text: Path, db: Path) -> dict:
+    """A first load into a new store (the previous run's store is removed first)."""
+    for old in db.parent.glob(db.name + "*"):
+        old.unlink()
     return run_python(f"""
         import json, time
         started = time.perf_counter()
         from embstore import Store
-        report = Store.load({str(text)!r}, {str(db)!r}, replace=True)
+        report = Store.load({str(text)!r}, {str(db)!r})
         print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}, "words": report.words}}))
     """)
 
