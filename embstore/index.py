@@ -7,6 +7,7 @@ FAISS's own serialisation, one chunk at a time, so a load never holds the whole 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -14,6 +15,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import faiss
 import numpy as np
@@ -167,22 +169,12 @@ def open_index_file(path: Path, *, rows: int, size: int, checksum: str | None, d
     exact rows are read, not mapped: FAISS's flat format puts them at byte 45, and numpy's
     BLAS runs ~10x slower on a float32 array that is not 4-byte aligned.
     """
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise CatalogMismatchError(f"index file {path} is missing") from None
-    with handle:
-        actual_size = os.fstat(handle.fileno()).st_size
-        if actual_size != size:
-            raise CatalogMismatchError(
-                f"index file {path.name} is {actual_size:,} bytes but the catalog recorded {size:,}"
-            )
+    with _open_sized(path, size) as handle:
         if checksum is not None:
             digest = hashlib.sha256()
             while block := handle.read(_HASH_BLOCK):
                 digest.update(block)
-            if "sha256:" + digest.hexdigest() != checksum:
-                raise CatalogMismatchError(f"index file {path.name} does not match the checksum in the catalog")
+            _check_digest(path, digest, checksum)
         same_file = f"/proc/self/fd/{handle.fileno()}"
         source = same_file if os.path.exists(same_file) else str(path)
         try:
@@ -202,6 +194,92 @@ def open_index_file(path: Path, *, rows: int, size: int, checksum: str | None, d
             f"the catalog expects {rows:,} of dimension {dimension}"
         )
     return index
+
+
+def open_exact_rows(path: Path, *, rows: int, size: int, checksum: str | None, dimension: int) -> np.ndarray:
+    """The unit rows of an exact index file, read and checked in one pass (read-only array).
+
+    A file in the layout ``FlatIndexWriter`` writes (FAISS's IndexFlatIP serialisation) is
+    read straight into an aligned array while its SHA-256 is computed, instead of hashing
+    it and then letting FAISS parse and copy it: 1M x 300 rows open in about half the time.
+    Anything else goes through ``open_index_file`` and its checks and messages.
+    """
+    before, after = _flat_ip_layout(dimension)
+    header = before + struct.pack("<q", rows) + after + struct.pack("<Q", rows * dimension)
+    out = np.empty((rows, dimension), dtype=np.float32)
+    body = memoryview(out).cast("B")
+    if size == len(header) + body.nbytes:
+        with _open_sized(path, size) as handle:
+            if handle.read(len(header)) == header:
+                digest = hashlib.sha256(header)
+                if not _read_all(handle, body, digest if checksum is not None else None):
+                    raise CatalogMismatchError(f"index file {path.name} ended early while it was read")
+                if checksum is not None:
+                    _check_digest(path, digest, checksum)
+                out.flags.writeable = False
+                return out
+    index = open_index_file(path, rows=rows, size=size, checksum=checksum, dimension=dimension)
+    out = flat_rows(index).copy()  # a copy: the view dies with ``index``
+    out.flags.writeable = False
+    return out
+
+
+def _read_all(handle: BinaryIO, body: memoryview, digest=None) -> bool:
+    """Fill ``body`` from ``handle``, feeding ``digest`` as it goes; False if the file ends first.
+
+    With a digest, a second thread reads the next blocks while this one hashes the last:
+    both release the GIL, and filling new memory (page faults) costs about as much as
+    SHA-256, so the two overlap (1M x 300 rows: 2.3 -> 1.3 s).
+    """
+    blocks: queue.Queue = queue.Queue(maxsize=4)
+
+    def read() -> None:
+        done = 0
+        try:
+            while done < body.nbytes:
+                got = handle.readinto(body[done: done + _HASH_BLOCK])
+                if not got:
+                    break
+                if digest is not None:
+                    blocks.put(body[done: done + got])
+                done += got
+        except BaseException as exc:
+            blocks.put(exc)
+        blocks.put(done)
+
+    if digest is None:
+        read()
+        item = blocks.get()
+    else:
+        reader = threading.Thread(target=read, name="embstore-index-reader", daemon=True)
+        reader.start()
+        while isinstance(item := blocks.get(), memoryview):
+            digest.update(item)
+        reader.join()
+    if isinstance(item, BaseException):
+        raise item
+    return item == body.nbytes
+
+
+@contextlib.contextmanager
+def _open_sized(path: Path, size: int) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, after checking it exists and has the recorded size."""
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise CatalogMismatchError(f"index file {path} is missing") from None
+    with handle:
+        actual_size = os.fstat(handle.fileno()).st_size
+        if actual_size != size:
+            raise CatalogMismatchError(
+                f"index file {path.name} is {actual_size:,} bytes but the catalog recorded {size:,}"
+            )
+        yield handle
+
+
+def _check_digest(path: Path, digest, checksum: str) -> None:
+    if "sha256:" + digest.hexdigest() != checksum:
+        raise CatalogMismatchError(f"index file {path.name} does not match the checksum in the catalog")
 
 
 def flat_rows(index: faiss.Index) -> np.ndarray:

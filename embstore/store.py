@@ -32,7 +32,7 @@ from .errors import (
 )
 from .formats import EmbeddingReader, write_embeddings
 from .durable import fsync_directory
-from .index import FlatIndexWriter, flat_rows, open_index_file, write_index_file
+from .index import FlatIndexWriter, open_exact_rows, open_index_file, write_index_file
 from .paths import resolve_store_path
 from . import index_kinds
 from .queries import Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, mean_directions, search_top_k, unit
@@ -139,15 +139,17 @@ def remove_leftovers(path: Path, catalog: Catalog) -> list[Path]:
 class Store:
     """An open embedding store. Create one with ``Store.load`` and open it with ``Store.open``."""
 
-    def __init__(self, path: Path, catalog: Catalog, index: faiss.Index, meta: dict[str, str]):
+    def __init__(self, path: Path, catalog: Catalog, rows: np.ndarray | faiss.Index, meta: dict[str, str]):
+        """``rows``: the exact unit rows, or, for a store with compressed storage, the index holding them."""
         self.path = path
         self.catalog = catalog
-        self.index = index
         self.meta = meta
         self.dimension = int(meta["dimension"])
         self.storage = meta.get("storage", EXACT)
-        self._decoded: np.ndarray | None = flat_rows(index) if self.storage == EXACT else None
-        self._size = index.ntotal
+        exact = isinstance(rows, np.ndarray)
+        self.index: faiss.Index | None = None if exact else rows  # the compressed index, if it holds the rows
+        self._decoded: np.ndarray | None = rows if exact else None
+        self._size = rows.shape[0] if exact else rows.ntotal
         self._vocabulary: list[str] | None = None
         self._approximate: dict[str, faiss.Index] = {}  # opened approximate indexes, by kind
         self._decoded_kinds: dict[str, np.ndarray] = {}  # sq8/pq rows decoded for batch search
@@ -203,8 +205,9 @@ class Store:
                         f"{path} has no exact index recorded; the load that made it did not finish. "
                         "Load the source file again with --replace"
                     )
+                opener = open_exact_rows if record.kind == EXACT else open_index_file
                 try:
-                    index = open_index_file(
+                    rows = opener(
                         path.parent / record.file, rows=record.rows, size=record.bytes,
                         checksum=record.checksum if verify else None,
                         dimension=index_kinds.stored_dimension(record.kind, int(meta["dimension"])),
@@ -233,7 +236,7 @@ class Store:
         except BaseException:
             catalog.close()
             raise
-        return cls(path, catalog, index, meta)
+        return cls(path, catalog, rows, meta)
 
     def close(self) -> None:
         self.catalog.close()

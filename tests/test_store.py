@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import faiss
+import numpy as np
 import pytest
 
 from embstore import CatalogMismatchError, Store, StoreError, resolve_store_path
 from embstore.catalog import FORMAT_VERSION
+from embstore.index import flat_rows
 
 
 def index_file(db):
@@ -43,6 +46,29 @@ def test_changed_index_bytes_fail_the_checksum(store_copy):
     with pytest.raises(CatalogMismatchError, match="checksum"):
         Store.open(store_copy)
     Store.open(store_copy, verify=False).close()  # size still agrees, so an unverified open proceeds
+
+
+def test_exact_rows_read_directly_equal_what_faiss_parses(store_copy):
+    path = index_file(store_copy)
+    with Store.open(store_copy) as store:
+        rows = store._rows
+        assert rows.flags["ALIGNED"] and not rows.flags["WRITEABLE"]
+    parsed_index = faiss.read_index(str(path))  # kept alive: flat_rows is a view of its memory
+    parsed = flat_rows(parsed_index)
+    assert rows.shape == parsed.shape == (20_000, 50) and np.array_equal(rows, parsed)
+
+
+@pytest.mark.parametrize("where", [0, 20, 44])
+def test_changed_header_bytes_are_refused(store_copy, where):
+    path = index_file(store_copy)
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0x01  # FAISS's header: no longer the layout embstore writes, so FAISS parses it
+    path.write_bytes(bytes(data))
+    with pytest.raises(CatalogMismatchError, match="checksum"):
+        Store.open(store_copy)
+    if where == 20:  # a byte FAISS ignores: unverified, FAISS parses the file and the rows are intact
+        with Store.open(store_copy, verify=False) as store:
+            assert store.nearest("king", k=1).neighbours[0].word == "prince"
 
 
 def test_missing_index_file(store_copy):
