@@ -141,12 +141,14 @@ def default(kind, db):
               help="Index to measure (repeatable). Default: every index the store has.")
 @click.option("--queries", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Random vocabulary words to query.")
+@click.option("--from-top", "pool", type=click.IntRange(min=1),
+              help="Draw the query words from the N most frequent words instead of the whole vocabulary.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--analogies", type=click.Path(dir_okay=False, path_type=str),
               help="A questions-words file: also report 3CosAdd accuracy lost against exact search.")
 @db_option
 @json_option
-def bench(kinds, queries, k, analogies, db, as_json):
+def bench(kinds, queries, pool, k, analogies, db, as_json):
     """Recall@k against exact search (computed in blocks), latency and analogy accuracy; stored for 'info'."""
     results = {}
     with open_store(db) as store:
@@ -155,7 +157,7 @@ def bench(kinds, queries, k, analogies, db, as_json):
             raise click.ClickException("this store has no approximate index; build one with: embstore index build")
         for kind in kinds:
             store.index_kind(kind)
-            results[kind] = measure_index(store, kind, queries=queries, k=k, analogies=analogies)
+            results[kind] = measure_index(store, kind, queries=queries, k=k, analogies=analogies, pool=pool)
             store.record_index_measurements(kind, results[kind])
     if as_json:
         emit_json(results)

@@ -62,7 +62,7 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
         store.nearest(words[word_id], k=k, index=kind)
         api_ms.append(1000 * (time.perf_counter() - started))
     figures = {
-        f"recall@{k}": recall, "queries": count, "timed_queries": len(timed),
+        f"recall@{k}": recall, "queries": count, "timed_queries": len(timed), "drawn_from": min(pool or len(store), len(store)),
         "search_mean_ms": float(np.mean(search_ms)), "search_p99_ms": float(np.percentile(search_ms, 99)),
         "api_mean_ms": float(np.mean(api_ms)), "api_p99_ms": float(np.percentile(api_ms, 99)),
         "bytes": record.bytes, "bytes_vs_exact": record.bytes / (4 * len(store) * store.dimension),
