@@ -30,7 +30,8 @@ RESULTS = ROOT / "bench" / "results"
 QUERY_WORDS = 200
 SYNTHETIC = (1_000_000, 300)  # rows, dimension
 KINDS_HEADING = ("Approximate and compressed indexes (same store; recall over 1,000 random vocabulary words, "
-                 "latency over 200 of them spread evenly; gensim timed in the same process on the same words)")
+                 "latency over 200 of them spread evenly; gensim's most_similar timed on the same words, "
+                 "alternating with embstore's queries)")
 
 
 def glove_text(words: int) -> Path:
@@ -205,44 +206,30 @@ def measure_evaluation(db: Path, text: Path, with_gensim: bool) -> dict:
 def measure_index_kinds(db: Path, with_gensim: bool) -> dict:
     """Build each approximate kind on the store and measure it (recall, latency, size, analogies).
 
-    gensim's exact ``most_similar`` is timed in the same process on the same words just
-    before and just after each kind, so a change in machine load moves both sides.
+    gensim's exact ``most_similar`` is timed in the same process on the same words, word
+    by word between embstore's queries, so a change in machine load moves both sides.
     """
     return run_python(f"""
-        import json, time
-        import numpy as np
+        import json
         from gensim.test.utils import datapath
         from embstore import Store
-        from embstore.recall import LATENCY_QUERIES, measure_index, query_ids
+        from embstore.recall import measure_index
         out = {{}}
         with Store.open({str(db)!r}) as store:
-            kv = None
+            reference = None
             if {with_gensim!r}:
                 from gensim.models import KeyedVectors
                 kv = KeyedVectors(store.dimension)
                 kv.add_vectors(store.vocabulary(), store._rows)
                 store._vocabulary = None  # answer as a fresh store does: words come from SQLite
-
-            def gensim_ms(pool=None):
-                ids = query_ids(len(store), 1000, pool=pool)
-                words = [kv.index_to_key[i] for i in ids[:: len(ids) // LATENCY_QUERIES][:LATENCY_QUERIES]]
-                kv.most_similar(words[0])
-                started = time.perf_counter()
-                for word in words:
-                    kv.most_similar(word, topn=10)
-                return 1000 * (time.perf_counter() - started) / len(words)
-
+                reference = lambda word: kv.most_similar(word, topn=10)
             for kind in ("hnsw", "ivf", "sq8", "pq"):
                 record = store.build_index(kind)
-                before = gensim_ms() if kv else None
-                figures = measure_index(store, kind, queries=1000, k=10, analogies=datapath("questions-words.txt"))
-                if kv:
-                    figures["gensim_ms"] = (before + gensim_ms()) / 2
+                figures = measure_index(store, kind, queries=1000, k=10, analogies=datapath("questions-words.txt"),
+                                        reference=reference)
                 if kind == "hnsw":
-                    frequent = measure_index(store, kind, queries=1000, k=10, pool=10_000)
-                    if kv:
-                        frequent["gensim_ms"] = gensim_ms(pool=10_000)
-                    figures["frequent_words"] = frequent
+                    figures["frequent_words"] = measure_index(store, kind, queries=1000, k=10, pool=10_000,
+                                                              reference=reference)
                 figures["build_seconds"] = record.params["build_seconds"]
                 figures["params"] = {{k: v for k, v in record.params.items() if k != "build_seconds"}}
                 out[kind] = figures
@@ -333,7 +320,7 @@ def kinds_table(f: dict) -> str:
              "3CosAdd accuracy (loss)")]
 
     def speed(k: dict) -> tuple[str, str]:
-        gensim_ms = k.get("gensim_ms") or f["warm"].get("gensim_ms")
+        gensim_ms = k.get("reference_mean_ms")
         if not gensim_ms:
             return "-", "-"
         return f"{gensim_ms:.2f}", f"{gensim_ms / k['search_mean_ms']:.1f}x / {gensim_ms / k['api_mean_ms']:.1f}x"

@@ -159,8 +159,12 @@ def test_measured_recall_matches_brute_force_on_the_same_words(store_copy, small
     rows = matrix / np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)
     with Store.open(store_copy) as store:
         store.build_index("hnsw", m=4, ef_construction=16, ef_search=10)  # recall well below 1
-        figures = measure_index(store, "hnsw", queries=300, pool=5000)
+        referred: list[str] = []
+        figures = measure_index(store, "hnsw", queries=300, pool=5000, reference=referred.append)
         asked = query_ids(len(store), 300, pool=5000)
+        # the reference is timed once on each timed word (300 // 200: the first 200 asked)
+        assert sorted(referred) == sorted(words[i] for i in asked[:200])
+        assert figures["reference_mean_ms"] >= 0 and figures["api_mean_ms"] > 0
         assert len(set(asked.tolist())) == 300 and asked.max() < 5000
         hits = []
         for i in asked:
