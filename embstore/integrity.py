@@ -10,11 +10,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import faiss
 
 from .catalog import FORMAT_VERSION, Catalog
-from .errors import StoreNotFoundError
-from .index import file_checksum
+from .errors import CatalogMismatchError, StoreNotFoundError
+from .index import open_exact_rows, open_index_file
 from .index_kinds import stored_dimension
 from .paths import resolve_store_path
 
@@ -90,27 +89,22 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
 
 
 def _check_index_file(path: Path, record, words: int, dimension: int, report: CheckReport) -> None:
-    file = path.parent / record.file
+    """Open the file of ``record`` as queries do (size, SHA-256, FAISS's reading, rows and
+    dimension) and then compare its rows with the word count."""
+    from .store import EXACT
+
     label = f"{record.kind} index {record.file}"
-    if not file.exists():
-        report.problems.append(f"{label} is missing")
-        return
-    size = file.stat().st_size
-    if size != record.bytes:
-        report.problems.append(f"{label} is {size:,} bytes; the catalog recorded {record.bytes:,}")
-        return
-    if file_checksum(file) != record.checksum:
-        report.problems.append(f"{label} does not match its checksum")
-        return
+    opened = dict(path=path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
+                  dimension=stored_dimension(record.kind, dimension))
     try:
-        index = faiss.read_index(str(file))
-    except RuntimeError as exc:
-        report.problems.append(f"{label} cannot be read by FAISS: {str(exc).splitlines()[0]}")
+        if record.kind == EXACT:
+            open_exact_rows(**opened)
+        else:
+            open_index_file(**opened, memory_map=True)
+    except CatalogMismatchError as exc:
+        report.problems.append(f"{record.kind} index: {exc}")
         return
-    if index.ntotal != record.rows or index.d != stored_dimension(record.kind, dimension):
-        report.problems.append(f"{label} holds {index.ntotal:,} rows of dimension {index.d}; "
-                               f"the catalog says {record.rows:,} of {dimension}")
-    elif record.stale:
+    if record.stale:
         report.notes.append(f"{label} is stale (rows changed since it was built); it is rebuilt when next used")
     elif record.rows != words:
         report.problems.append(f"{label} holds {record.rows:,} rows for {words:,} words")

@@ -36,9 +36,9 @@ def test_healthy_store_passes(run, store):
 
 
 @pytest.mark.parametrize("damage,message", [
-    ("truncate", "bytes; the catalog recorded"),
-    ("flip", "does not match its checksum"),
-    ("swap", "bytes; the catalog recorded"),
+    ("truncate", "bytes but the catalog recorded"),
+    ("flip", "does not match the checksum in the catalog"),
+    ("swap", "bytes but the catalog recorded"),
     ("delete_row", "holds 2,000 rows for 1,999 words"),
     ("delete_file", "is missing"),
 ])
