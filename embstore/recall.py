@@ -36,8 +36,8 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
     mean and p99 single-query latency of the FAISS search and of ``Store.nearest``, and,
     given a questions-words file, 3CosAdd accuracy with the index against the exact rows.
     ``pool`` draws the words from that many most frequent words instead of all of them.
-    ``reference(word)``, say another library's nearest-word query, is timed word by word
-    between ours, so that both see the same machine (``reference_mean_ms``).
+    ``reference(word)``, say another library's nearest-word query, is timed on the same
+    words in turns with ours, so that both see the same machine (``reference_mean_ms``).
     """
     faiss_index, record = store._approximate_index(kind)
     ids = query_ids(len(store), queries, seed, pool)
@@ -61,14 +61,22 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
         run()
         laps[name].append(1000 * (time.perf_counter() - started))
 
-    for turn, position in enumerate(timed):
-        # nearest() asks a word searched half a round ago, not the one just searched,
-        # whose part of the index would still be in the CPU caches.
-        word = words[int(ids[timed[(turn + len(timed) // 2) % len(timed)]])]
-        lap("search", lambda: search_top_k(faiss_index, vectors[position][None, :], k, [exclude[position]],
-                                           parameters))
-        lap("api", lambda: store.nearest(word, k=k, index=kind))
-        if reference is not None:
+    # The three take turns in blocks of 25 queries: each runs in its own steady state (a
+    # full scan between two graph searches would flush the caches they share), and all
+    # three see the same machine load. nearest() asks the words half a round away from
+    # the ones just searched, whose part of the index would still be cached.
+    turns = len(timed)
+    for start in range(0, turns, 25):
+        block = range(start, min(start + 25, turns))
+        for turn in block:
+            position = timed[turn]
+            lap("search", lambda: search_top_k(faiss_index, vectors[position][None, :], k, [exclude[position]],
+                                               parameters))
+        for turn in block:
+            word = words[int(ids[timed[(turn + turns // 2) % turns]])]
+            lap("api", lambda: store.nearest(word, k=k, index=kind))
+        for turn in block if reference is not None else ():
+            word = words[int(ids[timed[(turn + turns // 2) % turns]])]
             lap("reference", lambda: reference(word))
     figures = {
         f"recall@{k}": recall, "queries": count, "timed_queries": len(timed),
