@@ -206,11 +206,11 @@ def open_exact_rows(path: Path, *, rows: int, size: int, checksum: str | None, d
     """
     before, after = _flat_ip_layout(dimension)
     header = before + struct.pack("<q", rows) + after + struct.pack("<Q", rows * dimension)
-    out = np.empty((rows, dimension), dtype=np.float32)
-    body = memoryview(out).cast("B")
-    if size == len(header) + body.nbytes:
+    if size == len(header) + 4 * rows * dimension:  # else the catalog is wrong: FAISS's path says how
         with _open_sized(path, size) as handle:
             if handle.read(len(header)) == header:
+                out = np.empty((rows, dimension), dtype=np.float32)
+                body = memoryview(out).cast("B")
                 digest = hashlib.sha256(header)
                 if not _read_all(handle, body, digest if checksum is not None else None):
                     raise CatalogMismatchError(f"index file {path.name} ended early while it was read")
