@@ -246,18 +246,24 @@ def ratio(slow: float, fast: float) -> str:
     return f"{slow / fast:.1f}x" if fast else "-"
 
 
+def measure_source(source: Path, db: Path, label: str, with_gensim: bool, word: str, figures: dict) -> dict:
+    """Load ``source`` into a new store at ``db`` and measure load, size, cold and warm queries."""
+    figures["text_bytes"] = source.stat().st_size
+    print(f"[{label}] load ...", file=sys.stderr)
+    figures["load"] = measure_load_embstore(source, db)
+    if with_gensim:
+        figures["load_gensim"] = measure_load_gensim(source)
+    figures["store_bytes"] = store_bytes(db)
+    print(f"[{label}] cold and warm queries ...", file=sys.stderr)
+    figures["cold"] = measure_cold(db, word=word)
+    figures["warm"] = measure_warm(db, source, with_gensim)
+    return figures
+
+
 def benchmark(words: int, with_gensim: bool, evaluate: bool) -> dict:
     text = glove_text(words)
     db = CACHE / f"bench.{words // 1000}k.db"
-    figures: dict = {"words": words, "text_bytes": text.stat().st_size}
-    print(f"[{words:,}] load ...", file=sys.stderr)
-    figures["load"] = measure_load_embstore(text, db)
-    if with_gensim:
-        figures["load_gensim"] = measure_load_gensim(text)
-    figures["store_bytes"] = store_bytes(db)
-    print(f"[{words:,}] cold and warm queries ...", file=sys.stderr)
-    figures["cold"] = measure_cold(db)
-    figures["warm"] = measure_warm(db, text, with_gensim)
+    figures = measure_source(text, db, f"{words:,}", with_gensim, "king", {"words": words})
     if evaluate:
         print(f"[{words:,}] evaluation ...", file=sys.stderr)
         figures["evaluation"] = measure_evaluation(db, text, with_gensim)
@@ -270,16 +276,8 @@ def benchmark_synthetic(rows: int, dimension: int, with_gensim: bool) -> dict:
     """Load, cold and warm exact queries and size for random vectors in word2vec binary."""
     source = synthetic_file(rows, dimension)
     db = CACHE / f"bench.synthetic.{rows // 1000}k.{dimension}d.db"
-    figures: dict = {"words": rows, "dimension": dimension, "text_bytes": source.stat().st_size}
-    print(f"[synthetic {rows:,} x {dimension}] load ...", file=sys.stderr)
-    figures["load"] = measure_load_embstore(source, db)
-    if with_gensim:
-        figures["load_gensim"] = measure_load_gensim(source)
-    figures["store_bytes"] = store_bytes(db)
-    print(f"[synthetic {rows:,} x {dimension}] cold and warm queries ...", file=sys.stderr)
-    figures["cold"] = measure_cold(db, word="w0000001")
-    figures["warm"] = measure_warm(db, source, with_gensim)
-    return figures
+    return measure_source(source, db, f"synthetic {rows:,} x {dimension}", with_gensim, "w0000001",
+                          {"words": rows, "dimension": dimension})
 
 
 def main_table(f: dict) -> str:
