@@ -40,7 +40,7 @@ PARAMETERS: dict[str, list[Parameter]] = {
     "hnsw": [
         # Measured on GloVe 6B 50d (400k rows, 1,000 random vocabulary words, 2 cores). A better
         # graph pays for itself: recall@10 >= 0.99 needs efSearch 256 after efConstruction 40
-        # (build 25 s) but 96 after 128 (build ~60 s), with ~2.6k distance computations a query.
+        # (build 25 s, 6.5k distance computations a query) but 96 after 128 (build ~60-90 s, 3.0k).
         # efConstruction 160 needs efSearch 80 (75 s); M=16 or 24 need more work a query, M=48
         # the same work and a larger file.
         Parameter("m", lambda n, d: 32, "graph neighbours per node (HNSW M)"),
