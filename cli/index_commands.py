@@ -66,14 +66,19 @@ def build(kind, m, ef_construction, ef_search, nlist, nprobe, make_default, benc
 @click.argument("kind", type=click.Choice(KINDS))
 @click.option("--ef-search", type=click.IntRange(min=1), help="hnsw: search-time candidate list.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="ivf: clusters scanned per query.")
+# Build-time settings are accepted only to say that changing them needs 'index build'.
+@click.option("--m", "m", type=int, hidden=True)
+@click.option("--ef-construction", type=int, hidden=True)
+@click.option("--nlist", type=int, hidden=True)
 @click.option("--bench/--no-bench", default=True, show_default=True,
               help="Measure recall@10 and latency with the new settings (as 'index bench').")
 @db_option
 @json_option
-def tune(kind, ef_search, nprobe, bench, db, as_json):
+def tune(kind, ef_search, nprobe, m, ef_construction, nlist, bench, db, as_json):
     """Change how the KIND index searches, without rebuilding it: trade recall for speed."""
     with open_store(db) as store:
-        record = store.tune_index(kind, ef_search=ef_search, nprobe=nprobe)
+        record = store.tune_index(kind, ef_search=ef_search, nprobe=nprobe, m=m,
+                                  ef_construction=ef_construction, nlist=nlist)
         figures = None
         if bench:
             figures = measure_index(store, kind)
@@ -142,7 +147,8 @@ def default(kind, db):
 @click.option("--queries", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Random vocabulary words to query.")
 @click.option("--from-top", "pool", type=click.IntRange(min=1),
-              help="Draw the query words from the N most frequent words instead of the whole vocabulary.")
+              help="Draw the query words from the N most frequent words instead of the whole vocabulary "
+                   "(such figures are shown, not stored: 'info' keeps whole-vocabulary recall).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--analogies", type=click.Path(dir_okay=False, path_type=str),
               help="A questions-words file: also report 3CosAdd accuracy lost against exact search.")
@@ -158,7 +164,8 @@ def bench(kinds, queries, pool, k, analogies, db, as_json):
         for kind in kinds:
             store.index_kind(kind)
             results[kind] = measure_index(store, kind, queries=queries, k=k, analogies=analogies, pool=pool)
-            store.record_index_measurements(kind, results[kind])
+            if pool is None:
+                store.record_index_measurements(kind, results[kind])
     if as_json:
         emit_json(results)
         return
