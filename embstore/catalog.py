@@ -7,16 +7,19 @@ sqlite-utils migrations below; every word travels as a bound parameter, never as
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
 
 from .errors import NotAStoreError, StoreBusyError, StoreError
 
@@ -27,10 +30,10 @@ BUSY_TIMEOUT_SECONDS = float(os.environ.get("EMBSTORE_BUSY_TIMEOUT", "10"))  # h
 MMAP_BYTES = 1 << 30
 _PLACEHOLDER_LIMIT = 256  # up to this many values, lookups bind one parameter each; beyond, one JSON array
 
-migrations = Migrations("embstore")
+MIGRATION_SET = "embstore"
+MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations it applied
 
 
-@migrations(name="0001_create_catalog")
 def _create_catalog(db: sqlite_utils.Database) -> None:
     db["meta"].create({"key": str, "value": str}, pk="key")
     db["words"].create(
@@ -51,7 +54,6 @@ WORD_INDEXES_MIGRATION = "0002_index_words"
 WORD_INDEXES = ("words_by_word", "words_by_folded")
 
 
-@migrations(name=WORD_INDEXES_MIGRATION)
 def _index_words(db: sqlite_utils.Database) -> None:
     # A separate step so that a new store can bulk-insert its words first and build
     # these B-trees once, sorted, which is several times faster than row by row.
@@ -61,11 +63,31 @@ def _index_words(db: sqlite_utils.Database) -> None:
     db["words"].create_index(["folded"], index_name=WORD_INDEXES[1])
 
 
-@migrations(name="0003_index_staleness")
 def _index_staleness(db: sqlite_utils.Database) -> None:
     # An approximate index that a change to the rows has made out of date is kept,
     # marked stale, and rebuilt when next used.
     db["index_files"].add_column("stale", int, not_null_default=0)
+
+
+# The schema's history, in order. Never change a step that has been released: add one.
+MIGRATION_STEPS = (
+    ("0001_create_catalog", _create_catalog),
+    (WORD_INDEXES_MIGRATION, _index_words),
+    ("0003_index_staleness", _index_staleness),
+)
+
+
+@functools.lru_cache(maxsize=None)
+def _migrations() -> "Migrations":
+    """The steps registered as sqlite-utils migrations. sqlite-utils is imported here, when a
+    schema is created or changed: opening a store to query it does not need it (it is
+    ~60 ms of a cold `embstore nearest`)."""
+    from sqlite_utils.migrations import Migrations
+
+    registered = Migrations(MIGRATION_SET)
+    for name, step in MIGRATION_STEPS:
+        registered(name=name)(step)
+    return registered
 
 
 def fold(word: str) -> str:
@@ -113,7 +135,16 @@ class Catalog:
     def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db: sqlite_utils.Database | None = None
+
+    @property
+    def db(self) -> "sqlite_utils.Database":
+        """sqlite-utils' view of the connection, for schema changes."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # -- opening ------------------------------------------------------------------
 
@@ -139,7 +170,7 @@ class Catalog:
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         catalog = cls(path, conn)
-        migrations.apply(catalog.db, stop_before=WORD_INDEXES_MIGRATION)
+        _migrations().apply(catalog.db, stop_before=WORD_INDEXES_MIGRATION)
         catalog.set_meta(format_version=FORMAT_VERSION)
         return catalog
 
@@ -149,7 +180,7 @@ class Catalog:
         ``delete_all_words`` dropped."""
         if WORD_INDEXES_MIGRATION in self.applied_migrations():
             _index_words(self.db)
-        migrations.apply(self.db)
+        _migrations().apply(self.db)
 
     @classmethod
     def open(cls, path: Path, readonly: bool = False) -> "Catalog":
@@ -174,9 +205,9 @@ class Catalog:
                 f"{path} was written by a newer embstore (store format {version}; this one reads up to "
                 f"{FORMAT_VERSION}): upgrade embstore to open it"
             )
-        if not readonly and migrations.pending(catalog.db):
+        if not readonly and set(catalog.known_migrations()) - set(catalog.applied_migrations()):
             with catalog.write_transaction():
-                migrations.apply(catalog.db)
+                _migrations().apply(catalog.db)
         return catalog
 
     def finish_creation(self) -> None:
@@ -399,7 +430,12 @@ class Catalog:
                           (new_word, _stored_fold(new_word), word_id))
 
     def applied_migrations(self) -> list[str]:
-        return [m.name for m in migrations.applied(self.db)]
+        """The migrations applied to this catalog, in order, read from sqlite-utils' record."""
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (MIGRATIONS_TABLE,)).fetchone():
+            return []
+        return [row[0] for row in self.conn.execute(
+            f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ? ORDER BY rowid", (MIGRATION_SET,))]
 
     def known_migrations(self) -> list[str]:
-        return [m.name for m in migrations._migrations]
+        return [name for name, _ in MIGRATION_STEPS]
