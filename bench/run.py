@@ -128,7 +128,7 @@ def measure_cold(db: Path, word: str = "king") -> dict:
     return {
         "query_seconds": wall([embstore, "nearest", word, "--db", str(db)]),
         "python_seconds": wall([sys.executable, "-c", "pass"]),
-        "imports_seconds": wall([sys.executable, "-c", "import numpy, faiss, sqlite_utils, click"]),
+        "imports_seconds": wall([sys.executable, "-c", "import numpy, faiss, click"]),
         "cli_import_seconds": wall([sys.executable, "-c", "import embstore_cli.app"]),
     }
 
