@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 
 LATENCY_QUERIES = 200  # this many of the query words are also timed one by one
+TURN_QUERIES = 25  # search, nearest() and a reference take turns in blocks of this many queries
 
 
 def query_ids(words: int, queries: int = 1000, seed: int = 0, pool: int | None = None) -> np.ndarray:
@@ -61,13 +62,13 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
         run()
         laps[name].append(1000 * (time.perf_counter() - started))
 
-    # The three take turns in blocks of 25 queries: each runs in its own steady state (a
+    # The three take turns in blocks of TURN_QUERIES: each runs in its own steady state (a
     # full scan between two graph searches would flush the caches they share), and all
     # three see the same machine load. nearest() asks the words half a round away from
     # the ones just searched, whose part of the index would still be cached.
     turns = len(timed)
-    for start in range(0, turns, 25):
-        block = range(start, min(start + 25, turns))
+    for start in range(0, turns, TURN_QUERIES):
+        block = range(start, min(start + TURN_QUERIES, turns))
         for turn in block:
             position = timed[turn]
             lap("search", lambda: search_top_k(faiss_index, vectors[position][None, :], k, [exclude[position]],
