@@ -192,7 +192,7 @@ def test_cli_build_bench_and_info(run, store_copy, tmp_path):
     assert bench["hnsw"]["queries"] == 200 and bench["hnsw"]["drawn_from"] == 20_000
     frequent = json.loads(run("index", "bench", "--queries", "50", "--from-top", "300", "--db", store_copy,
                               "--json").output)
-    assert frequent["hnsw"]["queries"] == 50 and frequent["hnsw"]["drawn_from"] == 300  # shown, not stored:
+    assert frequent["hnsw"]["queries"] == 50 and frequent["hnsw"]["drawn_from"] == 300  # shown, not stored (below)
     info = json.loads(run("info", "--db", store_copy, "--json").output)
     hnsw = next(i for i in info["indexes"] if i["kind"] == "hnsw")
     assert hnsw["recall"]["recall@10"] == bench["hnsw"]["recall@10"] and hnsw["bytes_on_disk"] > 0
