@@ -13,8 +13,6 @@ from pathlib import Path
 
 from .catalog import FORMAT_VERSION, Catalog
 from .errors import CatalogMismatchError, StoreNotFoundError
-from .index import open_exact_rows, open_index_file
-from .index_kinds import stored_dimension
 from .paths import resolve_store_path
 
 REQUIRED_META = ("format_version", "dimension", "metric", "normalisation")
@@ -91,16 +89,11 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
 def _check_index_file(path: Path, record, words: int, dimension: int, report: CheckReport) -> None:
     """Open the file of ``record`` as queries do (size, SHA-256, FAISS's reading, rows and
     dimension) and then compare its rows with the word count."""
-    from .store import EXACT
+    from .store import open_record
 
     label = f"{record.kind} index {record.file}"
-    opened = dict(path=path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
-                  dimension=stored_dimension(record.kind, dimension))
     try:
-        if record.kind == EXACT:
-            open_exact_rows(**opened)
-        else:
-            open_index_file(**opened, memory_map=True)
+        open_record(path.parent, record, dimension, memory_map=True)
     except CatalogMismatchError as exc:
         report.problems.append(f"{record.kind} index: {exc}")
         return

@@ -115,6 +115,17 @@ def _successor(record: IndexFileRecord, written) -> IndexFileRecord:
                            recall=record.recall)
 
 
+def open_record(directory: Path, record: IndexFileRecord, dimension: int, *, verify: bool = True,
+                memory_map: bool = False) -> np.ndarray | faiss.Index:
+    """Open the file of an index record, checked against the record (size, SHA-256 unless not
+    ``verify``, rows, width): the exact rows as an array, any other kind as a FAISS index."""
+    checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
+                   dimension=index_kinds.stored_dimension(record.kind, dimension))
+    if record.kind == EXACT:
+        return open_exact_rows(directory / record.file, **checked)
+    return open_index_file(directory / record.file, **checked, memory_map=memory_map)
+
+
 def leftover_files(path: Path, catalog: Catalog) -> list[Path]:
     """Files a killed writer left beside the store: temporaries and index files the catalog does not name."""
     referenced = {record.file for record in catalog.index_files()}
@@ -205,13 +216,8 @@ class Store:
                         f"{path} has no exact index recorded; the load that made it did not finish. "
                         "Load the source file again with --replace"
                     )
-                opener = open_exact_rows if record.kind == EXACT else open_index_file
                 try:
-                    rows = opener(
-                        path.parent / record.file, rows=record.rows, size=record.bytes,
-                        checksum=record.checksum if verify else None,
-                        dimension=index_kinds.stored_dimension(record.kind, int(meta["dimension"])),
-                    )
+                    rows = open_record(path.parent, record, int(meta["dimension"]), verify=verify)
                     break
                 except CatalogMismatchError:
                     # A writer may have replaced the index between our read and the open: re-read once more.
@@ -648,9 +654,7 @@ class Store:
 
     def _open_index(self, record: IndexFileRecord, *, memory_map: bool) -> faiss.Index:
         """Open and verify the file of ``record``; mapped files are shared and cannot take new rows."""
-        return open_index_file(
-            self.path.parent / record.file, rows=record.rows, size=record.bytes, checksum=record.checksum,
-            dimension=index_kinds.stored_dimension(record.kind, self.dimension), memory_map=memory_map)
+        return open_record(self.path.parent, record, self.dimension, memory_map=memory_map)
 
     def _search(self, queries: np.ndarray, k: int, exclude, id_limit: int | None,
                 index: str | None) -> list[list[tuple[int, float]]]:
