@@ -11,7 +11,7 @@ from embstore import FormatError
 from embstore.integrity import check_store, repair_store
 
 from .main import cli, db_option, open_store
-from .output import emit_json, json_option
+from .output import emit_counts, emit_json, json_option
 
 duplicate_option = click.option(
     "--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="error", show_default=True,
@@ -62,11 +62,8 @@ def add(word, values, vectors_file, on_duplicate, db, as_json):
     with open_store(db) as store:
         counts = store.add_words(words, np.array(vectors, dtype=np.float32), on_duplicate=on_duplicate)
         total = len(store)
-    if as_json:
-        emit_json({**counts, "words": total})
-    else:
-        click.echo(f"Added {counts['added']:,}, replaced {counts['replaced']:,}, skipped {counts['skipped']:,}; "
-                   f"the store now holds {total:,} words")
+    emit_counts(counts, total, as_json, f"Added {counts['added']:,}, replaced {counts['replaced']:,}, "
+                                        f"skipped {counts['skipped']:,}; the store now holds {total:,} words")
 
 
 @cli.command()

@@ -69,6 +69,14 @@ def emit_results(results: Sequence[QueryResult], as_json: bool, score_name: str 
         click.echo(table(["#", "word", score_name], rows, "rlr"))
 
 
+def emit_counts(counts: dict, total: int, as_json: bool, message: str) -> None:
+    """What an add or append did: its counts and the new word total as JSON, else ``message``."""
+    if as_json:
+        emit_json({**counts, "words": total})
+    else:
+        click.echo(message)
+
+
 def human_bytes(size: int | None) -> str:
     if size is None:
         return "missing"

@@ -11,7 +11,7 @@ from embstore import Store
 from embstore.formats import EXPORT_FORMATS, FORMAT_ALIASES, UNICODE_ERRORS
 
 from .main import cli, db_option, open_store
-from .output import emit_json, human_bytes, json_option, note, stderr_is_terminal, table
+from .output import emit_counts, emit_json, human_bytes, json_option, note, stderr_is_terminal, table
 
 
 class _Progress:
@@ -61,11 +61,9 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, st
             counts = store.append_file(file, format=format_name, limit=limit, unicode_errors=unicode_errors,
                                        on_duplicate=on_duplicate)
             total = len(store)
-        if as_json:
-            emit_json({**counts, "words": total})
-        else:
-            click.echo(f"Appended {counts['added']:,} words from {file} (replaced {counts['replaced']:,}, "
-                       f"skipped {counts['skipped']:,}); the store now holds {total:,}")
+        emit_counts(counts, total, as_json, f"Appended {counts['added']:,} words from {file} (replaced "
+                                            f"{counts['replaced']:,}, skipped {counts['skipped']:,}); "
+                                            f"the store now holds {total:,}")
         return
     progress = _Progress("Loading") if stderr_is_terminal() else None
     try:
