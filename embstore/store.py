@@ -844,7 +844,7 @@ class Store:
                         self.catalog.mark_stale([record.kind])
                         continue
                     index = self._open_index(record, memory_map=False)  # a private copy that can grow
-                    index.add(index_kinds.fitted(appended, index.d))
+                    index_kinds.add_rows(record.kind, index, record.params, appended)
                     written = self._write_faiss(record.kind, index)
                     new_files.append(written.path)
                     old_files.append(record.file)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 
 from embstore import QueryError, Store, UnknownWordError
+from embstore.hnsw_links import level0_lists
 
 PROBES = ["king", "water", "paris", "good", "music"]
 
@@ -109,6 +111,31 @@ def test_added_words_reach_every_index_kind(base, kind):
         assert record.rows == 3001 and not record.stale
         assert store.nearest_to_vector(rows[0], k=1, index=kind).neighbours[0].word in {"newword", words[0]}
         assert "newword" in {n.word for n in store.nearest(words[0], k=3, index=kind).neighbours}
+
+
+def test_added_words_get_hnsw_links_to_their_nearest_neighbours(base):
+    db, words, rows = base
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    near = np.random.default_rng(3).normal(scale=0.05, size=(40, 50)).astype(np.float32) + unit[:40]
+    every = np.vstack([unit, near / np.linalg.norm(near, axis=1, keepdims=True)])
+    listed = {}
+    for links in (0, 8):
+        copy = db.with_name(f"links{links}.db")
+        with Store.open(db) as original:
+            original.export(copy.with_suffix(".txt"), "glove")
+        Store.load(copy.with_suffix(".txt"), copy)
+        with Store.open(copy) as store:
+            store.build_index("hnsw", m=8, ef_construction=64, knn_links=links)
+            store.add_words([f"near{i}" for i in range(40)], near)
+            index = faiss.read_index(str(copy.parent / store.catalog.index_file("hnsw").file))
+        assert index.ntotal == 3040
+        shares = []
+        for i, row in zip(range(3000, 3040), level0_lists(index, np.arange(3000, 3040))):
+            scores = every @ every[i]
+            scores[i] = -np.inf
+            shares.append(len(set(np.argsort(-scores)[:5].tolist()) & set(row.tolist())) / 5)
+        listed[links] = np.mean(shares)
+    assert listed[8] >= 0.95 and listed[8] - listed[0] >= 0.2, listed
 
 
 def test_change_errors_leave_store_untouched(base):

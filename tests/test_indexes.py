@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from embstore import CatalogMismatchError, QueryError, Store
+from embstore.hnsw_links import level0_lists
 from embstore.recall import measure_index, query_ids
 
 
@@ -48,6 +49,51 @@ def test_each_kind_finds_the_true_neighbours(store_copy, small_matrix, kind):
     recall = np.mean([len(got[w] & truth[w]) / 10 for w in QUESTIONS])
     assert recall >= floor, recall
     assert all(w not in got[w] for w in QUESTIONS)  # the query word is excluded, as in exact search
+
+
+def _unit(matrix):
+    return (matrix / np.linalg.norm(matrix.astype(np.float64), axis=1, keepdims=True)).astype(np.float32)
+
+
+def _listed_true_neighbours(index, rows, ids, top):
+    """Per ID: the share of its exact ``top`` neighbours (numpy) that its level-0 list holds."""
+    lists = level0_lists(index, ids)
+    shares = []
+    for i, listed in zip(ids, lists):
+        assert i not in listed
+        valid = listed[: (listed >= 0).sum()]
+        assert (valid >= 0).all() and len(set(valid.tolist())) == len(valid)  # no holes, no repeats
+        scores = rows @ rows[i]
+        scores[i] = -np.inf
+        shares.append(len(set(np.argsort(-scores)[:top].tolist()) & set(valid.tolist())) / top)
+    return np.mean(shares)
+
+
+def test_hnsw_links_each_word_to_its_nearest_neighbours(store_copy, small_matrix):
+    rows = _unit(small_matrix[1])
+    ids = np.linspace(0, len(rows) - 1, 200).astype(np.int64)
+    listed = {}
+    with Store.open(store_copy) as store:
+        for links in (0, 8):
+            record = store.build_index("hnsw", m=16, ef_construction=64, knn_links=links)
+            assert record.params["knn_links"] == links
+            index = faiss.read_index(str(store_copy.parent / record.file))
+            listed[links] = _listed_true_neighbours(index, rows, ids, top=5)
+    # M=16 keeps up to 32 neighbours per row, chosen to point in different directions;
+    # the links add the nearest ones that the heuristic left out.
+    assert listed[8] >= 0.95 and listed[8] - listed[0] >= 0.2, listed
+
+
+def test_hnsw_defaults_reach_the_recall_target(store_copy, small_matrix):
+    words = small_matrix[0]
+    asked = [words[i] for i in np.linspace(0, len(words) - 1, 200).astype(int)]
+    truth = brute_force_top10(small_matrix, asked)
+    with Store.open(store_copy) as store:
+        record = store.build_index("hnsw")
+        assert record.params["knn_links"] == 16 and record.params["ef_search"] == 24
+        got = store.nearest_many(asked, k=10, index="hnsw")
+    recall = np.mean([len({n.word for n in r.neighbours} & truth[w]) / 10 for w, r in zip(asked, got)])
+    assert recall >= 0.99, recall
 
 
 def test_compressed_sizes_against_exact(store_copy):
@@ -119,6 +165,10 @@ def test_tuning_search_settings_trades_recall_without_a_rebuild(store_copy, smal
         assert recall(store) < generous
         with pytest.raises(QueryError, match="build it again to change m"):
             store.tune_index("hnsw", m=8)
+        with pytest.raises(QueryError, match="build it again to change knn_links"):
+            store.tune_index("hnsw", knn_links=4)
+        with pytest.raises(QueryError, match="hnsw knn_links must be at least 0"):
+            store.build_index("hnsw", knn_links=-1)
         with pytest.raises(QueryError, match="no ivf index"):
             store.tune_index("ivf", nprobe=4)
         store.build_index("sq8")

@@ -1,0 +1,82 @@
+"""Links from each row of an HNSW graph to its own nearest neighbours, in free level-0 slots.
+
+FAISS's HNSW keeps for each row a level-0 list of up to 2*M neighbours, chosen by a
+heuristic that prefers neighbours in different directions over the nearest ones. Many
+slots stay free: on GloVe 6B 50d with M=32 a list holds 36 of its 64 on average.
+
+``link_nearest`` searches the graph for each row's nearest neighbours and writes the
+ones not yet listed into the row's free slots. A query that is a stored word (the common
+case: ``nearest king``) reaches the word itself within a few hops and then finds its
+neighbours one link away. At 400k x 50, recall@10 0.99 then needs efSearch 24 and about
+1.1k distance computations per query, instead of efSearch 96 and 2.9k. Queries that are
+not stored rows (analogies) lose nothing. The file is still a plain IndexHNSWFlat and
+FAISS's search is unchanged. Knows nothing of SQLite.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import faiss
+import numpy as np
+
+CHUNK = 20_000
+
+
+def level0_lists(index: faiss.IndexHNSW, ids: np.ndarray) -> np.ndarray:
+    """The level-0 neighbour lists of ``ids`` (copied): one row of 2*M slots each, -1 where free."""
+    hnsw = index.hnsw
+    neighbours = faiss.rev_swig_ptr(hnsw.neighbors.data(), hnsw.neighbors.size())
+    return neighbours[_slots(hnsw, ids)]
+
+
+def _slots(hnsw, ids: np.ndarray) -> np.ndarray:
+    offsets = faiss.rev_swig_ptr(hnsw.offsets.data(), hnsw.offsets.size())
+    first = offsets[ids].astype(np.int64) + hnsw.cum_nb_neighbors(0)
+    return first[:, None] + np.arange(hnsw.nb_neighbors(0))
+
+
+def link_nearest(index: faiss.IndexHNSW, rows: np.ndarray, start: int, links: int, ef: int,
+                 progress: Callable[[int, int], None] | None = None) -> int:
+    """Give rows ``start`` .. ``start + len(rows)`` of ``index`` links to their ``links`` nearest neighbours.
+
+    ``rows`` are those rows' vectors. Neighbours are found by searching ``index`` with
+    efSearch ``ef``, a chunk of rows at a time in a fixed random order; each chunk's
+    links are in the graph before the next chunk searches, which makes later searches
+    better. Links go only into free slots. Returns how many links were added.
+    """
+    if links < 1 or len(rows) == 0:
+        return 0
+    hnsw = index.hnsw
+    if not hnsw.neighbors.is_owned:
+        raise ValueError("the HNSW graph is memory-mapped; open a private copy to change it")
+    neighbours = faiss.rev_swig_ptr(hnsw.neighbors.data(), hnsw.neighbors.size())  # a view: writes go to FAISS
+    parameters = faiss.SearchParametersHNSW()
+    parameters.efSearch = max(ef, links + 1)
+    order = np.random.default_rng(0).permutation(len(rows))
+    added = 0
+    for done in range(0, len(rows), CHUNK):
+        chunk = np.sort(order[done: done + CHUNK])
+        ids = chunk + start
+        _, found = index.search(np.ascontiguousarray(rows[chunk], dtype=np.float32), links + 1, params=parameters)
+        slots = _slots(hnsw, ids)
+        lists = neighbours[slots]
+        added += _fill_free_slots(lists, ids, found)
+        neighbours[slots] = lists
+        if progress:
+            progress(min(done + CHUNK, len(rows)), len(rows))
+    return added
+
+
+def _fill_free_slots(lists: np.ndarray, ids: np.ndarray, found: np.ndarray) -> int:
+    """Append each row's ``found`` IDs that are new to its list (not itself, not listed) in place."""
+    width = lists.shape[1]
+    free = lists < 0
+    used = np.where(free.any(axis=1), free.argmax(axis=1), width)  # FAISS stops reading a list at its first -1
+    listed = (found[:, :, None] == lists[:, None, :]).any(axis=2)
+    new = ~listed & (found >= 0) & (found != ids[:, None])
+    position = used[:, None] + np.cumsum(new, axis=1) - 1
+    new &= position < width
+    row, column = np.nonzero(new)
+    lists[row, position[row, column]] = found[row, column]
+    return len(row)
