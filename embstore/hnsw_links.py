@@ -1,16 +1,18 @@
-"""Links from each row of an HNSW graph to its own nearest neighbours, in free level-0 slots.
+"""Links from each row of an HNSW graph to its own nearest neighbours, and searches that start there.
 
 FAISS's HNSW keeps for each row a level-0 list of up to 2*M neighbours, chosen by a
 heuristic that prefers neighbours in different directions over the nearest ones. Many
 slots stay free: on GloVe 6B 50d with M=32 a list holds 36 of its 64 on average.
 
 ``link_nearest`` searches the graph for each row's nearest neighbours and writes the
-ones not yet listed into the row's free slots. A query that is a stored word (the common
-case: ``nearest king``) reaches the word itself within a few hops and then finds its
-neighbours one link away. At 400k x 50, recall@10 0.99 then needs efSearch 24 and about
-1.1k distance computations per query, instead of efSearch 96 and 2.9k. Queries that are
-not stored rows (analogies) lose nothing. The file is still a plain IndexHNSWFlat and
-FAISS's search is unchanged. Knows nothing of SQLite.
+ones not yet listed into the row's free slots. The file is still a plain IndexHNSWFlat.
+
+``search_from_rows`` answers queries that are stored rows (``nearest king``): each
+bottom-layer search starts at the query's own node, where the links put its nearest
+neighbours one step away, instead of descending from the top of the graph. At 400k x 50
+recall@10 is 0.994 with efSearch 16 and about 620 distance computations per query;
+plain FAISS HNSW needs efSearch 96 and 2.9k for 0.990. Queries that are not stored rows
+(analogies) search from the top as usual and gain less. Knows nothing of SQLite.
 """
 
 from __future__ import annotations
@@ -80,3 +82,23 @@ def _fill_free_slots(lists: np.ndarray, ids: np.ndarray, found: np.ndarray) -> i
     row, column = np.nonzero(new)
     lists[row, position[row, column]] = found[row, column]
     return len(row)
+
+
+def search_from_rows(index: faiss.IndexHNSW, queries: np.ndarray, row_ids: np.ndarray, k: int,
+                     parameters: faiss.SearchParametersHNSW | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search`` for ``queries`` that are the index's own rows ``row_ids``, started at those rows.
+
+    Returns (scores, ids) as ``index.search`` does. A query's own row may or may not be
+    among them. ``parameters`` may set efSearch; an ID selector here would be no use, as
+    the search starts outside the selected IDs.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    starts = np.ascontiguousarray(row_ids, dtype=np.int32)
+    # FAISS's HNSW minimises the negated inner product; a row's with itself is its squared norm.
+    start_distances = -np.einsum("ij,ij->i", queries, queries).astype(np.float32)
+    scores = np.empty((len(queries), k), dtype=np.float32)
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    index.search_level_0(len(queries), faiss.swig_ptr(queries), k, faiss.swig_ptr(starts),
+                         faiss.swig_ptr(start_distances), faiss.swig_ptr(scores), faiss.swig_ptr(ids),
+                         1, 1, parameters)
+    return scores, ids

@@ -25,6 +25,7 @@ import faiss
 import numpy as np
 
 from .errors import QueryError
+from .hnsw_links import search_from_rows
 from .index_kinds import fitted
 
 COSMUL_EPSILON = 1e-6
@@ -197,12 +198,15 @@ def search_top_k(
     exclude: Sequence[Collection[int]],
     parameters: faiss.SearchParameters | None = None,
     id_limit: int | None = None,
+    row_ids: Sequence[int] | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Top ``k`` (id, score) for each row of ``queries`` through any FAISS index, in one call.
 
     ``parameters`` carries the index's search-time settings and, where the index accepts
     one, an ID range. Without a range, IDs at or past ``id_limit`` are filtered out of a
-    larger result instead. ``exclude[i]`` is skipped for query i.
+    larger result instead. ``exclude[i]`` is skipped for query i. ``row_ids`` says that
+    the queries are those stored rows (word queries): an HNSW search then starts at each
+    query's own node, unless IDs are limited.
     """
     queries = fitted(queries, index.d)  # some kinds store zero-padded rows
     limited = id_limit is not None and id_limit < index.ntotal
@@ -210,7 +214,9 @@ def search_top_k(
     if limited and (parameters is None or getattr(parameters, "sel", None) is None):
         fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
     with _single_thread_if(len(queries) == 1):
-        if parameters is None:
+        if row_ids is not None and not limited and isinstance(index, faiss.IndexHNSW):
+            scores, ids = search_from_rows(index, queries, np.asarray(row_ids), fetch, parameters)
+        elif parameters is None:
             scores, ids = index.search(queries, fetch)
         else:
             scores, ids = index.search(queries, fetch, params=parameters)

@@ -534,8 +534,9 @@ class Store:
         """
         resolved = self.resolve_many(list(words), on_unknown)
         known = [r for r in resolved if isinstance(r, Resolved)]
-        hits = iter(self._search(self._vectors([r.id for r in known]), k, [{r.id} for r in known],
-                                 self._id_limit(restrict), index) if known else [])
+        ids = [r.id for r in known]
+        hits = iter(self._search(self._vectors(ids), k, [{i} for i in ids], self._id_limit(restrict), index,
+                                 row_ids=ids) if known else [])
         return [
             self._result(r.asked, next(hits), [r]) if isinstance(r, Resolved)
             else QueryResult(r.word, [], error=str(r))
@@ -657,7 +658,8 @@ class Store:
         return open_record(self.path.parent, record, self.dimension, memory_map=memory_map)
 
     def _search(self, queries: np.ndarray, k: int, exclude, id_limit: int | None,
-                index: str | None) -> list[list[tuple[int, float]]]:
+                index: str | None, row_ids: Sequence[int] | None = None) -> list[list[tuple[int, float]]]:
+        """Top ``k`` for each query through the chosen index; ``row_ids``: the queries are these words' rows."""
         kind = self.index_kind(index)
         if kind == EXACT:
             return exact_top_k(self._rows, queries, k, exclude, id_limit)
@@ -667,7 +669,7 @@ class Store:
             # decoding once and multiplying with BLAS gives the same answers much faster.
             return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
         parameters = index_kinds.search_parameters(kind, record.params, id_limit)
-        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit)
+        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids)
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
         if self._holds_rows(kind):
