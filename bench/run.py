@@ -226,7 +226,7 @@ def measure_index_kinds(db: Path, with_gensim: bool) -> dict:
             # The second hnsw row shows plain HNSW, without the links, at the efSearch that
             # gives it about the same recall: what the links buy, measured in the same run.
             for label, kind, params in (("hnsw", "hnsw", {{}}),
-                                        ("hnsw without links", "hnsw", {{"knn_links": 0, "ef_search": 96}}),
+                                        ("hnsw without links", "hnsw", {{"knn_links": 0, "ef_search": 96, "ef_search_words": 96}}),
                                         ("ivf", "ivf", {{}}), ("sq8", "sq8", {{}}), ("pq", "pq", {{}})):
                 record = store.build_index(kind, **params)
                 figures = measure_index(store, kind, queries=1000, k=10, analogies=datapath("questions-words.txt"),

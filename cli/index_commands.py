@@ -24,7 +24,10 @@ def index_group() -> None:
 @click.option("--ef-construction", type=click.IntRange(min=1), help=f"hnsw: build-time candidate list ({fixed_default('hnsw', 'ef_construction')}).")
 @click.option("--knn-links", type=click.IntRange(min=0),
               help=f"hnsw: nearest neighbours linked from each word, 0 for plain HNSW ({fixed_default('hnsw', 'knn_links')}).")
-@click.option("--ef-search", type=click.IntRange(min=1), help=f"hnsw: search-time candidate list ({fixed_default('hnsw', 'ef_search')}).")
+@click.option("--ef-search", type=click.IntRange(min=1),
+              help=f"hnsw: candidate list when searching for a vector ({fixed_default('hnsw', 'ef_search')}).")
+@click.option("--ef-search-words", type=click.IntRange(min=1),
+              help=f"hnsw: candidate list when the query is a word ({fixed_default('hnsw', 'ef_search_words')}).")
 @click.option("--nlist", type=click.IntRange(min=1), help="ivf: clusters (2 * sqrt(rows), at most 1024).")
 @click.option("--nprobe", type=click.IntRange(min=1), help=f"ivf: clusters scanned per query ({fixed_default('ivf', 'nprobe')}).")
 @click.option("--default", "make_default", is_flag=True, help="Make queries use this index unless told otherwise.")
@@ -32,10 +35,11 @@ def index_group() -> None:
               help="Measure recall@10 and latency right after building (as 'index bench').")
 @db_option
 @json_option
-def build(kind, m, ef_construction, knn_links, ef_search, nlist, nprobe, make_default, bench, db, as_json):
+def build(kind, m, ef_construction, knn_links, ef_search, ef_search_words, nlist, nprobe, make_default, bench, db,
+          as_json):
     """Build an index of KIND, written atomically and recorded in the catalog."""
     params = {"m": m, "ef_construction": ef_construction, "knn_links": knn_links, "ef_search": ef_search,
-              "nlist": nlist, "nprobe": nprobe}
+              "ef_search_words": ef_search_words, "nlist": nlist, "nprobe": nprobe}
     params = {k: v for k, v in params.items() if v is not None}
     bar = None
 
@@ -67,7 +71,8 @@ def build(kind, m, ef_construction, knn_links, ef_search, nlist, nprobe, make_de
 
 @index_group.command("tune")
 @click.argument("kind", type=click.Choice(KINDS))
-@click.option("--ef-search", type=click.IntRange(min=1), help="hnsw: search-time candidate list.")
+@click.option("--ef-search", type=click.IntRange(min=1), help="hnsw: candidate list when searching for a vector.")
+@click.option("--ef-search-words", type=click.IntRange(min=1), help="hnsw: candidate list when the query is a word.")
 @click.option("--nprobe", type=click.IntRange(min=1), help="ivf: clusters scanned per query.")
 # Build-time settings are accepted only to say that changing them needs 'index build'.
 @click.option("--m", "m", type=int, hidden=True)
@@ -78,10 +83,10 @@ def build(kind, m, ef_construction, knn_links, ef_search, nlist, nprobe, make_de
               help="Measure recall@10 and latency with the new settings (as 'index bench').")
 @db_option
 @json_option
-def tune(kind, ef_search, nprobe, m, ef_construction, knn_links, nlist, bench, db, as_json):
+def tune(kind, ef_search, ef_search_words, nprobe, m, ef_construction, knn_links, nlist, bench, db, as_json):
     """Change how the KIND index searches, without rebuilding it: trade recall for speed."""
     with open_store(db) as store:
-        record = store.tune_index(kind, ef_search=ef_search, nprobe=nprobe, m=m,
+        record = store.tune_index(kind, ef_search=ef_search, ef_search_words=ef_search_words, nprobe=nprobe, m=m,
                                   ef_construction=ef_construction, knn_links=knn_links, nlist=nlist)
         figures = None
         if bench:

@@ -44,15 +44,19 @@ PARAMETERS: dict[str, list[Parameter]] = {
         # A better graph pays for itself: plain HNSW needs efSearch 256 for recall@10 0.99 after
         # efConstruction 40 (6.5k distance computations a query), 96 after 128 (2.9k). Linking
         # each row to its 16 nearest neighbours and starting word queries at the word itself
-        # (hnsw_links) gives 0.994 at efSearch 16 (~620). That recall rests on the links' own
+        # (hnsw_links) gives 0.993 with a list of 12 (~480). That recall rests on the links' own
         # search, run at efConstruction: 100 gives 0.988, 128 gives 0.994. Vector queries
-        # (analogies) start at the top: efSearch 16 costs them ~0.15 points of 3CosAdd accuracy.
-        # M=16 needs more work a query, M=48 the same work and a larger file.
+        # (analogies) start at the top of the graph: 3CosAdd loses 0.04 points at efSearch 32,
+        # 0.16 at 16. M=16 needs more work a query, M=48 the same work and a larger file.
         Parameter("m", lambda n, d: 32, "graph neighbours per node (HNSW M)"),
         Parameter("ef_construction", lambda n, d: 128, "candidate list size while building and linking"),
         Parameter("knn_links", lambda n, d: 16, "nearest neighbours linked from each row's level-0 list (0: plain HNSW)",
                   minimum=0),
-        Parameter("ef_search", lambda n, d: 16, "candidate list size while searching", search_time=True),
+        Parameter("ef_search", lambda n, d: 32, "candidate list size when searching for a vector (analogies)",
+                  search_time=True),
+        Parameter("ef_search_words", lambda n, d: 12,
+                  "candidate list size when the query is a stored word (searched from the word itself)",
+                  search_time=True),
     ],
     "ivf": [
         Parameter("nlist", lambda n, d: max(1, min(1024, int(2 * np.sqrt(n)))), "number of clusters"),
@@ -206,24 +210,28 @@ def add_rows(kind: str, index: faiss.Index, params: dict[str, int], rows: np.nda
         link_nearest(index, rows, start, params.get("knn_links", 0), params["ef_construction"])
 
 
-def search_parameters(kind: str, params: dict[str, int], id_limit: int | None) -> faiss.SearchParameters | None:
+def search_parameters(kind: str, params: dict[str, int], id_limit: int | None,
+                      words: bool = False) -> faiss.SearchParameters | None:
     """FAISS search parameters for ``kind``: its search-time settings and an ID range.
 
+    ``words``: for queries that are stored words, which hnsw searches from the word itself.
     IndexPQ accepts no search parameters, so for pq the caller filters IDs itself.
     FAISS only reads them, so one object serves every query with the same settings.
+    A setting missing from an older record takes its default.
     """
-    searched = tuple(sorted((p.name, params[p.name]) for p in PARAMETERS.get(kind, ()) if p.search_time))
-    return _search_parameters(kind, searched, id_limit)
+    searched = tuple(sorted((p.name, params.get(p.name, p.default(1, 1)))
+                            for p in PARAMETERS.get(kind, ()) if p.search_time))
+    return _search_parameters(kind, searched, id_limit, words)
 
 
 @functools.lru_cache(maxsize=64)
-def _search_parameters(kind: str, searched: tuple[tuple[str, int], ...], id_limit: int | None):
+def _search_parameters(kind: str, searched: tuple[tuple[str, int], ...], id_limit: int | None, words: bool):
     settings = dict(searched)
     if kind == "pq":
         return None
     if kind == "hnsw":
         search = faiss.SearchParametersHNSW()
-        search.efSearch = settings["ef_search"]
+        search.efSearch = settings["ef_search_words" if words else "ef_search"]
     elif kind == "ivf":
         search = faiss.SearchParametersIVF()
         search.nprobe = settings["nprobe"]

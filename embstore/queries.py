@@ -199,6 +199,7 @@ def search_top_k(
     parameters: faiss.SearchParameters | None = None,
     id_limit: int | None = None,
     row_ids: Sequence[int] | None = None,
+    row_parameters: faiss.SearchParameters | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Top ``k`` (id, score) for each row of ``queries`` through any FAISS index, in one call.
 
@@ -206,7 +207,7 @@ def search_top_k(
     one, an ID range. Without a range, IDs at or past ``id_limit`` are filtered out of a
     larger result instead. ``exclude[i]`` is skipped for query i. ``row_ids`` says that
     the queries are those stored rows (word queries): an HNSW search then starts at each
-    query's own node, unless IDs are limited.
+    query's own node, with ``row_parameters``, unless IDs are limited.
     """
     queries = fitted(queries, index.d)  # some kinds store zero-padded rows
     limited = id_limit is not None and id_limit < index.ntotal
@@ -215,7 +216,7 @@ def search_top_k(
         fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
     with _single_thread_if(len(queries) == 1):
         if row_ids is not None and not limited and isinstance(index, faiss.IndexHNSW):
-            scores, ids = search_from_rows(index, queries, np.asarray(row_ids), fetch, parameters)
+            scores, ids = search_from_rows(index, queries, np.asarray(row_ids), fetch, row_parameters)
         elif parameters is None:
             scores, ids = index.search(queries, fetch)
         else:

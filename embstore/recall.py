@@ -47,7 +47,8 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
     exclude = [{int(i)} for i in ids]
     truth = exact_top_k(store._rows, vectors, k, exclude)
     parameters = index_kinds.search_parameters(kind, record.params, None)
-    found = search_top_k(faiss_index, vectors, k, exclude, parameters, row_ids=ids)  # as nearest() searches
+    word_parameters = index_kinds.search_parameters(kind, record.params, None, words=True)
+    found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
     recall = float(np.mean([
         len({i for i, _ in f} & {i for i, _ in t}) / max(1, len(t)) for f, t in zip(found, truth)
     ]))
@@ -72,7 +73,7 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
         for turn in block:
             position = timed[turn]
             lap("search", lambda: search_top_k(faiss_index, vectors[position][None, :], k, [exclude[position]],
-                                               parameters, row_ids=ids[position: position + 1]))
+                                               parameters, None, ids[position: position + 1], word_parameters))
         for turn in block:
             word = words[int(ids[timed[(turn + turns // 2) % turns]])]
             lap("api", lambda: store.nearest(word, k=k, index=kind))

@@ -669,7 +669,8 @@ class Store:
             # decoding once and multiplying with BLAS gives the same answers much faster.
             return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
         parameters = index_kinds.search_parameters(kind, record.params, id_limit)
-        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids)
+        word_parameters = index_kinds.search_parameters(kind, record.params, id_limit, words=True)
+        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
         if self._holds_rows(kind):
@@ -752,7 +753,7 @@ class Store:
         self._catalog_written()
 
     def tune_index(self, kind: str, **settings: int | None) -> IndexFileRecord:
-        """Change how ``kind`` searches (hnsw ``ef_search``, ivf ``nprobe``) without rebuilding it.
+        """Change how ``kind`` searches (hnsw ``ef_search``, ``ef_search_words``; ivf ``nprobe``) without a rebuild.
 
         The recall measured with the old settings no longer applies and is cleared.
         """
