@@ -36,6 +36,7 @@ class Parameter:
     help: str
     search_time: bool = False  # can be changed per query without rebuilding
     minimum: int = 1
+    older_records_use: str | None = None  # the setting that stood for this one before it existed
 
 
 PARAMETERS: dict[str, list[Parameter]] = {
@@ -56,7 +57,7 @@ PARAMETERS: dict[str, list[Parameter]] = {
                   search_time=True),
         Parameter("ef_search_words", lambda n, d: 12,
                   "candidate list size when the query is a stored word (searched from the word itself)",
-                  search_time=True),
+                  search_time=True, older_records_use="ef_search"),
     ],
     "ivf": [
         Parameter("nlist", lambda n, d: max(1, min(1024, int(2 * np.sqrt(n)))), "number of clusters"),
@@ -217,11 +218,19 @@ def search_parameters(kind: str, params: dict[str, int], id_limit: int | None,
     ``words``: for queries that are stored words, which hnsw searches from the word itself.
     IndexPQ accepts no search parameters, so for pq the caller filters IDs itself.
     FAISS only reads them, so one object serves every query with the same settings.
-    A setting missing from an older record takes its default.
+    A setting missing from an older record takes the value of the setting that stood for
+    it, else its default: an hnsw index built before links searches words as before.
     """
-    searched = tuple(sorted((p.name, params.get(p.name, p.default(1, 1)))
-                            for p in PARAMETERS.get(kind, ()) if p.search_time))
+    searched = tuple(sorted((p.name, _recorded(p, params)) for p in PARAMETERS.get(kind, ()) if p.search_time))
     return _search_parameters(kind, searched, id_limit, words)
+
+
+def _recorded(parameter: Parameter, params: dict[str, int]) -> int:
+    if parameter.name in params:
+        return params[parameter.name]
+    if parameter.older_records_use in params:
+        return params[parameter.older_records_use]
+    return parameter.default(1, 1)
 
 
 @functools.lru_cache(maxsize=64)

@@ -129,6 +129,15 @@ def test_word_queries_start_at_the_word_and_score_exactly(store_copy, small_matr
     assert np.mean(hits) >= 0.95, np.mean(hits)
 
 
+def test_an_hnsw_record_from_before_links_searches_words_as_before():
+    from embstore.index_kinds import search_parameters
+
+    older = {"m": 32, "ef_construction": 128, "ef_search": 96}  # no knn_links, no ef_search_words
+    assert search_parameters("hnsw", older, None, words=True).efSearch == 96
+    assert search_parameters("hnsw", older, None).efSearch == 96
+    assert search_parameters("hnsw", {**older, "ef_search_words": 12}, None, words=True).efSearch == 12
+
+
 def test_compressed_sizes_against_exact(store_copy):
     with Store.open(store_copy) as store:
         exact = store.catalog.index_file("exact").bytes
