@@ -211,18 +211,20 @@ def add_rows(kind: str, index: faiss.Index, params: dict[str, int], rows: np.nda
         link_nearest(index, rows, start, params.get("knn_links", 0), params["ef_construction"])
 
 
-def search_parameters(kind: str, params: dict[str, int], id_limit: int | None,
-                      words: bool = False) -> faiss.SearchParameters | None:
+def search_parameters(kind: str, params: dict[str, int], id_limit: int | None
+                      ) -> tuple[faiss.SearchParameters | None, faiss.SearchParameters | None]:
     """FAISS search parameters for ``kind``: its search-time settings and an ID range.
 
-    ``words``: for queries that are stored words, which hnsw searches from the word itself.
+    Returns two: for vector queries, and for queries that are stored words, which hnsw
+    searches from the word itself (the same object for other kinds).
     IndexPQ accepts no search parameters, so for pq the caller filters IDs itself.
     FAISS only reads them, so one object serves every query with the same settings.
     A setting missing from an older record takes the value of the setting that stood for
     it, else its default: an hnsw index built before links searches words as before.
     """
     searched = tuple(sorted((p.name, _recorded(p, params)) for p in PARAMETERS.get(kind, ()) if p.search_time))
-    return _search_parameters(kind, searched, id_limit, words)
+    vectors = _search_parameters(kind, searched, id_limit, False)
+    return vectors, (_search_parameters(kind, searched, id_limit, True) if kind == "hnsw" else vectors)
 
 
 def _recorded(parameter: Parameter, params: dict[str, int]) -> int:

@@ -46,8 +46,7 @@ def measure_index(store: "Store", kind: str, *, queries: int = 1000, k: int = 10
     vectors = store._rows[ids]
     exclude = [{int(i)} for i in ids]
     truth = exact_top_k(store._rows, vectors, k, exclude)
-    parameters = index_kinds.search_parameters(kind, record.params, None)
-    word_parameters = index_kinds.search_parameters(kind, record.params, None, words=True)
+    parameters, word_parameters = index_kinds.search_parameters(kind, record.params, None)
     found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
     recall = float(np.mean([
         len({i for i, _ in f} & {i for i, _ in t}) / max(1, len(t)) for f, t in zip(found, truth)

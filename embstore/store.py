@@ -668,8 +668,7 @@ class Store:
             # These kinds score every row against its decoded vector anyway; for a batch,
             # decoding once and multiplying with BLAS gives the same answers much faster.
             return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
-        parameters = index_kinds.search_parameters(kind, record.params, id_limit)
-        word_parameters = index_kinds.search_parameters(kind, record.params, id_limit, words=True)
+        parameters, word_parameters = index_kinds.search_parameters(kind, record.params, id_limit)
         return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:

@@ -10,6 +10,7 @@ import pytest
 
 from embstore import CatalogMismatchError, QueryError, Store
 from embstore.hnsw_links import level0_lists, search_from_rows
+from embstore.index_kinds import search_parameters
 from embstore.recall import measure_index, query_ids
 
 
@@ -130,12 +131,11 @@ def test_word_queries_start_at_the_word_and_score_exactly(store_copy, small_matr
 
 
 def test_an_hnsw_record_from_before_links_searches_words_as_before():
-    from embstore.index_kinds import search_parameters
-
     older = {"m": 32, "ef_construction": 128, "ef_search": 96}  # no knn_links, no ef_search_words
-    assert search_parameters("hnsw", older, None, words=True).efSearch == 96
-    assert search_parameters("hnsw", older, None).efSearch == 96
-    assert search_parameters("hnsw", {**older, "ef_search_words": 12}, None, words=True).efSearch == 12
+    vectors, words = search_parameters("hnsw", older, None)
+    assert words.efSearch == 96
+    assert vectors.efSearch == 96
+    assert search_parameters("hnsw", {**older, "ef_search_words": 12}, None)[1].efSearch == 12
 
 
 def test_compressed_sizes_against_exact(store_copy):
