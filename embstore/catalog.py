@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlite_utils.migrations import Migrations
 
 from .errors import NotAStoreError, StoreBusyError, StoreError
+from .word_table import WordTable
 
 APPLICATION_ID = 0x456D6273  # 'Embs', in the SQLite header: marks an embstore catalog
 FORMAT_VERSION = 1
@@ -351,6 +352,27 @@ class Catalog:
     def vocabulary(self) -> list[str]:
         """All words, position i holding the word with ID i (IDs are dense)."""
         return [row[0] for row in self.conn.execute("SELECT word FROM words ORDER BY id")]
+
+    def word_table(self) -> WordTable | None:
+        """All words in a compact table by ID (IDs are dense): about 0.15 s and 5 MB at 400k words.
+
+        SQLite joins them into one string in ID order, the table's own order; the first
+        and last words and a sample between are checked against lookups by ID. If a word
+        holds the newline separator or the check fails, the table is built from the list
+        of words, joined by NUL instead.
+        """
+        count = self.word_stats()[0]
+        joined = self.conn.execute(
+            "SELECT group_concat(word, char(10)) FROM (SELECT word FROM words NOT INDEXED ORDER BY id)"
+        ).fetchone()[0]
+        table = WordTable.from_joined(joined or "", "\n", count)
+        if table is not None and count:
+            sample = {0, count - 1, *np.linspace(0, count - 1, 64).astype(int).tolist()}
+            if self.words_for_ids(sample) != table.words_for_ids(sample):
+                table = None
+        if table is None:
+            table = WordTable.from_joined("\0".join(self.vocabulary()), "\0", count)
+        return table  # None only if some word holds a newline and another a NUL
 
     def id_below_rank(self, rank_limit: int) -> int:
         """One past the largest ID among the ``rank_limit`` most frequent words.

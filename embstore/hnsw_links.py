@@ -100,7 +100,7 @@ def search_from_rows(index: faiss.IndexHNSW, queries: np.ndarray, row_ids: np.nd
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     starts = np.ascontiguousarray(row_ids, dtype=np.int32)
     # FAISS's HNSW minimises the negated inner product; a row's with itself is its squared norm.
-    start_distances = -np.einsum("ij,ij->i", queries, queries).astype(np.float32)
+    start_distances = -np.square(queries).sum(axis=1)
     scores = np.empty((len(queries), k), dtype=np.float32)
     ids = np.empty((len(queries), k), dtype=np.int64)
     index.search_level_0(len(queries), faiss.swig_ptr(queries), k, faiss.swig_ptr(starts),
