@@ -17,7 +17,7 @@ query; plain FAISS HNSW needs efSearch 96 and 2.9k for 0.990. Queries that are n
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import faiss
 import numpy as np
@@ -84,7 +84,7 @@ def _fill_free_slots(lists: np.ndarray, ids: np.ndarray, found: np.ndarray) -> i
     return len(row)
 
 
-def search_from_rows(index: faiss.IndexHNSW, queries: np.ndarray, row_ids: np.ndarray, k: int,
+def search_from_rows(index: faiss.IndexHNSW, queries: np.ndarray, row_ids: Sequence[int] | np.ndarray, k: int,
                      parameters: faiss.SearchParametersHNSW | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``index.search`` for ``queries`` that are the index's own rows ``row_ids``, started at those rows.
 
@@ -98,7 +98,7 @@ def search_from_rows(index: faiss.IndexHNSW, queries: np.ndarray, row_ids: np.nd
         wider.efSearch = k
         parameters = wider
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    starts = np.ascontiguousarray(row_ids, dtype=np.int32)
+    starts = np.array(row_ids, dtype=np.int32)
     # FAISS's HNSW minimises the negated inner product; a row's with itself is its squared norm.
     start_distances = -np.square(queries).sum(axis=1)
     scores = np.empty((len(queries), k), dtype=np.float32)

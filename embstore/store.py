@@ -172,6 +172,7 @@ class Store:
         self._approximate: dict[str, faiss.Index] = {}  # opened approximate indexes, by kind
         self._decoded_kinds: dict[str, np.ndarray] = {}  # sq8/pq rows decoded for batch search
         self._records: dict[str, IndexFileRecord] | None = None
+        self._search_settings: dict[tuple[str, int | None], tuple] = {}  # search_parameters, per kind and ID limit
         self.generation = int(meta.get("generation", 0))
 
     @property
@@ -182,9 +183,11 @@ class Store:
         return self._decoded
 
     def _vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """Unit rows for ``ids`` without decoding the whole store."""
+        """Unit rows for ``ids`` without decoding the whole store (read-only for exact rows)."""
         ids = list(ids)
         if self._decoded is not None:
+            if len(ids) == 1:  # a view, not a copy: a word query is short enough for this to show
+                return self._decoded[ids[0]: ids[0] + 1]
             return self._decoded[ids]
         return index_kinds.decoded(self.index, self.dimension, ids)
 
@@ -700,8 +703,11 @@ class Store:
             # These kinds score every row against its decoded vector anyway; for a batch,
             # decoding once and multiplying with BLAS gives the same answers much faster.
             return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
-        parameters, word_parameters = index_kinds.search_parameters(kind, record.params, id_limit)
-        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
+        settings = self._search_settings.get((kind, id_limit))
+        if settings is None:
+            settings = self._search_settings[kind, id_limit] = index_kinds.search_parameters(kind, record.params,
+                                                                                             id_limit)
+        return search_top_k(faiss_index, queries, k, exclude, settings[0], id_limit, row_ids, settings[1])
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
         if self._holds_rows(kind):
@@ -717,6 +723,7 @@ class Store:
             self._approximate.pop(kind, None)
             self._decoded_kinds.pop(kind, None)
         self._records = None
+        self._search_settings = {}
         self.meta = self.catalog.meta()
         self.catalog.hold_snapshot()
 
