@@ -27,6 +27,7 @@ import numpy as np
 from .errors import QueryError
 from .hnsw_links import search_from_rows
 from .index_kinds import fitted
+from .threads import OneThreadFor
 
 COSMUL_EPSILON = 1e-6
 SCORE_BLOCK_BYTES = 64 << 20  # memory bound for one block of exact scores
@@ -139,11 +140,12 @@ def _candidates_needed(k: int, exclude: Sequence[Collection[int]], available: in
 
 
 def _drop_excluded(ids_rows, score_rows, exclude, k) -> list[list[tuple[int, float]]]:
-    results = []
-    for row_ids, row_scores, skip in zip(ids_rows, score_rows, exclude):
-        kept = [(i, s) for i, s in zip(row_ids, row_scores) if i >= 0 and i not in skip]
-        results.append(kept[:k])
-    return results
+    return [drop_excluded(row_ids, row_scores, skip, k) for row_ids, row_scores, skip in zip(ids_rows, score_rows, exclude)]
+
+
+def drop_excluded(ids: list[int], scores: list[float], skip: Collection[int], k: int) -> list[tuple[int, float]]:
+    """The first ``k`` (id, score) of one query's answers that are found (id >= 0) and not in ``skip``."""
+    return [(i, s) for i, s in zip(ids, scores) if i >= 0 and i not in skip][:k]
 
 
 def exact_top_k(
@@ -199,21 +201,13 @@ def search_top_k(
     fetch = _candidates_needed(k, exclude, int(id_limit) if limited else index.ntotal)
     if limited and (parameters is None or getattr(parameters, "sel", None) is None):
         fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
-    # One query runs on one OpenMP thread: it gains nothing from a thread team and pays for
-    # waking it (measured 0.59 vs 0.89 ms per HNSW query here).
-    threads = faiss.omp_get_max_threads() if len(queries) == 1 else None
-    if threads is not None:
-        faiss.omp_set_num_threads(1)
-    try:
+    with OneThreadFor(len(queries)):
         if row_ids is not None and not limited and isinstance(index, faiss.IndexHNSW):
             scores, ids = search_from_rows(index, queries, row_ids, fetch, row_parameters)
         elif parameters is None:
             scores, ids = index.search(queries, fetch)
         else:
             scores, ids = index.search(queries, fetch, params=parameters)
-    finally:
-        if threads is not None:
-            faiss.omp_set_num_threads(threads)
     if limited:
         ids = np.where(ids < id_limit, ids, -1)
     return _drop_excluded(ids.tolist(), scores.tolist(), exclude, k)

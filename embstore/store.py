@@ -35,8 +35,11 @@ from .durable import fsync_directory
 from .index import FlatIndexWriter, open_exact_rows, open_index_file, write_index_file
 from .paths import resolve_store_path
 from . import index_kinds
-from .queries import Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, mean_directions, search_top_k, unit
+from .queries import (Neighbour, QueryResult, cosmul_top_k, drop_excluded, exact_top_k, mean_direction, mean_directions,
+                      search_top_k, unit)
+from .hnsw_links import search_from_rows
 from .suggest import suggest_words
+from .threads import OneThreadFor
 from .word_table import WordTable
 
 EXACT = "exact"
@@ -173,6 +176,7 @@ class Store:
         self._decoded_kinds: dict[str, np.ndarray] = {}  # sq8/pq rows decoded for batch search
         self._records: dict[str, IndexFileRecord] | None = None
         self._search_settings: dict[tuple[str, int | None], tuple] = {}  # search_parameters, per kind and ID limit
+        self._graph_searches: dict[str | None, tuple] = {}  # for _nearest_through_graph: (index, parameters)
         self.generation = int(meta.get("generation", 0))
 
     @property
@@ -557,7 +561,36 @@ class Store:
 
     def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None) -> QueryResult:
         """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
+        if restrict is None:
+            answer = self._nearest_through_graph(word, k, index)
+            if answer is not None:
+                return answer
         return self.nearest_many([word], k=k, restrict=restrict, index=index)[0]
+
+    def _nearest_through_graph(self, word: str, k: int, index: str | None) -> QueryResult | None:
+        """``nearest`` of one word in the vocabulary through an hnsw index, in fewer steps.
+
+        The same search ``nearest_many`` makes, without its batch handling: at 0.1 ms a
+        query each step shows. None sends the query the general way (another index kind,
+        a word that is not in the vocabulary as written, k < 1).
+        """
+        if k < 1:
+            return None
+        kind = index or self.meta.get("default_index")
+        prepared = self._graph_searches.get(kind)
+        if prepared is None:
+            if kind != "hnsw" or self._holds_rows(kind) or self._record(kind) is None:
+                return None
+            faiss_index, record = self._approximate_index(kind)
+            prepared = self._graph_searches[kind] = (faiss_index, self._search_parameters(kind, record, None)[1])
+        word_id = self.catalog.ids_for_words([word]).get(word)
+        if word_id is None:
+            return None
+        faiss_index, parameters = prepared
+        with OneThreadFor(1):
+            scores, ids = search_from_rows(faiss_index, self._vectors([word_id]), [word_id],
+                                           min(k + 1, faiss_index.ntotal), parameters)
+        return self._result(word, drop_excluded(ids[0].tolist(), scores[0].tolist(), (word_id,), k), [])
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
                      on_unknown: str = "raise", index: str | None = None) -> list[QueryResult]:
@@ -703,11 +736,16 @@ class Store:
             # These kinds score every row against its decoded vector anyway; for a batch,
             # decoding once and multiplying with BLAS gives the same answers much faster.
             return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
+        parameters, word_parameters = self._search_parameters(kind, record, id_limit)
+        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
+
+    def _search_parameters(self, kind: str, record: IndexFileRecord, id_limit: int | None) -> tuple:
+        """``index_kinds.search_parameters``, kept until the catalog changes."""
         settings = self._search_settings.get((kind, id_limit))
         if settings is None:
             settings = self._search_settings[kind, id_limit] = index_kinds.search_parameters(kind, record.params,
                                                                                              id_limit)
-        return search_top_k(faiss_index, queries, k, exclude, settings[0], id_limit, row_ids, settings[1])
+        return settings
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
         if self._holds_rows(kind):
@@ -724,6 +762,7 @@ class Store:
             self._decoded_kinds.pop(kind, None)
         self._records = None
         self._search_settings = {}
+        self._graph_searches = {}
         self.meta = self.catalog.meta()
         self.catalog.hold_snapshot()
 

@@ -130,6 +130,35 @@ def test_word_queries_start_at_the_word_and_score_exactly(store_copy, small_matr
     assert np.mean(hits) >= 0.95, np.mean(hits)
 
 
+def _answers(results):
+    return [[(n.word, round(n.score, 6)) for n in r.neighbours] for r in results]
+
+
+def test_one_word_through_hnsw_answers_as_the_batch_does(store_copy, small_matrix):
+    words = small_matrix[0]
+    asked = [words[i] for i in np.linspace(0, len(words) - 1, 120).astype(int)]
+    with Store.open(store_copy) as store:
+        store.build_index("hnsw", m=16, ef_construction=64, make_default=True)
+        assert store._nearest_through_graph("king", 10, None) is not None  # the short path answers
+        for k in (1, 10, 40):  # 40: past the list of 12, which then widens
+            one_by_one = [store.nearest(word, k=k) for word in asked]
+            assert _answers(one_by_one) == _answers(store.nearest_many(asked, k=k))
+            assert all(len(r.neighbours) == k and r.query not in {n.word for n in r.neighbours} for r in one_by_one)
+        # The general path still takes what the short one leaves: case, restrict, errors, other kinds.
+        assert store.nearest("King", k=3).notes and _answers([store.nearest("King", k=3)]) == \
+            _answers([store.nearest("king", k=3)])
+        assert _answers([store.nearest("king", k=5, restrict=1000)]) == \
+            _answers(store.nearest_many(["king"], k=5, restrict=1000))
+        with pytest.raises(QueryError):
+            store.nearest("king", k=0)
+        assert _answers([store.nearest("king", index="exact")]) == \
+            _answers(store.nearest_many(["king"], index="exact"))
+        store.delete_words(["queen"])  # marks the index stale: the next query rebuilds it
+        after = store.nearest("king", k=10)
+        assert "queen" not in {n.word for n in after.neighbours}
+        assert _answers([after]) == _answers(store.nearest_many(["king"], k=10))
+
+
 def test_an_hnsw_record_from_before_links_searches_words_as_before():
     older = {"m": 32, "ef_construction": 128, "ef_search": 96}  # no knn_links, no ef_search_words
     vectors, words = search_parameters("hnsw", older, None)
