@@ -317,6 +317,11 @@ class Catalog:
             "SELECT word, id FROM words WHERE word IN (SELECT value FROM json_each(?))", (json.dumps(words),)
         ))
 
+    def id_for_word(self, word: str) -> int | None:
+        """The ID of ``word`` exactly as written, or None."""
+        row = self.conn.execute("SELECT id FROM words WHERE word = ?", (word,)).fetchone()
+        return row[0] if row else None
+
     def most_frequent_folded_match(self, word: str) -> tuple[int, str] | None:
         """The most frequent word whose case-folded form equals that of ``word``."""
         row = self.conn.execute(

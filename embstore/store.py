@@ -583,7 +583,7 @@ class Store:
                 return None
             faiss_index, record = self._approximate_index(kind)
             prepared = self._graph_searches[kind] = (faiss_index, self._search_parameters(kind, record, None)[1])
-        word_id = self.catalog.ids_for_words([word]).get(word)
+        word_id = self.catalog.id_for_word(word)
         if word_id is None:
             return None
         faiss_index, parameters = prepared
