@@ -216,7 +216,7 @@ class Store:
 
         ``words_in_memory`` says where the words of answers come from. SQLite looks up
         the 10 words of an answer in 25-40 us at 400k words, a table in memory in 5-15 us;
-        the table takes 0.15 s and 5 MB to load at 400k words. True loads it now; False
+        the table takes 0.25 s and 5 MB to load at 400k words. True loads it now; False
         never does; None (the default) loads it once the store has looked up an eighth of
         its vocabulary through SQLite, when those lookups have cost about what loading
         does. A one-shot query never gets there; a long-running process soon does.
