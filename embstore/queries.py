@@ -140,7 +140,7 @@ def _candidates_needed(k: int, exclude: Sequence[Collection[int]], available: in
 
 
 def _drop_excluded(ids_rows, score_rows, exclude, k) -> list[list[tuple[int, float]]]:
-    return [drop_excluded(row_ids, row_scores, skip, k) for row_ids, row_scores, skip in zip(ids_rows, score_rows, exclude)]
+    return [drop_excluded(ids, scores, skip, k) for ids, scores, skip in zip(ids_rows, score_rows, exclude)]
 
 
 def drop_excluded(ids: list[int], scores: list[float], skip: Collection[int], k: int) -> list[tuple[int, float]]:
