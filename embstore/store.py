@@ -35,11 +35,9 @@ from .durable import fsync_directory
 from .index import FlatIndexWriter, open_exact_rows, open_index_file, write_index_file
 from .paths import resolve_store_path
 from . import index_kinds
-from .queries import (Neighbour, QueryResult, cosmul_top_k, drop_excluded, exact_top_k, mean_direction, mean_directions,
-                      search_top_k, unit)
-from .hnsw_links import search_from_rows
+from .queries import (Neighbour, QueryResult, cosmul_top_k, exact_top_k, mean_direction, mean_directions, search_top_k,
+                      unit)
 from .suggest import suggest_words
-from .threads import OneThreadFor
 from .word_table import WordTable
 
 EXACT = "exact"
@@ -176,7 +174,6 @@ class Store:
         self._decoded_kinds: dict[str, np.ndarray] = {}  # sq8/pq rows decoded for batch search
         self._records: dict[str, IndexFileRecord] | None = None
         self._search_settings: dict[tuple[str, int | None], tuple] = {}  # search_parameters, per kind and ID limit
-        self._graph_searches: dict[str | None, tuple] = {}  # for _nearest_through_graph: (index, parameters)
         self.generation = int(meta.get("generation", 0))
 
     @property
@@ -574,23 +571,16 @@ class Store:
         query each step shows. None sends the query the general way (another index kind,
         a word that is not in the vocabulary as written, k < 1).
         """
-        if k < 1:
-            return None
         kind = index or self.meta.get("default_index")
-        prepared = self._graph_searches.get(kind)
-        if prepared is None:
-            if kind != "hnsw" or self._holds_rows(kind) or self._record(kind) is None:
-                return None
-            faiss_index, record = self._approximate_index(kind)
-            prepared = self._graph_searches[kind] = (faiss_index, self._search_parameters(kind, record, None)[1])
+        if k < 1 or kind != "hnsw" or self._holds_rows(kind) or self._record(kind) is None:
+            return None
         word_id = self.catalog.id_for_word(word)
         if word_id is None:
             return None
-        faiss_index, parameters = prepared
-        with OneThreadFor(1):
-            scores, ids = search_from_rows(faiss_index, self._vectors([word_id]), [word_id],
-                                           min(k + 1, faiss_index.ntotal), parameters)
-        return self._result(word, drop_excluded(ids[0].tolist(), scores[0].tolist(), (word_id,), k), [])
+        faiss_index, record = self._approximate_index(kind)
+        hits = search_top_k(faiss_index, self._vectors([word_id]), k, [{word_id}], row_ids=[word_id],
+                            row_parameters=self._search_parameters(kind, record, None)[1])
+        return self._result(word, hits[0], [])
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
                      on_unknown: str = "raise", index: str | None = None) -> list[QueryResult]:
@@ -762,7 +752,6 @@ class Store:
             self._decoded_kinds.pop(kind, None)
         self._records = None
         self._search_settings = {}
-        self._graph_searches = {}
         self.meta = self.catalog.meta()
         self.catalog.hold_snapshot()
 
