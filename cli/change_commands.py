@@ -8,7 +8,8 @@ import click
 import numpy as np
 
 from embstore import FormatError
-from embstore.integrity import check_store, repair_store
+from embstore.repair import repair_store
+from embstore.storage.check import check_store
 
 from .main import cli, db_option, open_store
 from .output import emit_counts, emit_json, json_option

@@ -6,7 +6,7 @@ import csv
 
 import click
 
-from embstore.evaluate import DEFAULT_RESTRICT
+from embstore.evaluation.evaluate import DEFAULT_RESTRICT
 
 from .main import cli, db_option, open_store
 from .output import emit_json, json_option, table

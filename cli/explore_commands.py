@@ -68,7 +68,7 @@ def _completer(store):
             elif text.startswith("-") or not text:
                 state["options"] = []
             else:
-                state["options"] = [w for w, _ in store.catalog.words_with_folded_prefix(text.casefold(), 50)]
+                state["options"] = store.vocab.completions(text, 50)
         options = state.get("options", [])
         return options[index] if index < len(options) else None
 

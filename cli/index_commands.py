@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from embstore.index_kinds import KINDS, fixed_default
-from embstore.recall import measure_index
+from embstore.search.index_kinds import KINDS, fixed_default
 
 from .main import cli, db_option, open_store
 from .output import emit_json, human_bytes, json_option, stderr_is_terminal, table
@@ -59,7 +58,7 @@ def build(kind, m, ef_construction, knn_links, ef_search, ef_search_words, nlist
                 bar.__exit__(None, None, None)
         figures = None
         if bench:
-            figures = measure_index(store, kind)
+            figures = store.measure_index(kind)
             store.record_index_measurements(kind, figures)
     if as_json:
         emit_json({"kind": kind, "params": record.params, "bytes": record.bytes, "measured": figures})
@@ -90,7 +89,7 @@ def tune(kind, ef_search, ef_search_words, nprobe, m, ef_construction, knn_links
                                   ef_construction=ef_construction, knn_links=knn_links, nlist=nlist)
         figures = None
         if bench:
-            figures = measure_index(store, kind)
+            figures = store.measure_index(kind)
             store.record_index_measurements(kind, figures)
     if as_json:
         emit_json({"kind": kind, "params": record.params, "measured": figures})
@@ -124,10 +123,16 @@ def list_indexes(db, as_json):
     for index in info.indexes:
         measured = index["recall"] or {}
         params = _settings(index["params"])
+        recall = f"{measured['recall@10']:.4f}" if "recall@10" in measured else "-"
+        if index["stale"]:
+            recall = "stale"  # built before the rows last changed: queries use the exact rows instead
         rows.append((index["kind"] + (" *" if index["kind"] == default else ""), human_bytes(index["bytes_on_disk"]),
-                     f"{measured.get('recall@10', float('nan')):.4f}" if "recall@10" in measured else "-", params))
+                     recall, params))
     click.echo(table(["index", "on disk", "recall@10", "parameters"], rows, "lrrl"))
     click.echo("* answers queries by default", err=True)
+    if any(index["stale"] for index in info.indexes):
+        click.echo("stale: built before the words last changed; queries use the exact rows until "
+                   "'embstore index build --kind KIND' rebuilds it", err=True)
 
 
 @index_group.command("drop")
@@ -172,7 +177,7 @@ def bench(kinds, queries, pool, k, analogies, db, as_json):
             raise click.ClickException("this store has no approximate index; build one with: embstore index build")
         for kind in kinds:
             store.index_kind(kind)
-            results[kind] = measure_index(store, kind, queries=queries, k=k, analogies=analogies, pool=pool)
+            results[kind] = store.measure_index(kind, queries=queries, k=k, analogies=analogies, pool=pool)
             if pool is None:
                 store.record_index_measurements(kind, results[kind])
     if as_json:

@@ -84,7 +84,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, st
         note(f"{report.zero_vectors_skipped:,} zero vectors skipped")
     click.echo(
         f"Loaded {report.words:,} words x {report.dimension} ({report.format}) from {report.source} "
-        f"into {report.store} in {report.seconds:.1f}s" + (f", keeping {storage} codes only" if storage != "exact" else "")
+        f"into {db or report.store} in {report.seconds:.1f}s" + (f", keeping {storage} codes only" if storage != "exact" else "")
     )
 
 
@@ -120,7 +120,7 @@ def info(db, as_json):
         recall = next((f"{v:.4f}" for k, v in measured.items() if k.startswith("recall@")), "not measured")
         latency = f"{measured['search_mean_ms']:.3f} ms" if "search_mean_ms" in measured else "-"
         if index["stale"]:
-            recall, latency = "stale: rebuilt on next use", "-"
+            recall, latency = "stale: rebuild with 'index build'", "-"
         rows.append((index["kind"] + (" *" if index["kind"] == details.default_index else ""), f"{index['rows']:,}",
                      human_bytes(index["bytes_on_disk"]), recall, latency, Path(index["file"]).name))
     click.echo(table(["index", "rows", "on disk", "recall@10", "search", "file"], rows, "lrrrrl"))

@@ -14,19 +14,22 @@ from .errors import (
     NotAStoreError,
     QueryError,
     StoreBusyError,
+    StoreChangedError,
     StoreError,
     StoreNotFoundError,
+    StoreReadOnlyError,
     UnknownWordError,
 )
 from .paths import default_store_path, resolve_store_path
-from .queries import Neighbour, QueryResult
-from .store import LoadReport, Store, StoreInfo
+from .results import Neighbour, QueryResult, Resolved
+from .store import Store, StoreInfo
+from .writes.loading import LoadReport
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Store", "LoadReport", "StoreInfo", "Neighbour", "QueryResult",
+    "Store", "LoadReport", "StoreInfo", "Neighbour", "QueryResult", "Resolved",
     "EmbstoreError", "FormatError", "UnknownWordError", "StoreError", "StoreNotFoundError",
-    "NotAStoreError", "StoreBusyError", "CatalogMismatchError", "QueryError",
-    "default_store_path", "resolve_store_path", "__version__",
+    "NotAStoreError", "StoreBusyError", "StoreChangedError", "StoreReadOnlyError", "CatalogMismatchError",
+    "QueryError", "default_store_path", "resolve_store_path", "__version__",
 ]

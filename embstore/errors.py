@@ -57,6 +57,14 @@ class StoreBusyError(StoreError):
     pass
 
 
+class StoreChangedError(StoreBusyError):
+    """Another process committed a change between this write's reading and its commit."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The store can be read here but not written (read-only file, folder or mount)."""
+
+
 class CatalogMismatchError(StoreError):
     """The SQLite catalog and an index file disagree."""
 

@@ -1,9 +1,11 @@
-"""Where a store lives when the user does not say: resolved here and nowhere else."""
+"""Where a store lives: resolved here and nowhere else, once, to its real path."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .errors import StoreError
 
 STORE_ENV_VAR = "EMBSTORE_DB"
 
@@ -15,10 +17,12 @@ def default_store_path() -> Path:
 
 
 def resolve_store_path(explicit: str | os.PathLike | None = None) -> Path:
-    """The store path: ``explicit`` if given, else $EMBSTORE_DB, else ``default_store_path()``."""
-    if explicit:
-        return Path(explicit).expanduser()
-    from_env = os.environ.get(STORE_ENV_VAR)
-    if from_env:
-        return Path(from_env).expanduser()
-    return default_store_path()
+    """The store path: ``explicit`` if given, else $EMBSTORE_DB, else ``default_store_path()``.
+
+    A symbolic link is followed to the real file, so that the catalog and its index files
+    are always looked for, written and removed beside the real catalog.
+    """
+    if explicit is not None and not str(explicit).strip():
+        raise StoreError("the store path is empty; give --db PATH (or unset it to use the default store)")
+    chosen = explicit or os.environ.get(STORE_ENV_VAR) or default_store_path()
+    return Path(os.path.realpath(Path(chosen).expanduser()))

@@ -82,7 +82,7 @@ def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighb
     vectors = np.stack([store.unit_vector(w) for w in listed])
     if method == "pca":
         if fit_top:
-            fit_rows = np.asarray(store._rows[: min(fit_top, len(store))])
+            fit_rows = np.asarray(store.searcher.rows[: min(fit_top, len(store))])
         else:
             fit_rows = vectors
         mean, axes, ratios = pca_fit(fit_rows)

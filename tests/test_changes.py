@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embstore import QueryError, Store, UnknownWordError
-from embstore.hnsw_links import level0_lists
+from embstore.search.hnsw_links import level0_lists
 
 PROBES = ["king", "water", "paris", "good", "music"]
 
@@ -89,15 +89,18 @@ def test_approximate_indexes_follow_changes(tmp_path, base, sample_lines):
         store.build_index("sq8")
         store.add_words(["newword"], rows[:1] + 1.0)
         record = store.catalog.index_file("sq8")
-        assert record.rows == 3001 and not record.stale  # appended rows were added
+        assert record.rows == 3001 and not store.info().indexes[1]["stale"]  # appended rows were added
         assert store.nearest_to_vector(rows[0] + 1.0, k=1, index="sq8").neighbours[0].word == "newword"
         store.delete_words(["newword"])
-        assert store.catalog.index_file("sq8").stale
         assert store.info().indexes[1]["stale"]
-        answer = store.nearest("king", k=5, index="sq8")  # rebuilt on demand
-        record = store.catalog.index_file("sq8")
-        assert not record.stale and record.rows == 3000
-        assert len(answer.neighbours) == 5
+        stale_file = store.catalog.index_file("sq8").file
+        answer = store.nearest("king", k=5, index="sq8")  # answered by the exact rows, nothing is built
+        assert answer.neighbours == store.nearest("king", k=5, index="exact").neighbours
+        assert any("sq8 index is stale" in note for note in answer.notes)
+        assert store.catalog.index_file("sq8").file == stale_file and store.info().indexes[1]["stale"]
+        store.build_index("sq8")
+        assert not store.info().indexes[1]["stale"] and store.catalog.index_file("sq8").rows == 3000
+        assert not store.nearest("king", k=5, index="sq8").notes
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf", "sq8", "pq"])
@@ -108,7 +111,7 @@ def test_added_words_reach_every_index_kind(base, kind):
         store.nearest("king", index=kind)  # opened (memory-mapped) before the change
         store.add_words(["newword"], rows[:1] * 3.0)
         record = store.catalog.index_file(kind)
-        assert record.rows == 3001 and not record.stale
+        assert record.rows == 3001 and not store.info().indexes[1]["stale"]
         assert store.nearest_to_vector(rows[0], k=1, index=kind).neighbours[0].word in {"newword", words[0]}
         assert "newword" in {n.word for n in store.nearest(words[0], k=3, index=kind).neighbours}
 

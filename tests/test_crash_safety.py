@@ -12,7 +12,7 @@ import time
 import pytest
 
 from embstore import Store
-from embstore.integrity import check_store
+from embstore.storage.check import check_store
 
 KILLS_PER_KIND = 30  # 60 kills in all
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from embstore import CatalogMismatchError, QueryError, Store
-from embstore.hnsw_links import level0_lists, search_from_rows
-from embstore.index_kinds import search_parameters
-from embstore.recall import measure_index, query_ids
+from embstore.search.hnsw_links import level0_lists, search_from_rows
+from embstore.search.index_kinds import search_parameters
+from embstore.evaluation.recall import measure_index, query_ids
 
 
 def brute_force_top10(small_matrix, words_to_ask):
@@ -139,7 +139,12 @@ def test_one_word_through_hnsw_answers_as_the_batch_does(store_copy, small_matri
     asked = [words[i] for i in np.linspace(0, len(words) - 1, 120).astype(int)]
     with Store.open(store_copy) as store:
         store.build_index("hnsw", m=16, ef_construction=64, make_default=True)
-        assert store._nearest_through_graph("king", 10, None) is not None  # the short path answers
+        calls = []
+        original = store.searcher.search_word
+        store.searcher.search_word = lambda *a: calls.append(a) or original(*a)
+        store.nearest("king", k=10)
+        assert calls, "the short path answers"
+        store.searcher.search_word = original
         for k in (1, 10, 40):  # 40: past the list of 12, which then widens
             one_by_one = [store.nearest(word, k=k) for word in asked]
             assert _answers(one_by_one) == _answers(store.nearest_many(asked, k=k))
@@ -290,7 +295,7 @@ def test_measured_recall_matches_brute_force_on_the_same_words(store_copy, small
     with Store.open(store_copy) as store:
         store.build_index("hnsw", m=4, ef_construction=16, knn_links=0, ef_search_words=10)  # recall well below 1
         referred: list[str] = []
-        figures = measure_index(store, "hnsw", queries=300, pool=5000, reference=referred.append)
+        figures = store.measure_index("hnsw", queries=300, pool=5000, reference=referred.append)
         asked = query_ids(len(store), 300, pool=5000)
         # the reference is timed once on each timed word (300 // 200: the first 200 asked)
         assert sorted(referred) == sorted(words[i] for i in asked[:200])

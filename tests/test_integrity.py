@@ -8,8 +8,8 @@ import sqlite3
 import pytest
 
 from embstore import Store
-from embstore.catalog import FORMAT_VERSION
-from embstore.integrity import check_store
+from embstore.storage.schema import FORMAT_VERSION
+from embstore.storage.check import check_store
 
 
 @pytest.fixture()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from embstore import CatalogMismatchError, Store, StoreError, resolve_store_path
-from embstore.catalog import FORMAT_VERSION
-from embstore.index import flat_rows
+from embstore.storage.schema import FORMAT_VERSION
+from embstore.storage.index_files import flat_rows
 
 
 def index_file(db):
@@ -28,13 +28,14 @@ def test_catalog_holds_metadata_and_index_record(store_copy):
     # Frequency ranks follow file order; IDs equal FAISS row numbers.
     assert conn.execute("SELECT id, rank FROM words WHERE word = 'the'").fetchone() == (0, 0)
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert applied == ["0001_create_catalog", "0002_index_words", "0003_index_staleness"]
+    assert applied == ["0001_create_catalog", "0002_index_words", "0003_index_staleness",
+                       "0004_index_rows_generation"]
 
 
 def test_truncated_index_is_refused_with_repair_hint(store_copy):
     path = index_file(store_copy)
     path.write_bytes(path.read_bytes()[:-400])
-    with pytest.raises(CatalogMismatchError, match="bytes but the catalog recorded .* --replace"):
+    with pytest.raises(CatalogMismatchError, match="bytes but the catalog recorded .*embstore repair"):
         Store.open(store_copy)
 
 
@@ -51,7 +52,7 @@ def test_changed_index_bytes_fail_the_checksum(store_copy):
 def test_exact_rows_read_directly_equal_what_faiss_parses(store_copy):
     path = index_file(store_copy)
     with Store.open(store_copy) as store:
-        rows = store._rows
+        rows = store.searcher.rows
         assert rows.flags["ALIGNED"] and not rows.flags["WRITEABLE"]
     parsed_index = faiss.read_index(str(path))  # kept alive: flat_rows is a view of its memory
     parsed = flat_rows(parsed_index)

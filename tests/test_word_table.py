@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from embstore import Store
-from embstore.catalog import Catalog
-from embstore.store import WORDS_IN_MEMORY_AFTER
-from embstore.word_table import WordTable
+from embstore.storage.catalog import Catalog
+from embstore.vocabulary.vocabulary import WORDS_IN_MEMORY_AFTER, load_word_table
+from embstore.vocabulary.word_table import WordTable
 
 WORDS = ["the", "naïve", "東京", "😀", "a", "x" * 300, "Straße"]
 PROBES = ["king", "paris", "computer", "good", "river", "Paris"]
@@ -34,7 +34,7 @@ def test_table_refuses_words_holding_its_separator():
 
 
 def test_catalog_table_equals_the_vocabulary(small_store):
-    table = small_store.catalog.word_table()
+    table = load_word_table(small_store.catalog, len(small_store))
     vocabulary = small_store.vocabulary()
     assert len(table) == len(vocabulary)
     assert [table[i] for i in range(len(vocabulary))] == vocabulary
@@ -46,7 +46,7 @@ def test_catalog_table_falls_back_when_a_word_holds_a_newline(store_copy):
     count = catalog.word_stats()[0]
     with catalog.write_transaction():  # not possible through the API, which refuses white space in words
         catalog.insert_words([count], ["two\nlines"], [count + 1], [1.0])
-    table = catalog.word_table()
+    table = load_word_table(catalog, catalog.word_stats()[0])
     assert table[count] == "two\nlines"
     assert [table[i] for i in range(count)] == catalog.vocabulary()[:count]
     catalog.close()
@@ -61,19 +61,19 @@ def _answers(store: Store) -> list:
 def test_words_in_memory_give_the_same_answers(small_store_path):
     with Store.open(small_store_path, words_in_memory=False) as sqlite_only, \
             Store.open(small_store_path, words_in_memory=True) as in_memory:
-        assert in_memory._word_table is not None
+        assert in_memory.vocab.holds_words
         assert _answers(in_memory) == _answers(sqlite_only)
-        assert sqlite_only._word_table is None
+        assert not sqlite_only.vocab.holds_words
 
 
 def test_default_holds_the_words_after_an_eighth_of_the_vocabulary(small_store_path):
     with Store.open(small_store_path) as store, Store.open(small_store_path, words_in_memory=False) as reference:
         expected = _answers(reference)
         assert _answers(store) == expected
-        assert store._word_table is None  # a few queries stay with SQLite
+        assert not store.vocab.holds_words  # a few queries stay with SQLite
         words = reference.vocabulary()[: len(store) // WORDS_IN_MEMORY_AFTER // 10 + 1]
         batch = store.nearest_many(words, k=10)
-        assert store._word_table is not None
+        assert store.vocab.holds_words
         assert [r.neighbours for r in batch] == [r.neighbours for r in reference.nearest_many(words, k=10)]
         assert _answers(store) == expected
 
@@ -83,7 +83,7 @@ def test_words_in_memory_follow_changes(store_copy, small_matrix):
     with Store.open(store_copy, words_in_memory=True) as store:
         vector = matrix[words.index("king")] + np.float32(0.01)
         store.add_words(["kingly"], vector[None, :])
-        assert store._word_table is not None
+        assert store.vocab.holds_words
         assert store.nearest("king", k=1).neighbours[0].word == "kingly"
         store.rename_word("kingly", "regal")
         assert store.nearest("king", k=1).neighbours[0].word == "regal"

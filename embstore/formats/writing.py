@@ -16,7 +16,7 @@ from typing import BinaryIO, Callable, Iterable
 
 import numpy as np
 
-from ..durable import fsync_directory
+from ..storage.durable import fsync_directory
 from ..errors import FormatError
 
 EXPORT_FORMATS = ("word2vec", "word2vec-bin", "glove", "npy")
@@ -109,6 +109,7 @@ def _write_npy(output: Path, chunks: Chunks, count: int, dimension: int) -> list
         del matrix
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        output.unlink(missing_ok=True)  # no kill from here on leaves the old matrix beside the new words
         _atomic_stream_write(vocab, lambda s: s.write("".join(w + "\n" for w in words_out).encode("utf-8")))
         os.replace(tmp, output)
         fsync_directory(output.parent)
@@ -119,16 +120,24 @@ def _write_npy(output: Path, chunks: Chunks, count: int, dimension: int) -> list
 
 
 def write_embeddings(
-    output: str | os.PathLike, format: str, chunks: Chunks, count: int, dimension: int
+    output: str | os.PathLike | BinaryIO, format: str, chunks: Chunks, count: int, dimension: int
 ) -> list[Path]:
     """Write ``count`` rows of ``dimension`` values in ``format``. Returns the files written.
 
     Raises FormatError for a word the format cannot hold, ValueError for an unknown format.
     """
-    output = Path(output)
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}")
     header = f"{count} {dimension}\n".encode("ascii")
+    if hasattr(output, "write"):  # an open binary stream, such as standard output
+        name = Path(getattr(output, "name", "<stream>"))
+        if format == "word2vec-bin":
+            _write_binary(output, chunks, name, header)
+        else:
+            _write_text(output, chunks, name, header if format == "word2vec" else None)
+        output.flush()
+        return []
+    output = Path(output)
     if format == "npy":
         return _write_npy(output, chunks, count, dimension)
     if format == "word2vec":

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .analogy_screen import RIGHT, UNDECIDED, WRONG
-from .errors import EmbstoreError, FormatError
+from ..errors import EmbstoreError, FormatError
+from ..search.analogy_screen import RIGHT, UNDECIDED, WRONG
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..search.searcher import Searcher
+    from ..vocabulary.vocabulary import Vocabulary
 
 DEFAULT_RESTRICT = 300_000
 GENSIM_TOPN = 5
@@ -203,16 +204,16 @@ def read_word_pairs(path: str | os.PathLike) -> list[tuple[int, str, str, float]
     return rows
 
 
-def _restricted_lookup(store: "Store", restrict: int | None,
+def _restricted_lookup(vocabulary: "Vocabulary", restrict: int | None,
                        case_insensitive: bool) -> tuple[dict[str, int], int, set[str]]:
     """gensim's ``ok_vocab``: key -> ID over the ``restrict`` most frequent words.
 
     With ``case_insensitive`` the keys are upper-cased and the most frequent spelling
     wins. Returns (lookup, number of words considered, keys shared by several words).
     """
-    vocabulary = store.vocabulary()
-    size = len(vocabulary) if restrict is None else min(restrict, len(vocabulary))
-    keys = [w.upper() for w in vocabulary[:size]] if case_insensitive else vocabulary[:size]
+    words = vocabulary.words()
+    size = len(words) if restrict is None else min(restrict, len(words))
+    keys = [w.upper() for w in words[:size]] if case_insensitive else words[:size]
     lookup = dict(zip(reversed(keys), range(size - 1, -1, -1)))  # the most frequent spelling wins
     shared: set[str] = set()
     if len(lookup) < size:
@@ -244,7 +245,7 @@ def _gensim_prediction(candidates, keys, vocabulary, lookup, case_insensitive):
     return predicted, predicted_word
 
 
-def _screen(store, method, ids, keys_of, shared, size, keep_mistakes):
+def _screen(searcher, method, ids, keys_of, shared, size, keep_mistakes):
     """Verdicts for the questions the bound can decide (3CosAdd, no shared keys, d not a query word)."""
     verdict = np.full(len(ids), UNDECIDED, dtype=np.int8)
     answer = np.full(len(ids), -1, dtype=np.int64)
@@ -255,7 +256,7 @@ def _screen(store, method, ids, keys_of, shared, size, keep_mistakes):
     ], dtype=bool)
     eligible &= (ids[:, 3] != ids[:, 0]) & (ids[:, 3] != ids[:, 1]) & (ids[:, 3] != ids[:, 2])
     chosen = np.flatnonzero(eligible)
-    screening = store.screen_analogies(ids[chosen], id_limit=size)
+    screening = searcher.screen_analogies(ids[chosen], id_limit=size)
     verdict[chosen] = screening.verdict
     answer[chosen] = screening.answer
     if keep_mistakes:  # a wrong answer whose best word is not known exactly gets a full search
@@ -264,7 +265,8 @@ def _screen(store, method, ids, keys_of, shared, size, keep_mistakes):
 
 
 def evaluate_analogies(
-    store: "Store",
+    searcher: "Searcher",
+    vocabulary: "Vocabulary",
     path: str | os.PathLike,
     *,
     method: str = "add",
@@ -277,10 +279,10 @@ def evaluate_analogies(
 
     ``index`` names the index kind that answers (None: the store's default).
     """
-    kind = store.index_kind(index)
+    kind = searcher.choose(index).kind if method == "add" else "exact"
     started = time.perf_counter()
     questions = read_analogy_questions(path)
-    lookup, size, shared = _restricted_lookup(store, restrict, case_insensitive)
+    lookup, size, shared = _restricted_lookup(vocabulary, restrict, case_insensitive)
     sections: dict[str, SectionScore] = {}
     answerable: list[AnalogyQuestion] = []
     keys_of: list[tuple[str, str, str, str]] = []
@@ -294,20 +296,20 @@ def evaluate_analogies(
         answerable.append(question)
         keys_of.append(keys)
         id_rows.append((lookup[keys[0]], lookup[keys[1]], lookup[keys[2]]))
-    vocabulary = store.vocabulary()
+    words = vocabulary.words()
     ids = np.array([row + (lookup[keys[3]],) for row, keys in zip(id_rows, keys_of)], dtype=np.int64).reshape(-1, 4)
     screened_method = method if kind == "exact" else "none"  # the bound holds for exact scores only
-    verdict, answer = _screen(store, screened_method, ids, keys_of, shared, size, keep_mistakes)
+    verdict, answer = _screen(searcher, screened_method, ids, keys_of, shared, size, keep_mistakes)
     searched = np.flatnonzero(verdict == UNDECIDED)
-    hits = store.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size, index=kind) if len(searched) else []
+    hits = searcher.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size, kind=kind) if len(searched) else []
     hits_of = dict(zip(searched.tolist(), hits))
     mistakes: list[AnalogyMistake] = []
     for number, (question, keys) in enumerate(zip(answerable, keys_of)):
         if verdict[number] != UNDECIDED:
             is_right = verdict[number] == RIGHT
-            predicted_word = vocabulary[answer[number]] if answer[number] >= 0 else None
+            predicted_word = words[answer[number]] if answer[number] >= 0 else None
         else:
-            predicted, predicted_word = _gensim_prediction(hits_of[number], keys, vocabulary, lookup,
+            predicted, predicted_word = _gensim_prediction(hits_of[number], keys, words, lookup,
                                                            case_insensitive)
             is_right = predicted == keys[3]
         score = sections[question.section]
@@ -342,7 +344,8 @@ def _correlations(gold: Iterable[float], model: Iterable[float]):
 
 
 def evaluate_word_pairs(
-    store: "Store",
+    searcher: "Searcher",
+    vocabulary: "Vocabulary",
     path: str | os.PathLike,
     *,
     restrict: int | None = DEFAULT_RESTRICT,
@@ -350,7 +353,7 @@ def evaluate_word_pairs(
 ) -> WordPairEvaluation:
     """Pearson and Spearman correlation of cosine similarity with human scores (gensim's rules)."""
     rows = read_word_pairs(path)
-    lookup, _, _ = _restricted_lookup(store, restrict, case_insensitive)
+    lookup, _, _ = _restricted_lookup(vocabulary, restrict, case_insensitive)
     pairs, gold, skipped = [], [], 0
     for _, first, second, human in rows:
         a = first.upper() if case_insensitive else first
@@ -363,7 +366,7 @@ def evaluate_word_pairs(
     if len(pairs) < 3:
         raise EmbstoreError(f"{path}: only {len(pairs)} pair(s) have both words in the vocabulary; need at least 3")
     ids = np.array(pairs, dtype=np.int64)
-    model = store.pair_similarities(ids[:, 0], ids[:, 1])
+    model = searcher.pair_similarities(ids[:, 0], ids[:, 1])
     pearson, spearman = _correlations(gold, model.tolist())
     return WordPairEvaluation(
         path=str(path), pearson=float(pearson[0]), pearson_pvalue=float(pearson[1]),

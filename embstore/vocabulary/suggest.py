@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import string
 
-from .catalog import Catalog, fold
+from ..storage.catalog import Catalog
+from ..storage.catalog_words import fold
 
 _LETTERS = string.ascii_lowercase + "-'"
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .queries import mean_directions
+from .engine import mean_directions
 
 LIST_LENGTH = 1024
 BLOCK_VECTORS = 64

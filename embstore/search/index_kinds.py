@@ -21,7 +21,8 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .errors import QueryError
+from ..errors import QueryError
+from ..storage.index_files import stored_width
 from .hnsw_links import link_nearest
 
 KINDS = ("hnsw", "ivf", "sq8", "pq")
@@ -124,20 +125,6 @@ def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimen
     return params
 
 
-def stored_dimension(kind: str, dimension: int) -> int:
-    """The width of the rows inside a ``kind`` index.
-
-    FAISS scans 8-bit codes with SIMD only when the width is a multiple of 8: at 400k x 50
-    one sq8 query took 34 ms, against 6 ms with the rows zero-padded to 56. So sq8 pads
-    when that costs at most an eighth more bytes. Zeros change no inner product.
-    """
-    if kind == "sq8":
-        padded = -(-dimension // 8) * 8
-        if 8 * padded <= 9 * dimension:
-            return padded
-    return dimension
-
-
 def fitted(rows: np.ndarray, width: int) -> np.ndarray:
     """``rows`` as contiguous float32, zero-padded on the right to ``width`` columns."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)
@@ -170,7 +157,7 @@ def build(kind: str, rows: np.ndarray, params: dict[str, int],
           progress: Callable[[int, int], None] | None = None, chunk: int = 20_000) -> tuple[faiss.Index, float]:
     """Build a ``kind`` index over unit ``rows``; returns (index, seconds)."""
     started = time.perf_counter()
-    count, dimension = rows.shape[0], stored_dimension(kind, rows.shape[1])
+    count, dimension = rows.shape[0], stored_width(kind, rows.shape[1])
     ip = faiss.METRIC_INNER_PRODUCT
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dimension, params["m"], ip)

@@ -1,6 +1,6 @@
 """The query engine: one search over unit rows, with two ways to score an analogy.
 
-Works on IDs and unit vectors only; turning words into IDs and back is the store's job.
+Works on IDs and unit vectors only; turning words into IDs and back is ``word_queries``' job.
 Semantics follow gensim's KeyedVectors:
 
 * ``most_similar`` (3CosAdd): the query is the normalised mean of the unit vectors of
@@ -18,40 +18,17 @@ from __future__ import annotations
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Collection, Sequence
 
 import faiss
 import numpy as np
 
-from .errors import QueryError
+from ..errors import QueryError
 from .hnsw_links import search_from_rows
 from .index_kinds import fitted
 
 COSMUL_EPSILON = 1e-6
 SCORE_BLOCK_BYTES = 64 << 20  # memory bound for one block of exact scores
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    """One answer: a word and its score (cosine for nearest and 3CosAdd)."""
-
-    word: str
-    score: float
-
-
-@dataclass
-class QueryResult:
-    """The answer to one query. ``notes`` says how query words were resolved, if not exactly.
-
-    In a batch asked with ``on_unknown="report"``, a query with an unknown word has no
-    neighbours and ``error`` says which word.
-    """
-
-    query: str
-    neighbours: list[Neighbour]
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

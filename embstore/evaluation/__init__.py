@@ -1,0 +1,1 @@
+"""Evaluation on the standard benchmarks, and recall measurement of approximate indexes."""

@@ -1,0 +1,130 @@
+"""``repair``: make a store whole from what is intact, and never lose committed data silently.
+
+What can be fixed in place is fixed in place: leftovers are removed (only files of this
+store's own pattern that no writer is writing, and unreferenced index files only while
+the rows they might be needed for are intact), ranks are renumbered, a default that
+names no index is reset, damaged or stale approximate indexes are rebuilt from the
+exact rows. Only when the rows themselves are damaged does repair reload the recorded
+source file, and it refuses to if that would drop changes made since the load, unless
+told ``discard_changes``; the approximate indexes are rebuilt after the reload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EmbstoreError
+from .paths import resolve_store_path
+from .search.index_kinds import KINDS, PARAMETERS
+from .storage.catalog import Catalog
+from .storage.check import DEFAULT, RANKS, ROWS, check_store
+from .storage.file_names import leftover_files, remove_files
+from .store import Store
+from .writes.word_changes import changes_since_load
+
+
+@dataclass
+class RepairReport:
+    path: str
+    actions: list[str] = field(default_factory=list)
+    remaining: list[str] = field(default_factory=list)
+
+
+def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool = False) -> RepairReport:
+    """Repair the store at ``path``; the report says what was done and what is still wrong."""
+    path = resolve_store_path(path)
+    report = RepairReport(str(path))
+    before = check_store(path)
+    catalog = Catalog.open(path)
+    try:
+        meta = catalog.meta()
+        indexes = _approximate_indexes(catalog)
+        with catalog.commit_at(None, "the store was being repaired"):
+            _fix_catalog(catalog, before.damaged, report)
+            # While the rows are damaged, an unreferenced index file may be the newest rows: keep it.
+            leftovers = [p for p in leftover_files(path, catalog.recorded_file_names())
+                         if ROWS not in before.damaged or p.name.endswith(".tmp")]
+        remove_files(leftovers)
+        report.actions += [f"removed leftover {p.name}" for p in leftovers]
+    finally:
+        catalog.close()
+    if ROWS in before.damaged:
+        if not _reload(path, meta, indexes, discard_changes, report):
+            report.remaining += before.problems
+            return report
+        rebuild = dict(indexes)
+    else:
+        rebuild = {kind: params for kind, params in indexes.items()
+                   if f"index:{kind}" in before.damaged or kind in before.stale}
+    if rebuild:
+        with Store.open(path) as store:
+            for kind, params in rebuild.items():
+                store.build_index(kind, **params)
+                report.actions.append(f"rebuilt the {kind} index from the exact rows")
+    report.remaining += check_store(path).problems
+    if not report.actions:
+        report.actions.append("nothing needed repair")
+    return report
+
+
+def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
+    """{kind: build parameters} of the approximate indexes recorded (damaged records too, with defaults)."""
+    found = {}
+    storage = catalog.meta().get("storage")
+    for kind, params in catalog.conn.execute("SELECT kind, params FROM index_files"):
+        if kind in KINDS and kind != storage:
+            try:
+                given = json.loads(params)
+                known = {p.name for p in PARAMETERS[kind]}
+                found[kind] = {k: v for k, v in given.items() if k in known and isinstance(v, int)}
+            except (TypeError, ValueError, AttributeError):
+                found[kind] = {}
+    return found
+
+
+def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport) -> None:
+    """What can be mended in the catalog itself, inside the repair's transaction."""
+    if RANKS in damaged:
+        report.actions.append(f"renumbered {catalog.reset_ranks():,} frequency ranks to match the IDs")
+    if DEFAULT in damaged:
+        catalog.delete_meta("default_index")
+        report.actions.append("reset the default index, which named no index, to exact")
+    for part in damaged:
+        if part.startswith("index:"):
+            catalog.delete_index_file(part.split(":", 1)[1])
+
+
+def _reload(path: Path, meta: dict[str, str], indexes: dict, discard_changes: bool, report: RepairReport) -> bool:
+    """Reload from the recorded source when that loses nothing (or loss is accepted); False if refused."""
+    source = meta.get("source")
+    if not source or not Path(source).is_file():
+        report.remaining.append(f"the exact rows or the word table are damaged and the source file "
+                                f"{source or '(unknown)'} is not available: load the embeddings again with --replace")
+        return False
+    recorded = meta.get("source_bytes")
+    if recorded and recorded != str(Path(source).stat().st_size):
+        report.remaining.append(f"the exact rows are damaged and the source file {source} has changed since it was "
+                                f"loaded ({recorded} bytes then); load the right file again with --replace")
+        return False
+    changes = {k: v for k, v in changes_since_load(meta).items() if v}
+    if changes and not discard_changes:
+        listed = ", ".join(f"{count:,} {what}" for what, count in changes.items())
+        report.remaining.append(
+            f"the exact rows are damaged; the only way to repair them is to reload {source}, which would lose the "
+            f"changes made since it was loaded ({listed} words); nothing was changed. Run 'embstore repair "
+            f"--discard-changes' to reload and lose them, or 'embstore export' what can still be read first")
+        return False
+    try:
+        Store.load(source, path, format=meta.get("source_format"), replace=True)
+    except EmbstoreError as exc:
+        report.remaining.append(f"reloading {source} failed: {exc}")
+        return False
+    lost = f" (discarding changes since the load: {changes})" if changes else ""
+    report.actions.append(f"reloaded the store from its source {source}{lost}")
+    return True
+
+
+__all__ = ["RepairReport", "repair_store"]

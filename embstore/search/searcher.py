@@ -1,0 +1,168 @@
+"""Search over one generation's rows: the exact rows or an approximate index, chosen per query.
+
+Knows nothing of SQLite or words: it is given the rows, the default index kind, and for
+each approximate index its parameters, whether it holds the current rows, and how to
+open it. A stale index (built before the rows last changed) or a default that names no
+index is never searched: the exact rows answer, with a note that says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Collection, Sequence
+
+import faiss
+import numpy as np
+
+from ..errors import QueryError
+from . import index_kinds
+from .analogy_screen import Screening, screen_analogies
+from .engine import cosmul_top_k, exact_top_k, mean_directions, search_top_k
+
+EXACT = "exact"
+ANALOGY_METHODS = ("add", "mul")
+Hits = list[list[tuple[int, float]]]
+
+
+@dataclass(frozen=True)
+class AvailableIndex:
+    """An approximate index the searcher may use."""
+
+    kind: str
+    params: dict
+    current: bool  # built from exactly the rows being searched
+    open: Callable[[], faiss.Index]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The index that answers a query, and a note when it is not the one asked for."""
+
+    kind: str
+    note: str | None = None
+
+
+class Searcher:
+    """Top-k search, analogy scoring and pair similarities over one set of unit rows."""
+
+    def __init__(self, rows: np.ndarray | None, dimension: int, *, storage: str = EXACT,
+                 storage_index: faiss.Index | None = None, default: str = EXACT,
+                 indexes: dict[str, AvailableIndex] | None = None):
+        """``rows``: the exact unit rows; or None with ``storage_index``, the compressed index
+        of kind ``storage`` that holds a store's only rows."""
+        self.dimension = dimension
+        self.storage = storage
+        self.storage_index = storage_index
+        self.default = default
+        self.indexes = indexes or {}
+        self._rows = rows
+        self.size = rows.shape[0] if rows is not None else storage_index.ntotal
+        self._opened: dict[str, faiss.Index] = {}
+        self._decoded: dict[str, np.ndarray] = {}
+        self._parameters: dict[tuple[str, int | None], tuple] = {}
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The unit rows: the exact rows, or a store's sq8 codes decoded once."""
+        if self._rows is None:
+            self._rows = index_kinds.decoded(self.storage_index, self.dimension)
+        return self._rows
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Unit rows for ``ids`` without decoding a whole compressed store (read-only for exact rows)."""
+        ids = list(ids)
+        if self._rows is not None:
+            if len(ids) == 1:  # a view, not a copy: a word query is short enough for this to show
+                return self._rows[ids[0]: ids[0] + 1]
+            return self._rows[ids]
+        return index_kinds.decoded(self.storage_index, self.dimension, ids)
+
+    def holds_rows(self, kind: str) -> bool:
+        """Whether ``kind`` is the compressed index that holds the store's only rows."""
+        return kind != EXACT and kind == self.storage
+
+    # -- choosing an index ------------------------------------------------------------
+
+    def choose(self, index: str | None) -> Choice:
+        """The index that answers: ``index`` if given, else the default. Raises QueryError for
+        a kind that is unknown or was asked for by name and does not exist."""
+        kind = index or self.default or EXACT
+        if kind == EXACT or self.holds_rows(kind):
+            return Choice(kind)
+        if kind not in index_kinds.KINDS:
+            raise QueryError(f"unknown index kind {kind!r}; expected exact or one of {', '.join(index_kinds.KINDS)}")
+        available = self.indexes.get(kind)
+        if available is None:
+            if index:
+                raise QueryError(f"this store has no {kind} index; build it with: embstore index build --kind {kind}")
+            return Choice(EXACT, f"the default index {kind} does not exist; the exact rows answered "
+                                 "(set another with: embstore index default KIND)")
+        if not available.current:
+            return Choice(EXACT, f"the {kind} index is stale (the words changed after it was built); the exact "
+                                 f"rows answered. Rebuild it with: embstore index build --kind {kind}")
+        return Choice(kind)
+
+    def index(self, kind: str) -> faiss.Index:
+        """The opened FAISS index of ``kind`` (the compressed rows for a compressed store)."""
+        if self.holds_rows(kind):
+            return self.storage_index
+        if kind not in self._opened:
+            self._opened[kind] = self.indexes[kind].open()
+        return self._opened[kind]
+
+    def parameters(self, kind: str, id_limit: int | None) -> tuple:
+        """FAISS search parameters for vectors and for stored words (``index_kinds.search_parameters``)."""
+        settings = self._parameters.get((kind, id_limit))
+        if settings is None:
+            params = self.indexes[kind].params if kind in self.indexes else {}
+            settings = self._parameters[kind, id_limit] = index_kinds.search_parameters(kind, params, id_limit)
+        return settings
+
+    # -- searching --------------------------------------------------------------------
+
+    def search(self, kind: str, queries: np.ndarray, k: int, exclude: Sequence[Collection[int]],
+               id_limit: int | None = None, row_ids: Sequence[int] | None = None) -> Hits:
+        """Top ``k`` (id, score) for each query through ``kind`` (a ``choose``n kind);
+        ``row_ids``: the queries are these stored rows."""
+        if kind == EXACT:
+            return exact_top_k(self.rows, queries, k, exclude, id_limit)
+        faiss_index = self.index(kind)
+        if kind in index_kinds.FLAT_CODE_KINDS and len(queries) > 4:
+            # These kinds score every row against its decoded vector anyway; for a batch,
+            # decoding once and multiplying with BLAS gives the same answers much faster.
+            return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
+        parameters, word_parameters = self.parameters(kind, id_limit)
+        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
+
+    def search_word(self, kind: str, word_id: int, k: int) -> list[tuple[int, float]]:
+        """The ``k`` nearest rows of the stored row ``word_id`` (itself left out), in as few steps as can be."""
+        return search_top_k(self.index(kind), self.vectors([word_id]), k, [{word_id}], row_ids=[word_id],
+                            row_parameters=self.parameters(kind, None)[1])[0]
+
+    def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
+        if self.holds_rows(kind):
+            return self.rows
+        if kind not in self._decoded:
+            self._decoded[kind] = index_kinds.decoded(faiss_index, self.dimension)
+        return self._decoded[kind]
+
+    def analogy_hits(self, ids: np.ndarray, k: int, method: str = "add", id_limit: int | None = None,
+                     kind: str = EXACT) -> Hits:
+        """(a, b, c) ID rows in, (id, score) lists out: 3CosAdd through ``kind``, or 3CosMul, which
+        is not an inner product and always scores the exact rows. a, b and c are never answers."""
+        if method not in ANALOGY_METHODS:
+            raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
+        exclude = [set(row) for row in ids.tolist()]
+        if method == "add":
+            queries = mean_directions(self.rows[ids[:, [1, 2]]], self.rows[ids[:, [0]]])
+            return self.search(kind, queries, k, exclude, id_limit)
+        return cosmul_top_k(self.rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
+
+    def screen_analogies(self, questions: np.ndarray, id_limit: int | None = None) -> Screening:
+        """Decide 3CosAdd (a, b, c, d) ID rows without a full search where a bound allows
+        (``analogy_screen``); undecided questions must be searched in full."""
+        return screen_analogies(self.rows if id_limit is None else self.rows[:id_limit], questions)
+
+    def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each (first_ids[i], second_ids[i]) pair of rows."""
+        return np.einsum("ij,ij->i", self.rows[first_ids], self.rows[second_ids])

@@ -1,0 +1,156 @@
+"""The catalog's words table: word <-> ID lookups, bulk inserts, and the renumbering after deletes.
+
+A mixin of ``Catalog`` (it uses only ``self.conn``). IDs are dense, 0..n-1, in frequency
+order, and a word's rank equals its ID.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .schema import WORD_INDEXES
+
+_PLACEHOLDER_LIMIT = 256  # up to this many values, lookups bind one parameter each; beyond, one JSON array
+
+
+def fold(word: str) -> str:
+    """The case-folded form used for case-insensitive lookup."""
+    return word.casefold()
+
+
+def _stored_fold(word: str) -> str | None:
+    """What the ``folded`` column holds: the folded form, or NULL when it is the word itself."""
+    folded = word.casefold()
+    return None if folded == word else folded
+
+
+class WordQueries:
+    if TYPE_CHECKING:
+        conn: sqlite3.Connection
+
+    def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
+                     norms: Sequence[float]) -> None:
+        self.conn.executemany(
+            "INSERT INTO words(id, word, folded, rank, norm) VALUES (?, ?, ?, ?, ?)",
+            zip(ids, words, map(_stored_fold, words), ranks, norms),
+        )
+
+    def delete_all_words(self) -> None:
+        """Empty the words table for a bulk insert. Its indexes go too, so that the insert does
+        not update them row by row; ``finish_bulk_insert`` builds them again, once and sorted."""
+        self.conn.execute("DELETE FROM words")
+        for name in WORD_INDEXES:
+            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+    def delete_words_renumbering(self, doomed: Sequence[int]) -> None:
+        """Delete the words with IDs ``doomed`` and move each later word down by the number of
+        deleted IDs below it, so that IDs stay dense and in the old order; ranks follow IDs.
+
+        O(N log N) at most: one pass over the words after the first deleted ID, in ascending
+        order, where each word's new ID is always free already (its old holder was deleted
+        or has moved down before it).
+        """
+        doomed_ids = np.unique(np.asarray(doomed, dtype=np.int64))
+        if not len(doomed_ids):
+            return
+        self.conn.executemany("DELETE FROM words WHERE id = ?", [(int(i),) for i in doomed_ids])
+        later = np.fromiter((row[0] for row in self.conn.execute(
+            "SELECT id FROM words WHERE id > ? ORDER BY id", (int(doomed_ids[0]),))), dtype=np.int64)
+        new_ids = later - np.searchsorted(doomed_ids, later)
+        self.conn.executemany("UPDATE words SET id = ?, rank = ? WHERE id = ?",
+                              zip(new_ids.tolist(), new_ids.tolist(), later.tolist()))
+
+    def word_stats(self) -> tuple[int, int | None, int | None]:
+        """Return (count, smallest id, largest id)."""
+        count, low, high = self.conn.execute("SELECT count(*), min(id), max(id) FROM words").fetchone()
+        return count, low, high
+
+    def ids_for_words(self, words: Iterable[str]) -> dict[str, int]:
+        """Exact lookup: the words found, with their IDs."""
+        words = list(words)
+        if len(words) <= _PLACEHOLDER_LIMIT:  # a cached statement per size: fastest for one query
+            sql = f"SELECT word, id FROM words WHERE word IN ({','.join('?' * len(words))})"
+            return dict(self.conn.execute(sql, words))
+        return dict(self.conn.execute(
+            "SELECT word, id FROM words WHERE word IN (SELECT value FROM json_each(?))", (json.dumps(words),)
+        ))
+
+    def id_for_word(self, word: str) -> int | None:
+        """The ID of ``word`` exactly as written, or None."""
+        row = self.conn.execute("SELECT id FROM words WHERE word = ?", (word,)).fetchone()
+        return row[0] if row else None
+
+    def most_frequent_folded_match(self, word: str) -> tuple[int, str] | None:
+        """The most frequent word whose case-folded form equals that of ``word``."""
+        row = self.conn.execute(
+            "SELECT id, word FROM words WHERE word = :f OR folded = :f ORDER BY id LIMIT 1", {"f": fold(word)}
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def words_for_ids(self, ids: Iterable[int]) -> dict[int, str]:
+        ids = [int(i) for i in ids]
+        if len(ids) <= _PLACEHOLDER_LIMIT:
+            return dict(self.conn.execute(f"SELECT id, word FROM words WHERE id IN ({','.join('?' * len(ids))})", ids))
+        return dict(self.conn.execute(
+            "SELECT id, word FROM words WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+        ))
+
+    def norms_for_ids(self, ids: Sequence[int]) -> np.ndarray:
+        payload = json.dumps([int(i) for i in ids])
+        found = dict(self.conn.execute(
+            "SELECT id, norm FROM words WHERE id IN (SELECT value FROM json_each(?))", (payload,)
+        ))
+        return np.array([found[int(i)] for i in ids], dtype=np.float64)
+
+    def iter_words(self, batch: int = 50_000) -> Iterator[tuple[list[int], list[str], np.ndarray]]:
+        """Yield (ids, words, norms) in ID order, in batches."""
+        cursor = self.conn.execute("SELECT id, word, norm FROM words ORDER BY id")
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            ids, words, norms = zip(*rows)
+            yield list(ids), list(words), np.array(norms, dtype=np.float64)
+
+    def vocabulary(self) -> list[str]:
+        """All words, position i holding the word with ID i (IDs are dense)."""
+        return [row[0] for row in self.conn.execute("SELECT word FROM words ORDER BY id")]
+
+    def joined_words(self, separator: str) -> str:
+        """Every word in ID order, joined by ``separator`` in one SQLite call."""
+        return self.conn.execute(
+            "SELECT group_concat(word, ?) FROM (SELECT word FROM words NOT INDEXED ORDER BY id)", (separator,)
+        ).fetchone()[0] or ""
+
+    def words_with_folded_prefix(self, prefix: str, limit: int) -> list[tuple[str, int]]:
+        """Words whose folded form starts with ``prefix``, most frequent first: (word, rank)."""
+        upper = prefix + "\U0010ffff"
+        return list(self.conn.execute(
+            "SELECT word, rank FROM words WHERE (word >= :low AND word < :high) OR (folded >= :low AND folded < :high) "
+            "ORDER BY id LIMIT :limit",
+            {"low": prefix, "high": upper, "limit": limit},
+        ))
+
+    def words_with_folded_forms(self, forms: Iterable[str]) -> list[tuple[str, int]]:
+        payload = json.dumps(list(forms))
+        return list(self.conn.execute(
+            "SELECT word, rank FROM words WHERE word IN (SELECT value FROM json_each(:forms)) "
+            "OR folded IN (SELECT value FROM json_each(:forms)) ORDER BY id",
+            {"forms": payload},
+        ))
+
+    def update_norms(self, ids: Sequence[int], norms: Sequence[float]) -> None:
+        self.conn.executemany("UPDATE words SET norm = ? WHERE id = ?",
+                              [(float(n), int(i)) for i, n in zip(ids, norms)])
+
+    def rename_word(self, word_id: int, new_word: str) -> None:
+        self.conn.execute("UPDATE words SET word = ?, folded = ? WHERE id = ?",
+                          (new_word, _stored_fold(new_word), word_id))
+
+    def reset_ranks(self) -> int:
+        """Make every rank equal its ID again; returns how many were wrong."""
+        return self.conn.execute("UPDATE words SET rank = id WHERE rank IS NOT id").rowcount

@@ -1,0 +1,151 @@
+"""``check``: prove a store is whole, reading the catalog and every file, never trusting one
+to describe the other. What it finds is sorted by the part that is damaged, so that
+``repair`` knows what it can rebuild from what is intact.
+
+Opening a store checks sizes, headers, row counts, IDs and the exact rows' SHA-256 (see
+``store_files``); ``check`` adds SQLite's integrity check of the catalog, the schema,
+every metadata value, norms, ranks, duplicates, every index file's SHA-256 and
+leftovers.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EmbstoreError, StoreNotFoundError
+from ..paths import resolve_store_path
+from .catalog import Catalog
+from .catalog_indexes import IndexFileRecord
+from .file_names import index_file_path, leftover_files
+from .index_files import open_exact_rows, open_index_file, stored_width
+from .schema import FORMAT_VERSION
+from .store_meta import EXACT, StoreMeta
+
+ROWS = "rows"  # the exact rows, the words table or the metadata describing them
+RANKS = "ranks"
+DEFAULT = "default"
+
+
+@dataclass
+class CheckReport:
+    path: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    damaged: set[str] = field(default_factory=set)  # ROWS, RANKS, DEFAULT, or 'index:<kind>'
+    stale: set[str] = field(default_factory=set)  # approximate kinds built from older rows
+    leftovers: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def problem(self, part: str, message: str) -> None:
+        self.damaged.add(part)
+        self.problems.append(message)
+
+
+def check_store(path: str | os.PathLike | None = None) -> CheckReport:
+    """Verify the store at ``path``. Raises StoreError subclasses for a missing or foreign
+    file; every other finding is collected in the report."""
+    path = resolve_store_path(path)
+    if not os.path.lexists(path):
+        raise StoreNotFoundError(f"no store at {path}")
+    report = CheckReport(str(path))
+    catalog = Catalog.open(path)
+    try:
+        with catalog.read_snapshot():
+            _check_catalog(catalog, report)
+    finally:
+        catalog.close()
+    return report
+
+
+def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
+    path = catalog.path
+    integrity = [row[0] for row in catalog.conn.execute("PRAGMA integrity_check(20)")]
+    if integrity != ["ok"]:
+        report.problem(ROWS, "SQLite's integrity check of the catalog failed: " + "; ".join(integrity)[:500])
+    applied, known = catalog.applied_migrations(), catalog.known_migrations()
+    if applied != known[: len(applied)] or (len(applied) < len(known) and not catalog.readonly):
+        report.problem(ROWS, f"schema migrations {applied} do not match this embstore's {known}")
+    report.checked.append(f"schema: {len(applied)} migrations (this embstore writes format {FORMAT_VERSION})")
+    try:
+        meta = StoreMeta.parse(catalog.meta(), path)
+    except EmbstoreError as exc:
+        report.problem(ROWS, f"metadata: {exc}")
+        return
+    count = _check_words(catalog, report)
+    records: dict[str, IndexFileRecord] = {}
+    try:
+        records = {record.kind: record for record in catalog.index_files()}
+    except EmbstoreError as exc:
+        report.problem(ROWS, f"index records: {exc}")
+    if meta.storage not in records:
+        report.problem(ROWS, f"no {meta.storage} index holding the rows is recorded")
+    for kind, record in records.items():
+        part = ROWS if kind == meta.storage else f"index:{kind}"
+        _check_index_file(path, record, meta, count, part, report)
+    if meta.default_index != EXACT and meta.default_index not in records:
+        report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
+    report.leftovers = leftover_files(path, catalog.recorded_file_names())
+    report.notes += [f"leftover from an interrupted write: {p.name} (repair removes it)" for p in report.leftovers]
+
+
+def _check_words(catalog: Catalog, report: CheckReport) -> int:
+    try:
+        count, low, high = catalog.word_stats()
+        report.checked.append(f"words: {count:,}")
+        if count and (low != 0 or high != count - 1):
+            report.problem(ROWS, f"word IDs run {low}..{high} for {count:,} words; they must be 0..{count - 1}")
+        queries = {
+            "words have a zero or non-finite norm": "SELECT count(*) FROM words WHERE NOT (norm > 0 AND norm < 1e308)",
+            "words are not text": "SELECT count(*) FROM words WHERE typeof(word) != 'text'",
+            "words appear more than once": "SELECT count(*) FROM (SELECT word FROM words GROUP BY word HAVING count(*) > 1)",
+        }
+        for what, sql in queries.items():
+            found = catalog.conn.execute(sql).fetchone()[0]
+            if found:
+                report.problem(ROWS, f"{found} {what}")
+        misranked = catalog.conn.execute("SELECT count(*) FROM words WHERE rank IS NOT id").fetchone()[0]
+        if misranked:
+            report.problem(RANKS, f"{misranked} words have a frequency rank that differs from their ID")
+        return count
+    except sqlite3.DatabaseError as exc:
+        report.problem(ROWS, f"the words table cannot be read: {exc}")
+        return -1
+
+
+def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, words: int, part: str,
+                      report: CheckReport) -> None:
+    """Open the file of ``record`` as queries do (name, size, SHA-256, FAISS's reading, rows
+    and width), then compare its rows with the words."""
+    label = f"{record.kind} index {record.file}"
+    try:
+        file = index_file_path(path, record.kind, record.file)
+        checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum)
+        if record.kind == EXACT:
+            open_exact_rows(file, **checked, dimension=meta.dimension)
+        else:
+            open_index_file(file, **checked, dimension=stored_width(record.kind, meta.dimension), memory_map=True)
+    except EmbstoreError as exc:
+        report.problem(part, f"{record.kind} index: {exc}")
+        return
+    current = record.rows_generation == meta.rows_generation
+    if part != ROWS and not current:
+        report.stale.add(record.kind)
+        report.notes.append(f"{label} is stale (the rows changed after it was built); queries use the exact rows "
+                            f"until it is rebuilt (embstore index build --kind {record.kind}, or repair)")
+    elif record.rows != words:
+        report.problem(part, f"{label} holds {record.rows:,} rows for {words:,} words")
+    elif not current:
+        report.problem(part, f"{label} holds rows of generation {record.rows_generation}, the store "
+                             f"{meta.rows_generation}")
+    else:
+        report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
+
+
+__all__ = ["CheckReport", "check_store"]

@@ -1,0 +1,144 @@
+"""Which files are this store's own: one strict name pattern, claims on files being written,
+and the leftovers an interrupted writer left.
+
+A store ``emb.db`` owns ``emb.db.<kind>.<8 hex>.faiss`` beside it, and while writing,
+``.emb.db.<kind>.<8 hex>.faiss.tmp`` and ``.emb.db.<8 hex>.tmp`` (a new catalog). A
+catalog record naming anything else (``../victim.txt``, an absolute path, another
+store's file) is damage: it is never opened or deleted. A writer holds an exclusive
+``flock`` on each file it writes until its commit is over, so that no leftover scan,
+in this process or another, can take a file that is still being written for a leftover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..errors import CatalogMismatchError
+
+_KIND = r"[a-z][a-z0-9]{0,15}"
+_TOKEN = r"[0-9a-f]{8}"
+
+
+def _index_pattern(store_name: str) -> re.Pattern:
+    return re.compile(rf"{re.escape(store_name)}\.({_KIND})\.{_TOKEN}\.faiss")
+
+
+def _temporary_pattern(store_name: str) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|{_TOKEN})\.tmp")
+
+
+def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
+    """(temporary path, final path) for a new ``kind`` file of the store at ``store``."""
+    name = f"{store.name}.{kind}.{secrets.token_hex(4)}.faiss"
+    if not _index_pattern(store.name).fullmatch(name):
+        raise ValueError(f"not an index kind: {kind!r}")
+    return store.with_name(f".{name}.tmp"), store.with_name(name)
+
+
+def new_catalog_file(store: Path) -> Path:
+    """A temporary path for a new catalog, renamed to ``store`` once it is complete."""
+    return store.with_name(f".{store.name}.{secrets.token_hex(4)}.tmp")
+
+
+def index_file_path(store: Path, kind: str, name: str) -> Path:
+    """The path of the ``kind`` file the catalog names ``name``; CatalogMismatchError if that
+    is not a plain name of this store's own pattern for that kind."""
+    match = _index_pattern(store.name).fullmatch(name) if isinstance(name, str) else None
+    if match is None or match.group(1) != kind:
+        raise CatalogMismatchError(
+            f"the catalog names the {kind} index file {str(name)[:80]!r}, which is not a file of this store "
+            f"(expected {store.name}.{kind}.<8 hex digits>.faiss beside it); it is not opened or removed")
+    return store.with_name(name)
+
+
+def is_own_file(store: Path, name: str) -> bool:
+    """Whether ``name`` has the shape of one of this store's index or temporary files."""
+    return bool(_index_pattern(store.name).fullmatch(name) or _temporary_pattern(store.name).fullmatch(name))
+
+
+class Claim:
+    """An exclusive flock on a file this process is writing, held until ``release``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class NewFiles:
+    """The files one write creates: claimed while written, removed if the write fails,
+    released once the commit is over (see ``written``)."""
+
+    def __init__(self) -> None:
+        self.claims: list[Claim] = []
+        self.paths: list[Path] = []
+
+    def claim(self, temporary: Path, final: Path) -> Path:
+        """Create and claim ``temporary``; the writer renames it to ``final``."""
+        self.claims.append(Claim(temporary))
+        self.paths += [temporary, final]
+        return temporary
+
+    def discard(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        for claim in self.claims:
+            claim.release()
+        self.claims = []
+
+    @contextlib.contextmanager
+    def written(self) -> Iterator["NewFiles"]:
+        """Discard the files if the block fails, release the claims when it ends."""
+        try:
+            yield self
+        except BaseException:
+            self.discard()
+            raise
+        self.release()
+
+
+def _in_use(path: Path) -> bool:
+    """Whether a writer holds a claim on ``path`` (a file that cannot be opened counts as in use)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def leftover_files(store: Path, referenced: Iterable[str]) -> list[Path]:
+    """This store's files that an interrupted writer left: temporaries and index files the
+    catalog does not reference, and no writer is still writing."""
+    referenced = set(referenced)
+    found = []
+    for candidate in store.parent.iterdir():
+        if candidate.name in referenced or not is_own_file(store, candidate.name) or candidate.is_symlink():
+            continue
+        if candidate.is_file() and not _in_use(candidate):
+            found.append(candidate)
+    return sorted(found)
+
+
+def remove_files(paths: Iterable[Path]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,86 @@
+"""The catalog's schema: sqlite-utils migrations, registered in order and recorded in the catalog.
+
+A step that has been released is never changed: a new one is added. sqlite-utils is
+imported only when a schema is created or changed; opening a store to query it does not
+need it (it is ~60 ms of a cold `embstore nearest`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+
+APPLICATION_ID = 0x456D6273  # 'Embs', in the SQLite header: marks an embstore catalog
+FORMAT_VERSION = 1
+MIGRATION_SET = "embstore"
+MIGRATIONS_TABLE = "_sqlite_migrations"  # where sqlite-utils records the migrations it applied
+WORD_INDEXES_MIGRATION = "0002_index_words"
+WORD_INDEXES = ("words_by_word", "words_by_folded")
+
+
+def _create_catalog(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["words"].create(
+        {"id": int, "word": str, "folded": str, "rank": int, "norm": float},
+        pk="id",
+        not_null={"word", "rank", "norm"},
+    )
+    db["index_files"].create(
+        {
+            "kind": str, "file": str, "rows": int, "bytes": int, "checksum": str,
+            "params": str, "generation": int, "created_at": str, "recall": str,
+        },
+        pk="kind",
+    )
+
+
+def index_words(db: sqlite_utils.Database) -> None:
+    """The word lookup B-trees. A separate step so that a new store can bulk-insert its
+    words first and build them once, sorted, which is several times faster than row by row."""
+    db["words"].create_index(["word"], unique=True, index_name=WORD_INDEXES[0])
+    # 'folded' is NULL when folding changes nothing (every GloVe word), which keeps
+    # this index small; lookups ask for word = f OR folded = f.
+    db["words"].create_index(["folded"], index_name=WORD_INDEXES[1])
+
+
+def _index_staleness(db: sqlite_utils.Database) -> None:
+    # Superseded by 0004: staleness is now derived from the rows generation.
+    db["index_files"].add_column("stale", int, not_null_default=0)
+
+
+def _index_rows_generation(db: sqlite_utils.Database) -> None:
+    """Each index file records the generation of the rows it was built from; the store
+    records the generation of its rows. An index whose generation differs is stale."""
+    db["index_files"].add_column("rows_generation", int)
+    db.execute("INSERT OR IGNORE INTO meta(key, value) SELECT 'rows_generation', value FROM meta "
+               "WHERE key = 'generation'")
+    db.execute("UPDATE index_files SET rows_generation = CASE WHEN stale THEN -1 ELSE "
+               "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'rows_generation') END")
+
+
+# The schema's history, in order. Never change a step that has been released: add one.
+MIGRATION_STEPS = (
+    ("0001_create_catalog", _create_catalog),
+    (WORD_INDEXES_MIGRATION, index_words),
+    ("0003_index_staleness", _index_staleness),
+    ("0004_index_rows_generation", _index_rows_generation),
+)
+
+
+@functools.lru_cache(maxsize=None)
+def migrations() -> "Migrations":
+    """The steps registered as sqlite-utils migrations."""
+    from sqlite_utils.migrations import Migrations
+
+    registered = Migrations(MIGRATION_SET)
+    for name, step in MIGRATION_STEPS:
+        registered(name=name)(step)
+    return registered
+
+
+def known_migrations() -> list[str]:
+    return [name for name, _ in MIGRATION_STEPS]

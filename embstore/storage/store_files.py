@@ -1,0 +1,211 @@
+"""One generation of a store, opened and held: the catalog's read snapshot, the exact rows,
+and an open descriptor on every index file that generation names.
+
+Holding the descriptors from the moment the snapshot is taken is what lets a reader work
+on while writers commit: a writer never changes a file in place, and a file it removes
+after its commit stays readable through the descriptors that readers hold. Opening
+checks that catalog and files agree; approximate indexes are read (memory-mapped) and
+their SHA-256 checked when first used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from ..errors import CatalogMismatchError, StoreBusyError, StoreNotFoundError
+from .catalog import Catalog
+from .catalog_indexes import IndexFileRecord
+from .file_names import index_file_path
+from .index_files import open_exact_rows, open_index_file, stored_width
+from .store_meta import EXACT, StoreMeta
+
+OPEN_ATTEMPTS = 5
+
+
+class HeldFile:
+    """An index file opened once, read later through its descriptor (even after a writer removed it)."""
+
+    def __init__(self, path: Path, record: IndexFileRecord, fd: int):
+        self.path = path
+        self.record = record
+        self.fd = fd
+        self.opened: faiss.Index | None = None
+
+    @classmethod
+    def open(cls, path: Path, record: IndexFileRecord) -> "HeldFile":
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise _Vanished(f"index file {path} is missing") from None
+        except OSError as exc:
+            raise CatalogMismatchError(f"index file {path} cannot be read: {exc.strerror}") from None
+        return cls(path, record, fd)
+
+    def shared(self) -> "HeldFile":
+        """Another holder of the same open file (for the next generation, when the record is unchanged)."""
+        copy = HeldFile(self.path, self.record, os.dup(self.fd))
+        copy.opened = self.opened
+        return copy
+
+    @property
+    def source(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        self.opened = None
+
+
+class _Vanished(CatalogMismatchError):
+    """A file the snapshot names is gone: a writer may have committed meanwhile."""
+
+
+class StoreFiles:
+    """An opened, checked generation of the store at ``path``. Use ``open``; ``reopen`` moves to
+    the newest generation, reusing what has not changed."""
+
+    def __init__(self, path: Path, catalog: Catalog, meta: StoreMeta, held: dict[str, HeldFile],
+                 rows: np.ndarray | None, storage_index: faiss.Index | None, size: int):
+        self.path = path
+        self.catalog = catalog
+        self.meta = meta
+        self.held = held
+        self.rows = rows  # the exact unit rows (read-only), unless the store keeps only compressed codes
+        self.storage_index = storage_index  # the sq8 index holding the rows, for --storage sq8 stores
+        self.size = size
+
+    @property
+    def records(self) -> dict[str, IndexFileRecord]:
+        return {kind: held.record for kind, held in self.held.items()}
+
+    @property
+    def dimension(self) -> int:
+        return self.meta.dimension
+
+    @property
+    def generation(self) -> int:
+        return self.meta.generation
+
+    def is_current(self, kind: str) -> bool:
+        """Whether the ``kind`` file holds exactly this generation's rows (else it is stale)."""
+        held = self.held.get(kind)
+        return held is not None and held.record.rows_generation == self.meta.rows_generation \
+            and held.record.rows == self.size
+
+    def index(self, kind: str, *, verify: bool = True) -> faiss.Index:
+        """The ``kind`` file as a FAISS index, memory-mapped and checked (size, SHA-256, rows) on first use."""
+        held = self.held[kind]
+        if held.opened is None:
+            record = held.record
+            held.opened = open_index_file(held.path, rows=record.rows, size=record.bytes,
+                                          checksum=record.checksum if verify else None,
+                                          dimension=stored_width(kind, self.dimension), memory_map=True,
+                                          source=held.source)
+        return held.opened
+
+    def private_index(self, kind: str) -> faiss.Index:
+        """A private, growable copy of the ``kind`` index (a mapped one cannot take rows)."""
+        held = self.held[kind]
+        record = held.record
+        return open_index_file(held.path, rows=record.rows, size=record.bytes, checksum=record.checksum,
+                               dimension=stored_width(kind, self.dimension), source=held.source)
+
+    @classmethod
+    def open(cls, path: Path, *, verify: bool = True, readonly: bool = False) -> "StoreFiles":
+        """Open the store at ``path``: CatalogMismatchError (with what to do) if catalog and files
+        disagree, StoreNotFoundError if there is none."""
+        if not os.path.lexists(path):
+            raise StoreNotFoundError(f"no store at {path}; create one with: embstore load FILE --db {path}")
+        return cls._open(path, Catalog.open(path, readonly=readonly), None, verify)
+
+    def reopen(self, *, verify: bool = True) -> "StoreFiles":
+        """The newest generation, on the same catalog connection; this one must not be used after."""
+        fresh = StoreFiles._open(self.path, self.catalog, self, verify)
+        for held in self.held.values():
+            held.close()
+        self.held = {}
+        return fresh
+
+    @classmethod
+    def _open(cls, path: Path, catalog: Catalog, previous: "StoreFiles | None", verify: bool) -> "StoreFiles":
+        try:
+            return cls._open_generation(path, catalog, previous, verify)
+        except CatalogMismatchError as exc:
+            if previous is None:
+                catalog.close()
+            raise CatalogMismatchError(
+                f"{path}: catalog and index disagree: {exc}. To repair: 'embstore repair --db {path}'") from None
+        except BaseException:
+            if previous is None:
+                catalog.close()
+            raise
+
+    @classmethod
+    def _open_generation(cls, path: Path, catalog: Catalog, previous: "StoreFiles | None",
+                         verify: bool) -> "StoreFiles":
+        for attempt in range(OPEN_ATTEMPTS):
+            catalog.release_snapshot()
+            catalog.hold_snapshot()
+            meta = StoreMeta.parse(catalog.meta(), path)
+            records = {record.kind: record for record in catalog.index_files()}
+            count, low, high = catalog.word_stats()
+            held: dict[str, HeldFile] = {}
+            try:
+                for kind, record in records.items():
+                    old = previous.held.get(kind) if previous else None
+                    held[kind] = old.shared() if old is not None and old.record == record else \
+                        HeldFile.open(index_file_path(path, kind, record.file), record)
+                break
+            except _Vanished:
+                for file in held.values():
+                    file.close()
+                catalog.release_snapshot()
+                if catalog.generation() == meta.generation or attempt == OPEN_ATTEMPTS - 1:
+                    if catalog.generation() != meta.generation:
+                        raise StoreBusyError(f"store {path} changed {OPEN_ATTEMPTS} times while it was being "
+                                             "opened; try again") from None
+                    raise
+        try:
+            return cls._read_rows(path, catalog, meta, held, (count, low, high), previous, verify)
+        except BaseException:
+            for file in held.values():
+                file.close()
+            raise
+
+    @classmethod
+    def _read_rows(cls, path, catalog, meta, held, stats, previous, verify) -> "StoreFiles":
+        count, low, high = stats
+        storage = held.get(meta.storage)
+        if storage is None:
+            raise CatalogMismatchError(
+                f"no {meta.storage} index holding the rows is recorded; the load that made it did not finish. "
+                "Load the source file again with --replace")
+        record = storage.record
+        if count != record.rows or (count and (low != 0 or high != count - 1)):
+            raise CatalogMismatchError(
+                f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows")
+        reuse = previous is not None and previous.held.get(meta.storage) is not None \
+            and previous.held[meta.storage].record == record
+        rows = storage_index = None
+        if meta.storage == EXACT:
+            rows = previous.rows if reuse else open_exact_rows(
+                storage.path, rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
+                dimension=meta.dimension, source=storage.source)
+        else:
+            storage_index = previous.storage_index if reuse else open_index_file(
+                storage.path, rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
+                dimension=stored_width(meta.storage, meta.dimension), source=storage.source)
+        return cls(path, catalog, meta, held, rows, storage_index, count)
+
+    def close(self) -> None:
+        for held in self.held.values():
+            held.close()
+        self.held = {}
+        self.rows = self.storage_index = None
+        self.catalog.close()

@@ -1,0 +1,53 @@
+"""The store's metadata, read from the catalog's meta table and checked field by field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import CatalogMismatchError
+
+EXACT = "exact"
+STORAGE_KINDS = (EXACT, "sq8")
+MAX_DIMENSION = 65_536
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """What the meta table says, validated. ``raw`` keeps every key as stored."""
+
+    raw: dict[str, str]
+    dimension: int
+    format_version: int
+    generation: int
+    rows_generation: int
+    storage: str
+    default_index: str
+
+    @classmethod
+    def parse(cls, raw: dict[str, str], path: Path) -> "StoreMeta":
+        """Raises CatalogMismatchError naming the field, its value and what to do."""
+        def whole(key: str, low: int, high: int, default: int | None = None) -> int:
+            value = raw.get(key)
+            if value is None and default is not None:
+                return default
+            try:
+                number = int(value)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or not low <= number <= high:
+                what = "is missing" if value is None else f"is {str(value)[:40]!r}, not a whole number from {low} to {high}"
+                raise CatalogMismatchError(f"meta.{key} {what}")
+            return number
+
+        generation = whole("generation", 0, 1 << 62, default=0)
+        storage = raw.get("storage", EXACT)
+        if storage not in STORAGE_KINDS:
+            raise CatalogMismatchError(f"meta.storage is {storage[:40]!r}, not one of {', '.join(STORAGE_KINDS)}")
+        return cls(raw=raw, dimension=whole("dimension", 1, MAX_DIMENSION),
+                   format_version=whole("format_version", 1, 1 << 30), generation=generation,
+                   rows_generation=whole("rows_generation", 0, 1 << 62, default=generation), storage=storage,
+                   default_index=raw.get("default_index") or EXACT)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.raw.get(key, default)

@@ -1,0 +1,1 @@
+"""Words and their IDs: lookups, case fallback, suggestions, and the words held in memory."""

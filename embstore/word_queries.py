@@ -1,0 +1,141 @@
+"""Questions in words: the one path words -> IDs (vocabulary) -> rows and search (searcher)
+-> IDs -> words -> result, for single queries and batches alike. Semantics are gensim's."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .errors import QueryError, UnknownWordError
+from .results import Neighbour, QueryResult, Resolved
+from .search.engine import mean_direction, unit
+from .search.searcher import ANALOGY_METHODS, Choice, Searcher
+from .vocabulary.vocabulary import Vocabulary, word_list
+
+
+class WordQueries:
+    """Nearest words, analogies, similarities and vectors of one store generation."""
+
+    def __init__(self, vocabulary: Vocabulary, searcher: Searcher):
+        self.vocabulary = vocabulary
+        self.searcher = searcher
+
+    def _result(self, query: str, hits: list[tuple[int, float]], resolved: Sequence[Resolved],
+                choice: Choice | None = None) -> QueryResult:
+        words = self.vocabulary.words_for(i for i, _ in hits)
+        notes = [r.note for r in resolved if r.note] + ([choice.note] if choice and choice.note else [])
+        return QueryResult(query, [Neighbour(words[i], float(s)) for i, s in hits], notes)
+
+    def _ids(self, resolved: Sequence[Resolved]) -> list[int]:
+        return [r.id for r in resolved]
+
+    def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None) -> QueryResult:
+        """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
+        if not isinstance(word, str):
+            raise TypeError(f"nearest takes one word as a string, not {type(word).__name__}; "
+                            "use nearest_many for several")
+        if restrict is None and k >= 1:  # the short path: a stored word through a current hnsw index
+            choice = self.searcher.choose(index)
+            if choice.kind == "hnsw" and not self.searcher.holds_rows("hnsw"):
+                word_id = self.vocabulary.id_of(word)
+                if word_id is not None:
+                    return self._result(word, self.searcher.search_word("hnsw", word_id, k), [])
+        return self.nearest_many([word], k=k, restrict=restrict, index=index)[0]
+
+    def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
+                     on_unknown: str = "raise", index: str | None = None) -> list[QueryResult]:
+        """``nearest`` for many words in one batched search. With ``on_unknown="report"`` an
+        unknown word gives a result with ``error`` set instead of raising UnknownWordError."""
+        resolved = self.vocabulary.resolve_many(word_list(words, "nearest_many"), on_unknown)
+        choice = self.searcher.choose(index)
+        known = [r for r in resolved if isinstance(r, Resolved)]
+        ids = self._ids(known)
+        hits = iter(self.searcher.search(choice.kind, self.searcher.vectors(ids), k, [{i} for i in ids],
+                                         self.vocabulary.id_limit(restrict), row_ids=ids) if known else [])
+        return [self._result(r.asked, next(hits), [r], choice) if isinstance(r, Resolved)
+                else QueryResult(r.word, [], error=str(r)) for r in resolved]
+
+    def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
+                          restrict: int | None = None, index: str | None = None) -> QueryResult:
+        """The ``k`` words whose vectors have the highest cosine with ``vector``."""
+        vector = np.asarray(vector, dtype=np.float32).ravel()
+        if vector.shape[0] != self.searcher.dimension:
+            raise QueryError(f"the vector has {vector.shape[0]} values; this store's dimension is "
+                             f"{self.searcher.dimension}")
+        choice = self.searcher.choose(index)
+        hits = self.searcher.search(choice.kind, unit(vector)[None, :], k, [set()], self.vocabulary.id_limit(restrict))
+        return self._result("<vector>", hits[0], [], choice)
+
+    def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
+                     restrict: int | None = None, index: str | None = None) -> QueryResult:
+        """gensim's ``most_similar(positive, negative)``: cosine with the normalised mean direction."""
+        pos = self.vocabulary.resolve_many(word_list(positive, "positive"))
+        neg = self.vocabulary.resolve_many(word_list(negative, "negative"))
+        direction = mean_direction(self.searcher.vectors(self._ids(pos)), self.searcher.vectors(self._ids(neg)))
+        choice = self.searcher.choose(index)
+        hits = self.searcher.search(choice.kind, direction[None, :], k, [set(self._ids(pos + neg))],
+                                    self.vocabulary.id_limit(restrict))
+        label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
+        return self._result(label, hits[0], pos + neg, choice)
+
+    def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
+                     restrict: int | None = None, on_unknown: str = "raise",
+                     index: str | None = None) -> list[QueryResult]:
+        """A is to B as C is to ? for many (a, b, c) questions, batched through one search:
+        3CosAdd (``add``, gensim ``most_similar(positive=[b, c], negative=[a])``) or 3CosMul
+        (``mul``, ``most_similar_cosmul``). Query words are never answers."""
+        if method not in ANALOGY_METHODS:
+            raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
+        questions = word_list(questions, "analogy_many")
+        for question in questions:
+            if isinstance(question, str) or len(question) != 3:
+                raise TypeError("analogy_many takes a list of (a, b, c) word triples")
+        flat = self.vocabulary.resolve_many([w for q in questions for w in q], on_unknown)
+        triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
+        known = [t for t in triples if all(isinstance(r, Resolved) for r in t)]
+        ids = np.array([[r.id for r in t] for t in known], dtype=np.int64).reshape(-1, 3)
+        choice = self.searcher.choose(index) if method == "add" else Choice("exact")
+        hits = iter(self.searcher.analogy_hits(ids, k, method, self.vocabulary.id_limit(restrict), choice.kind)
+                    if known else [])
+        results = []
+        for question, triple in zip(questions, triples):
+            label = f"{question[0]} : {question[1]} :: {question[2]} : ?"
+            errors = [r for r in triple if not isinstance(r, Resolved)]
+            results.append(QueryResult(label, [], error=str(errors[0])) if errors
+                           else self._result(label, next(hits), triple, choice))
+        return results
+
+    def similarity(self, first: str, second: str) -> float:
+        """Cosine similarity of two words."""
+        one, two = self.vocabulary.resolve_many([first, second])
+        a, b = self.searcher.vectors([one.id, two.id])
+        return float(np.dot(a, b))
+
+    def doesnt_match(self, words: Sequence[str]) -> tuple[str, list[Neighbour]]:
+        """gensim's ``doesnt_match``: the word least similar to the mean of all of them.
+        Returns (odd word, every word with its cosine to the mean, least similar first)."""
+        resolved = self.vocabulary.resolve_many(word_list(words, "doesnt_match"))
+        if len(resolved) < 2:
+            raise QueryError("odd-one-out needs at least two words")
+        vectors = self.searcher.vectors(self._ids(resolved))
+        scores = vectors @ mean_direction(vectors, vectors[:0])
+        ranked = sorted(zip(scores.tolist(), [r.word for r in resolved]))
+        return ranked[0][1], [Neighbour(w, float(s)) for s, w in ranked]
+
+    def resolve(self, word: str) -> Resolved:
+        if not isinstance(word, str):
+            raise TypeError(f"a word is a string, not {type(word).__name__}")
+        resolved = self.vocabulary.resolve_many([word])[0]
+        assert not isinstance(resolved, UnknownWordError)
+        return resolved
+
+    def unit_vector(self, word: str) -> np.ndarray:
+        """The stored unit-length vector of ``word`` (a copy)."""
+        return np.array(self.searcher.vectors([self.resolve(word).id])[0])
+
+    def vector(self, word: str) -> np.ndarray:
+        """The vector of ``word`` as loaded (unit row times its stored norm; float32)."""
+        resolved = self.resolve(word)
+        norm = self.vocabulary.norms([resolved.id])[0]
+        return (self.searcher.vectors([resolved.id])[0].astype(np.float64) * norm).astype(np.float32)

@@ -1,0 +1,234 @@
+"""Loading an embedding file into a new store, or in place of an existing one.
+
+A new store's catalog is built in a claimed temporary file and linked into place last,
+so a store appears at its path only complete (and never over one that appeared
+meanwhile). A replacement streams into one SQLite transaction, which holds the write lock
+for the load; readers go on reading the old generation until it commits. With
+``storage="sq8"`` the codes are built and the exact rows dropped inside that same commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import FormatError, StoreError
+from ..formats import EmbeddingReader
+from ..search import index_kinds
+from ..storage.catalog import Catalog
+from ..storage.catalog_indexes import IndexFileRecord
+from ..storage.durable import fsync_directory
+from ..storage.file_names import (NewFiles, index_file_path, leftover_files, new_catalog_file, new_index_file,
+                                  remove_files)
+from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
+from ..storage.schema import FORMAT_VERSION
+from ..storage.store_meta import EXACT, STORAGE_KINDS
+
+METRIC = "cosine"
+NORMALISATION = "unit rows; original norms kept in the catalog"
+ZERO_VECTOR_POLICIES = ("error", "skip")
+NO_CHANGES = {"added": 0, "deleted": 0, "replaced": 0, "renamed": 0}
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a load did."""
+
+    store: Path
+    source: str
+    format: str
+    dimension: int
+    words: int
+    duplicates: int
+    zero_vectors_skipped: int
+    seconds: float
+    first_duplicates: list[str] = field(default_factory=list)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def record_written(kind: str, written: WrittenFile, *, params: dict, generation: int, rows_generation: int,
+                   recall: dict | None) -> IndexFileRecord:
+    """The catalog record of an index file that has just been written, synced and renamed."""
+    return IndexFileRecord(kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
+                           checksum=written.checksum, params=params, generation=generation, created_at=now(),
+                           recall=recall, rows_generation=rows_generation)
+
+
+def own_files(store: Path, records: list[IndexFileRecord]) -> list[Path]:
+    """The paths of ``records`` that are this store's own files (a hostile name is skipped, never touched)."""
+    paths = []
+    for record in records:
+        try:
+            paths.append(index_file_path(store, record.kind, record.file))
+        except StoreError:
+            continue
+    return paths
+
+
+def load_store(source: str | os.PathLike, path: Path, *, format: str | None = None, limit: int | None = None,
+               unicode_errors: str = "strict", zero_vectors: str = "error", replace: bool = False,
+               progress: Progress | None = None, storage: str = EXACT) -> LoadReport:
+    """Load ``source`` into a new store at ``path``, or replace the store there. See ``Store.load``."""
+    if storage not in STORAGE_KINDS:
+        raise ValueError(f"storage must be one of {', '.join(STORAGE_KINDS)}")
+    if zero_vectors not in ZERO_VECTOR_POLICIES:
+        raise ValueError(f"zero_vectors must be one of {ZERO_VECTOR_POLICIES}")
+    started = time.perf_counter()
+    exists = os.path.lexists(path)
+    if exists and not replace:
+        raise StoreError(f"a store already exists at {path}; pass --replace to overwrite it, or choose another --db")
+    if exists:
+        Catalog.open(path).close()  # refuse to overwrite something that is not a store
+    with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        loader = _Loader(reader, path, zero_vectors, progress, storage, started)
+        return loader.replace() if exists else loader.create()
+
+
+class _Loader:
+    def __init__(self, reader: EmbeddingReader, path: Path, zero_vectors: str, progress: Progress | None,
+                 storage: str, started: float):
+        self.reader, self.path, self.zero_vectors = reader, path, zero_vectors
+        self.progress, self.storage, self.started = progress, storage, started
+        self.files = NewFiles()
+
+    def create(self) -> LoadReport:
+        tmp_catalog = new_catalog_file(self.path)
+        with self.files.written():
+            self.files.claim(tmp_catalog, tmp_catalog)
+            catalog = Catalog.create(tmp_catalog)
+            try:
+                with catalog.write_transaction():
+                    report, dropped = self._write(catalog, rows_generation=1)
+                catalog.finish_creation()
+            except BaseException:
+                catalog.close()
+                raise
+            for stale in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
+                if not os.path.lexists(self.path):  # a WAL left by a removed store must not be replayed into this one
+                    stale.unlink(missing_ok=True)
+            try:
+                os.link(tmp_catalog, self.path)  # unlike a rename, never replaces a store that appeared meanwhile
+            except FileExistsError:
+                raise StoreError(f"a store appeared at {self.path} while this load ran; load again with --replace"
+                                 ) from None
+            tmp_catalog.unlink()
+            fsync_directory(self.path.parent)
+        remove_files(dropped)
+        return report
+
+    def replace(self) -> LoadReport:
+        catalog = Catalog.open(self.path)
+        try:
+            with self.files.written():
+                with catalog.write_transaction():
+                    old = catalog.index_files()
+                    remove_files(leftover_files(self.path, catalog.recorded_file_names()))
+                    catalog.delete_all_words()
+                    catalog.delete_all_index_files()
+                    report, dropped = self._write(catalog, rows_generation=catalog.rows_generation() + 1)
+        finally:
+            catalog.close()
+        remove_files(own_files(self.path, old) + dropped)
+        return report
+
+    def _write(self, catalog: Catalog, rows_generation: int) -> tuple[LoadReport, list[Path]]:
+        """Stream the rows into a new exact file and the catalog (inside its transaction).
+        Returns the report and the files to remove once committed."""
+        tmp, final = new_index_file(self.path, EXACT)
+        writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension)
+        try:
+            report = self._stream(catalog, writer)
+            written = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+        catalog.finish_bulk_insert()  # word indexes are built now, after the bulk insert
+        catalog.record_index_file(record_written(
+            EXACT, written, params={"faiss": "IndexFlatIP"}, generation=1, rows_generation=rows_generation,
+            recall={"recall@10": 1.0, "note": "exact search"}))
+        source = Path(self.reader.name)
+        catalog.set_meta(
+            format_version=FORMAT_VERSION, dimension=self.reader.dimension, metric=METRIC,
+            normalisation=NORMALISATION, source=os.path.abspath(self.reader.name), source_format=self.reader.format,
+            source_bytes=source.stat().st_size if source.is_file() else "", created_at=now(),
+            duplicates_skipped=report.duplicates, zero_vectors_skipped=report.zero_vectors_skipped,
+            rows_generation=rows_generation, generation=catalog.generation() + 1,
+            changes_since_load=json.dumps(NO_CHANGES), storage=EXACT,
+        )
+        catalog.delete_meta("default_index")
+        if self.storage == EXACT:
+            return report, []
+        self._keep_codes_only(catalog, written, rows_generation)
+        return report, [written.path]
+
+    def _keep_codes_only(self, catalog: Catalog, written: WrittenFile, rows_generation: int) -> None:
+        """Build the ``storage`` codes from the rows just written and make them the store's only rows."""
+        rows = open_exact_rows(written.path, rows=written.rows, size=written.bytes, checksum=written.checksum,
+                               dimension=self.reader.dimension)
+        params = index_kinds.resolve_parameters(self.storage, {}, rows.shape[0], rows.shape[1])
+        built, seconds = index_kinds.build(self.storage, rows, params)
+        del rows
+        tmp, final = new_index_file(self.path, self.storage)
+        codes = write_index_file(built, self.files.claim(tmp, final), final)
+        catalog.record_index_file(record_written(self.storage, codes, params={**params, "build_seconds": round(seconds, 3)},
+                                                 generation=1, rows_generation=rows_generation, recall=None))
+        catalog.delete_index_file(EXACT)
+        catalog.set_meta(storage=self.storage, default_index=self.storage)
+
+    def _stream(self, catalog: Catalog, writer: FlatIndexWriter) -> LoadReport:
+        reader = self.reader
+        seen: set[str] = set()
+        next_id = duplicates = zeros = 0
+        first_duplicates: list[str] = []
+        for chunk in reader.chunks():
+            exact = chunk.vectors.astype(np.float64)  # norms and unit rows are computed in float64
+            norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))
+            keep = np.ones(len(chunk.words), dtype=bool)
+            for position in np.flatnonzero(norms == 0):
+                if self.zero_vectors == "error":
+                    raise FormatError(
+                        reader.name, int(chunk.lines[position]),
+                        f"the vector of {chunk.words[position]!r} is all zeros, which has no direction for cosine search",
+                        hint="--zero-vectors skip leaves such words out",
+                        unit="entry" if reader.format == "word2vec-bin" else "line",
+                    )
+                keep[position] = False
+                zeros += 1
+            for position, word in enumerate(chunk.words):
+                if word in seen:
+                    keep[position] = False
+                    duplicates += 1
+                    if len(first_duplicates) < 5:
+                        first_duplicates.append(word)
+                elif keep[position]:
+                    seen.add(word)
+            if not keep.all():
+                exact, norms = exact[keep], norms[keep]
+            words = [w for w, k in zip(chunk.words, keep) if k] if len(exact) < len(keep) else chunk.words
+            exact /= norms[:, None]
+            ids = range(next_id, next_id + len(words))
+            writer.add(exact.astype(np.float32))
+            catalog.insert_words(ids, words, ids, norms.tolist())
+            next_id += len(words)
+            if self.progress:
+                self.progress(reader.bytes_read, reader.total_bytes)
+        if next_id == 0:
+            raise FormatError(reader.name, None, "no vectors left to store after skipping zero vectors")
+        return LoadReport(
+            store=self.path, source=reader.name, format=reader.format, dimension=reader.dimension, words=next_id,
+            duplicates=duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - self.started,
+            first_duplicates=first_duplicates,
+        )
