@@ -23,7 +23,7 @@ from .storage.catalog import Catalog
 from .storage.check import DEFAULT, RANKS, ROWS, check_store
 from .storage.file_names import leftover_files, remove_files
 from .store import Store
-from .writes.word_changes import changes_since_load
+from .storage.store_meta import changes_since_load
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -28,33 +27,15 @@ from .paths import resolve_store_path
 from .results import Neighbour, QueryResult, Resolved
 from .search.searcher import EXACT, AvailableIndex, Hits, Searcher
 from .storage.catalog_indexes import IndexFileRecord
-from .storage.file_names import index_file_path
+from .storage.describe import StoreInfo, describe
 from .storage.store_files import StoreFiles
 from .vocabulary.vocabulary import Vocabulary
 from .word_queries import WordQueries
 from .writes.index_manager import IndexManager
-from .writes.loading import METRIC, NORMALISATION, LoadReport, Progress, load_store
-from .writes.word_changes import WordChanges, changes_since_load
+from .writes.loading import LoadReport, Progress, load_store
+from .writes.word_changes import WordChanges
 
 CHANGE_ATTEMPTS = 3  # a word change that finds the store changed under it is redone on the new state
-
-
-@dataclass(frozen=True)
-class StoreInfo:
-    path: str
-    words: int
-    dimension: int
-    metric: str
-    normalisation: str
-    format_version: int
-    source: str | None
-    source_format: str | None
-    created_at: str | None
-    catalog_bytes: int
-    indexes: list[dict]
-    default_index: str = EXACT
-    storage: str = EXACT
-    changes_since_load: dict | None = None
 
 
 class Store:
@@ -124,6 +105,7 @@ class Store:
     def _write(self, operation: Callable[[], object], attempts: int = 1):
         """Run a write, redo it on the new state if another writer committed first (up to
         ``attempts`` times), and move to the generation it committed (or back to a whole one)."""
+        self.catalog.require_writable()
         try:
             for attempt in range(attempts):
                 try:
@@ -293,23 +275,8 @@ class Store:
     # -- inspection and export --------------------------------------------------------
 
     def info(self) -> StoreInfo:
-        indexes = []
-        for kind, record in self._files.records.items():
-            try:
-                file = index_file_path(self.path, kind, record.file)
-                size = file.stat().st_size if file.exists() else None
-            except EmbstoreError:
-                file, size = Path(record.file), None
-            indexes.append({"kind": kind, "file": str(file), "rows": record.rows, "bytes_on_disk": size,
-                            "checksum": record.checksum, "params": record.params, "recall": record.recall,
-                            "created_at": record.created_at, "stale": not self._files.is_current(kind)})
-        meta = self._files.meta
-        return StoreInfo(
-            path=str(self.path.resolve()), words=len(self), dimension=self.dimension,
-            metric=meta.get("metric", METRIC), normalisation=meta.get("normalisation", NORMALISATION),
-            format_version=meta.format_version, source=meta.get("source"), source_format=meta.get("source_format"),
-            created_at=meta.get("created_at"), catalog_bytes=self.path.stat().st_size, indexes=indexes,
-            default_index=meta.default_index, storage=self.storage, changes_since_load=changes_since_load(meta.raw))
+        """Size, metadata and index files (each with whether it is stale)."""
+        return describe(self._files)
 
     def iter_vectors(self, words: Sequence[str] | None = None, batch: int = 50_000
                      ) -> Iterator[tuple[list[str], np.ndarray]]:

@@ -216,12 +216,16 @@ class Catalog(WordQueries, IndexRecords):
         if self.conn.in_transaction:
             self.conn.execute("COMMIT")
 
-    @contextlib.contextmanager
-    def write_transaction(self) -> Iterator[None]:
-        """Hold SQLite's write lock for the block; commit at its end or roll back on error."""
+    def require_writable(self) -> None:
+        """StoreReadOnlyError, before any work is done, if this store cannot be written here."""
         if self.readonly:
             raise StoreReadOnlyError(f"store {self.path} is read-only here (its file, folder or disk cannot "
                                      "be written): queries work, changes do not")
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        """Hold SQLite's write lock for the block; commit at its end or roll back on error."""
+        self.require_writable()
         self.release_snapshot()
         try:
             self.conn.execute("BEGIN IMMEDIATE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,19 @@ from ..errors import CatalogMismatchError
 EXACT = "exact"
 STORAGE_KINDS = (EXACT, "sq8")
 MAX_DIMENSION = 65_536
+NO_CHANGES = {"added": 0, "deleted": 0, "replaced": 0, "renamed": 0}
+
+
+def changes_since_load(meta: dict[str, str]) -> dict[str, int]:
+    """What add, delete and rename changed since the store was loaded (counts of words), as
+    recorded by each change in meta.changes_since_load."""
+    try:
+        counts = json.loads(meta.get("changes_since_load") or "{}")
+    except ValueError:
+        counts = {}
+    if not isinstance(counts, dict):
+        counts = {}
+    return {**NO_CHANGES, **{k: v for k, v in counts.items() if k in NO_CHANGES and isinstance(v, int)}}
 
 
 @dataclass(frozen=True)

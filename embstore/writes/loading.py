@@ -29,12 +29,11 @@ from ..storage.file_names import (NewFiles, index_file_path, leftover_files, new
                                   remove_files)
 from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
-from ..storage.store_meta import EXACT, STORAGE_KINDS
+from ..storage.store_meta import EXACT, NO_CHANGES, STORAGE_KINDS
 
 METRIC = "cosine"
 NORMALISATION = "unit rows; original norms kept in the catalog"
 ZERO_VECTOR_POLICIES = ("error", "skip")
-NO_CHANGES = {"added": 0, "deleted": 0, "replaced": 0, "renamed": 0}
 
 Progress = Callable[[int, int], None]
 

@@ -24,9 +24,9 @@ from ..storage.catalog import Catalog
 from ..storage.file_names import NewFiles, leftover_files, new_index_file, remove_files
 from ..storage.index_files import FlatIndexWriter, write_index_file
 from ..storage.store_files import StoreFiles
-from ..storage.store_meta import EXACT
+from ..storage.store_meta import EXACT, changes_since_load
 from ..vocabulary.vocabulary import Vocabulary, word_list
-from .loading import NO_CHANGES, own_files, record_written
+from .loading import own_files, record_written
 
 ROW_CHUNK = 65_536
 
@@ -94,10 +94,9 @@ class WordChanges:
                 change(files.catalog)
                 for record in records:
                     files.catalog.record_index_file(record)
-                meta = files.catalog.meta()
-                totals = {**NO_CHANGES, **_changes_since_load(meta)}
+                totals = changes_since_load(files.catalog.meta())
                 files.catalog.set_meta(rows_generation=rows_generation, changes_since_load=json.dumps(
-                    {key: totals.get(key, 0) + counts.get(key, 0) for key in totals}))
+                    {key: totals[key] + counts.get(key, 0) for key in totals}))
                 count, low, high = files.catalog.word_stats()
                 expected = records[0].rows if unit_rows is not None else files.size
                 if count != expected or (count and (low, high) != (0, count - 1)):
@@ -194,19 +193,6 @@ class WordChanges:
             raise QueryError(f"{new!r} is already in the store")
         self._commit("a word was being renamed", None, lambda catalog: catalog.rename_word(found[old], new),
                      {"renamed": 1})
-
-
-def _changes_since_load(meta: dict[str, str]) -> dict[str, int]:
-    try:
-        counts = json.loads(meta.get("changes_since_load") or "{}")
-    except ValueError:
-        return {}
-    return {k: v for k, v in counts.items() if isinstance(v, int)} if isinstance(counts, dict) else {}
-
-
-def changes_since_load(meta: dict[str, str]) -> dict[str, int]:
-    """What add, delete and rename changed since the store was loaded (counts of words)."""
-    return {**NO_CHANGES, **_changes_since_load(meta)}
 
 
 def _unit_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, source: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,50 @@
+"""What ``embstore info`` shows: a store generation described from its catalog and files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import EmbstoreError
+from .file_names import index_file_path
+from .store_files import StoreFiles
+from .store_meta import EXACT, changes_since_load
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    path: str
+    words: int
+    dimension: int
+    metric: str
+    normalisation: str
+    format_version: int
+    source: str | None
+    source_format: str | None
+    created_at: str | None
+    catalog_bytes: int
+    indexes: list[dict]
+    default_index: str = EXACT
+    storage: str = EXACT
+    changes_since_load: dict | None = None
+
+
+def describe(files: StoreFiles) -> StoreInfo:
+    """The store's size, metadata and index files (each with whether it is stale)."""
+    indexes = []
+    for kind, record in files.records.items():
+        try:
+            file = index_file_path(files.path, kind, record.file)
+            size = file.stat().st_size if file.exists() else None
+            shown = str(file)
+        except EmbstoreError:
+            shown, size = record.file, None
+        indexes.append({"kind": kind, "file": shown, "rows": record.rows, "bytes_on_disk": size,
+                        "checksum": record.checksum, "params": record.params, "recall": record.recall,
+                        "created_at": record.created_at, "stale": not files.is_current(kind)})
+    meta = files.meta
+    return StoreInfo(
+        path=str(files.path), words=files.size, dimension=meta.dimension, metric=meta.get("metric", "cosine"),
+        normalisation=meta.get("normalisation", ""), format_version=meta.format_version,
+        source=meta.get("source"), source_format=meta.get("source_format"), created_at=meta.get("created_at"),
+        catalog_bytes=files.path.stat().st_size, indexes=indexes, default_index=meta.default_index,
+        storage=meta.storage, changes_since_load=changes_since_load(meta.raw))
