@@ -8,16 +8,16 @@ what a header claims.
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import FormatError
+from .binary_parsing import MAX_WORD_BYTES, BinaryParsing
 from .compression import check_input_path, open_decompressed
+from .chunk import Chunk
+from .text_parsing import _TEXT_VALUE_BYTES, MAX_LINE_BYTES, TextParsing
 
 GLOVE = "glove"
 WORD2VEC_TEXT = "word2vec"
@@ -36,19 +36,7 @@ FORMAT_ALIASES = {
 UNICODE_ERRORS = ("strict", "replace", "ignore")
 
 CHUNK_BYTES = 4 << 20           # text read per parse step
-MAX_LINE_BYTES = 64 << 20       # a longer line is an error, not a memory blow-up
-MAX_WORD_BYTES = 1 << 20        # binary: a longer word means the file is not what it claims
 MAX_DIMENSION = 100_000         # a header claiming more is lying (or not a header)
-_TEXT_VALUE_BYTES = frozenset(b"0123456789.-+eE \t\r\nnaifNAIF")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Consecutive rows of a file: ``words[i]`` has vector ``vectors[i]`` from ``lines[i]``."""
-
-    words: list[str]
-    vectors: np.ndarray
-    lines: np.ndarray
 
 
 def normalise_format_name(name: str) -> str:
@@ -60,7 +48,7 @@ def normalise_format_name(name: str) -> str:
         raise FormatError(name, None, f"unknown format; expected one of {known}") from None
 
 
-class EmbeddingReader:
+class EmbeddingReader(TextParsing, BinaryParsing):
     """Reads one embedding file in chunks.
 
     After construction, ``format``, ``dimension`` and ``declared_count`` (None for
@@ -251,92 +239,6 @@ class EmbeddingReader:
                 f"header declares {self.declared_count:,} words but the file holds {self.rows_read:,}",
             )
 
-    def _text_blocks(self) -> Iterator[list[bytes]]:
-        """Yield lists of complete lines (without line endings)."""
-        while True:
-            if not self._eof and len(self._pending) < self.chunk_bytes:
-                self._fill(self.chunk_bytes)
-            data = self._pending
-            if not data:
-                return
-            cut = data.rfind(b"\n")
-            if cut < 0 and not self._eof:
-                if len(data) > MAX_LINE_BYTES:
-                    raise FormatError(self.name, self._line_no + 1, f"line is longer than {MAX_LINE_BYTES >> 20} MiB")
-                self._fill(len(data) + self.chunk_bytes)
-                continue
-            if cut < 0:
-                cut = len(data)
-            block, self._pending = data[:cut], data[cut + 1:]
-            lines = block.split(b"\n")
-            if b"\r" in block:
-                lines = [line.rstrip(b"\r") for line in lines]
-            yield lines
-
-    def _text_chunks(self) -> Iterator[Chunk]:
-        for lines in self._text_blocks():
-            first_line = self._line_no + 1
-            self._line_no += len(lines)
-            remaining = self._remaining_limit()
-            chunk = self._parse_text_lines(lines, first_line, remaining)
-            if chunk is None:
-                continue
-            self.rows_read += len(chunk.words)
-            yield chunk
-            if self.limit is not None and self.rows_read >= self.limit:
-                return
-
-    def _parse_text_lines(self, lines: list[bytes], first_line: int, limit: int | None) -> Chunk | None:
-        words: list[bytes] = []
-        rests: list[bytes] = []
-        numbers: list[int] = []
-        for offset, line in enumerate(lines):
-            word, sep, rest = line.partition(b" ")
-            if not sep:
-                if not line.strip():
-                    continue  # blank line
-                raise FormatError(self.name, first_line + offset, f"expected {self.dimension} values after the word, found 0")
-            if not word:
-                raise FormatError(self.name, first_line + offset, "line starts with a space: the word is empty")
-            words.append(word)
-            rests.append(rest)
-            numbers.append(first_line + offset)
-            if limit is not None and len(words) >= limit:
-                break
-        if not words:
-            return None
-        vectors = self._parse_values(rests, numbers)
-        return Chunk(self._decode_words(words, numbers), vectors, np.asarray(numbers, dtype=np.int64))
-
-    def _parse_values(self, rests: list[bytes], numbers: list[int]) -> np.ndarray:
-        """Parse the value part of each line into an (n, dimension) float32 array."""
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                values = np.loadtxt(
-                    io.BytesIO(b"\n".join(rests)), dtype=np.float32, comments=None, ndmin=2, encoding="latin-1"
-                )
-        except ValueError:
-            values = None
-        if values is None or values.shape != (len(rests), self.dimension):
-            self._diagnose_values(rests, numbers)
-            raise FormatError(self.name, numbers[0], "values could not be parsed")  # not reached
-        self._check_finite(values, numbers, [None] * len(numbers))
-        return values
-
-    def _diagnose_values(self, rests: list[bytes], numbers: list[int]) -> None:
-        """Find the first bad line in a block that failed the fast parse, and raise."""
-        for rest, line in zip(rests, numbers):
-            tokens = rest.split()
-            if len(tokens) != self.dimension:
-                raise FormatError(self.name, line, f"expected {self.dimension} values after the word, found {len(tokens)}")
-            for position, token in enumerate(tokens, 1):
-                try:
-                    float(token)
-                except ValueError:
-                    shown = token[:40].decode("utf-8", "replace")
-                    raise FormatError(self.name, line, f"value {position} ({shown!r}) is not a number") from None
-
     def _check_finite(self, values: np.ndarray, numbers, words, unit: str = "line") -> None:
         finite = np.isfinite(values)
         if finite.all():
@@ -364,78 +266,6 @@ class EmbeddingReader:
                     hint="--unicode-errors replace or ignore handles it as gensim does", unit=unit,
                 ) from None
         return out
-
-    def _binary_chunks(self) -> Iterator[Chunk]:
-        row_bytes = 4 * self.dimension
-        wanted = self.declared_count if self.limit is None else min(self.declared_count, self.limit)
-        rows_per_chunk = max(1, self.chunk_bytes // row_bytes)
-        entry = 0
-        while entry < wanted:
-            first = entry
-            words: list[bytes] = []
-            starts: list[int] = []  # where each vector begins in ``data``
-            self._fill(self.chunk_bytes)
-            data = self._pending
-            find, size, position = data.find, len(data), 0
-            last = min(wanted, first + rows_per_chunk)
-            while entry < last:
-                space = find(b" ", position, position + MAX_WORD_BYTES)
-                end = space + 1 + row_bytes
-                if space < 0 or end > size:
-                    if self._eof or (space < 0 and size - position >= MAX_WORD_BYTES):
-                        self._check_words(words, first)
-                        self._binary_truncated(entry + 1, data[position:], row_bytes)
-                    break
-                words.append(data[position:space])
-                starts.append(space + 1)
-                position = end
-                entry += 1
-            self._pending = data[position:]
-            if not words:
-                self._fill(len(self._pending) + self.chunk_bytes)
-                continue
-            words = self._check_words(words, first)
-            # One gather copies every vector out of the buffer: each row of this strided
-            # view is the row_bytes that start at one byte offset.
-            windows = np.lib.stride_tricks.as_strided(
-                np.frombuffer(data, dtype=np.uint8), shape=(size - row_bytes + 1, row_bytes), strides=(1, 1))
-            vectors = windows[np.asarray(starts)].view("<f4").astype(np.float32, copy=False)
-            numbers = np.arange(first + 1, entry + 1, dtype=np.int64)
-            decoded = self._decode_words(words, numbers, unit="entry")
-            self._check_finite(vectors, numbers, decoded, unit="entry")
-            self.rows_read += len(decoded)
-            yield Chunk(decoded, vectors, numbers)
-        if self.limit is None or self.rows_read < self.limit:
-            self._fill(1 << 16)
-            if self._pending.strip():
-                raise FormatError(
-                    self.name, 1, f"more data follows the {self.declared_count:,} entries the header declares"
-                )
-
-    def _check_words(self, words: list[bytes], first: int) -> list[bytes]:
-        """The words without the newline that ends the previous vector; raise at the first empty one."""
-        stripped = [word.lstrip(b"\n") for word in words]
-        if not all(stripped):
-            raise FormatError(self.name, first + 1 + stripped.index(b""), "the word is empty", unit="entry")
-        return stripped
-
-    def _binary_truncated(self, entry: int, tail: bytes, row_bytes: int) -> None:
-        if not tail.strip():
-            raise FormatError(
-                self.name, 1,
-                f"header declares {self.declared_count:,} words but the file holds {entry - 1:,}",
-            )
-        space = tail.find(b" ")
-        if space < 0:
-            if len(tail) >= MAX_WORD_BYTES:
-                raise FormatError(self.name, entry, "no space ends the word within 1 MiB; the file is not word2vec binary",
-                                  unit="entry")
-            raise FormatError(self.name, entry, "file is truncated in the middle of the word", unit="entry")
-        got = len(tail) - space - 1
-        raise FormatError(
-            self.name, entry, f"file is truncated: expected {row_bytes} bytes of vector, found {got}", unit="entry"
-        )
-
 
 def read_embeddings(path: str | os.PathLike, format: str | None = None, **options) -> tuple[list[str], np.ndarray]:
     """Read a whole (small) file into memory: returns (words, matrix). Duplicates are kept."""
