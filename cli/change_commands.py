@@ -44,7 +44,7 @@ def _read_vectors_file(handle) -> tuple[list[str], list[list[float]]]:
     return words, vectors
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # negative values are not options
 @click.argument("word", required=False)
 @click.argument("values", nargs=-1, type=float)
 @click.option("--file", "vectors_file", type=click.File("r", encoding="utf-8"),

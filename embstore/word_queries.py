@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import QueryError, UnknownWordError
+from .errors import QueryError
 from .results import Neighbour, QueryResult, Resolved
 from .search.engine import mean_direction, unit
 from .search.searcher import ANALOGY_METHODS, Choice, Searcher
@@ -126,9 +126,7 @@ class WordQueries:
     def resolve(self, word: str) -> Resolved:
         if not isinstance(word, str):
             raise TypeError(f"a word is a string, not {type(word).__name__}")
-        resolved = self.vocabulary.resolve_many([word])[0]
-        assert not isinstance(resolved, UnknownWordError)
-        return resolved
+        return self.vocabulary.resolve_many([word])[0]  # raises UnknownWordError
 
     def unit_vector(self, word: str) -> np.ndarray:
         """The stored unit-length vector of ``word`` (a copy)."""

@@ -162,9 +162,11 @@ class StoreFiles:
                     held[kind] = old.shared() if old is not None and old.record == record else \
                         HeldFile.open(index_file_path(path, kind, record.file), record)
                 break
-            except _Vanished:
+            except BaseException as exc:
                 for file in held.values():
                     file.close()
+                if not isinstance(exc, _Vanished):
+                    raise
                 catalog.release_snapshot()
                 if catalog.generation() == meta.generation or attempt == OPEN_ATTEMPTS - 1:
                     if catalog.generation() != meta.generation:

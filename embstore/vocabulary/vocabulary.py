@@ -7,7 +7,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import UnknownWordError
+from ..errors import QueryError, UnknownWordError
 from ..results import Resolved
 from ..storage.catalog import Catalog
 from .suggest import suggest_words
@@ -136,8 +136,6 @@ class Vocabulary:
         if restrict is None:
             return None
         if restrict < 1:
-            from ..errors import QueryError
-
             raise QueryError("restrict must be at least 1")
         return None if restrict >= self.size else int(restrict)
 
