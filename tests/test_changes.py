@@ -173,3 +173,27 @@ def test_cli_add_file_delete_rename(run, base, tmp_path):
     with Store.open(db) as store:
         assert len(store) == 3002 and "bet" in store and "alpha" not in store
         np.testing.assert_allclose(store.vector("gamma"), np.ones(50), rtol=1e-6)
+
+
+@pytest.mark.parametrize("in_place_limit", [0, 10**9])
+def test_both_renumbering_paths_equal_a_fresh_load(tmp_path, base, monkeypatch, in_place_limit):
+    """A long tail of later words is renumbered by copy and sorted reinsert, a short one row
+    by row; both must leave exactly what a fresh load of the remaining words gives."""
+    from embstore.storage import catalog_words
+
+    monkeypatch.setattr(catalog_words, "RENUMBER_IN_PLACE", in_place_limit)
+    db, words, rows = base
+    doomed = ["the", "of", "queen"] + words[100:3000:97]
+    with Store.open(db) as store:
+        assert store.delete_words(doomed) == len(set(doomed))
+        catalog = store.catalog.conn.execute("SELECT id, word, rank, norm FROM words ORDER BY id").fetchall()
+        assert [row[0] for row in catalog] == list(range(len(catalog))) == [row[2] for row in catalog]
+        indexes = {r[0] for r in store.catalog.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"words_by_word", "words_by_folded"} <= indexes  # rebuilt after the bulk path dropped them
+        assert store.catalog.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    keep = [i for i, w in enumerate(words) if w not in set(doomed)]
+    fresh = fresh_equivalent(tmp_path, [words[i] for i in keep], rows[keep])
+    assert_same_answers(db, fresh, ["king", "water", "paris", "good", "music"])
+    with Store.open(fresh) as other:
+        theirs = other.catalog.conn.execute("SELECT id, word, rank FROM words ORDER BY id").fetchall()
+    assert [row[:3] for row in catalog] == theirs
