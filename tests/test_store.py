@@ -29,7 +29,33 @@ def test_catalog_holds_metadata_and_index_record(store_copy):
     assert conn.execute("SELECT id, rank FROM words WHERE word = 'the'").fetchone() == (0, 0)
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
     assert applied == ["0001_create_catalog", "0002_index_words", "0003_index_staleness",
-                       "0004_index_rows_generation"]
+                       "0004_index_rows_generation", "0005_word_digests"]
+
+
+def test_a_store_from_before_word_digests_upgrades_when_opened(store_copy):
+    """Migration 0005 adds each word's digest to a store made before it, and records their sum."""
+    conn = sqlite3.connect(store_copy, isolation_level=None)
+    conn.execute("ALTER TABLE words DROP COLUMN digest")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0005_word_digests'")
+    conn.execute("DELETE FROM meta WHERE key = 'words_digest'")
+    conn.close()
+    with Store.open(store_copy) as store:
+        assert store.nearest("king", k=1).neighbours[0].word == "prince"
+    from embstore.storage.check import check_store
+
+    report = check_store(store_copy)
+    assert report.ok, report.problems
+    conn = sqlite3.connect(store_copy)
+    assert conn.execute("SELECT count(*) FROM words WHERE digest IS NULL").fetchone()[0] == 0
+    swapped = conn.execute("SELECT id, word, folded, norm, digest FROM words WHERE id IN (7, 9) ORDER BY id").fetchall()
+    conn.execute("UPDATE words SET word = '#tmp' WHERE id = 7")
+    for (_, word, folded, norm, digest), target in zip(swapped, (9, 7)):
+        conn.execute("UPDATE words SET word = ?, folded = ?, norm = ?, digest = ? WHERE id = ?",
+                     (word, folded, norm, digest, target))
+    conn.commit()
+    conn.close()
+    report = check_store(store_copy)  # two whole rows swapped their IDs: only the recorded sum can tell
+    assert not report.ok and any("digest its last commit recorded" in p for p in report.problems), report.problems
 
 
 def test_truncated_index_is_refused_with_repair_hint(store_copy):

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Iterator
 from ..errors import NotAStoreError, StoreBusyError, StoreChangedError, StoreError, StoreReadOnlyError
 from .catalog_indexes import IndexRecords
 from .catalog_words import WordQueries
-from .schema import (APPLICATION_ID, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET, WORD_INDEXES_MIGRATION,
-                     index_words, known_migrations, migrations)
+from .schema import (APPLICATION_ID, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET, index_words,
+                     known_migrations, migrations)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -109,17 +109,15 @@ class Catalog(WordQueries, IndexRecords):
         conn.execute("PRAGMA synchronous=OFF")
         conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
         catalog = cls(path, conn)
-        migrations().apply(catalog.db, stop_before=WORD_INDEXES_MIGRATION)
+        migrations().apply(catalog.db)
         catalog.set_meta(format_version=FORMAT_VERSION)
         return catalog
 
     def finish_bulk_insert(self) -> None:
-        """Build the word indexes after a bulk insert, inside the current transaction: a new
-        catalog applies the migrations ``create`` deferred; a replaced one rebuilds the indexes
-        ``delete_all_words`` dropped."""
-        if WORD_INDEXES_MIGRATION in self.applied_migrations():
-            index_words(self.db)
-        migrations().apply(self.db)
+        """Build the word indexes that ``delete_all_words`` dropped for a bulk insert, once and
+        sorted, inside the current transaction; record the words' digest."""
+        index_words(self.db)
+        self.record_words_digest()
 
     @classmethod
     def open(cls, path: Path, readonly: bool = False) -> "Catalog":

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 import numpy as np
 
-from .schema import WORD_INDEXES, index_words
+from .schema import WORD_INDEXES, WORDS_DIGEST_SQL, index_words, word_digest, word_digests
 
 RENUMBER_IN_PLACE = 20_000  # up to this many later words, renumber them in place
 _PLACEHOLDER_LIMIT = 256  # up to this many values, lookups bind one parameter each; beyond, one JSON array
@@ -40,9 +40,31 @@ class WordQueries:
     def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
                      norms: Sequence[float]) -> None:
         self.conn.executemany(
-            "INSERT INTO words(id, word, folded, rank, norm) VALUES (?, ?, ?, ?, ?)",
-            zip(ids, words, map(_stored_fold, words), ranks, norms),
+            "INSERT INTO words(id, word, folded, rank, norm, digest) VALUES (?, ?, ?, ?, ?, ?)",
+            zip(ids, words, map(_stored_fold, words), ranks, norms, word_digests(words, norms)),
         )
+
+    def words_digest(self) -> str:
+        """What the words table holds, in one line: the count, the sum of the rows' digests and
+        their sum weighted by ID (so a word moved to another ID shows). One SQL pass."""
+        return self.conn.execute(f"SELECT {WORDS_DIGEST_SQL}").fetchone()[0]
+
+    def record_words_digest(self) -> None:
+        """Record ``words_digest`` in the metadata; every commit that changes words calls this."""
+        self.conn.execute("INSERT INTO meta(key, value) VALUES ('words_digest', ?) ON CONFLICT(key) DO UPDATE SET "
+                          "value = excluded.value", (self.words_digest(),))
+
+    def rows_with_wrong_digests(self, batch: int = 65_536) -> int:
+        """How many rows' stored digest differs from their word and norm (O(N), for ``check``)."""
+        wrong = 0
+        cursor = self.conn.execute("SELECT word, norm, digest FROM words")
+        while rows := cursor.fetchmany(batch):
+            words, norms, digests = zip(*rows)
+            ok = [isinstance(w, str) and isinstance(n, float) for w, n in zip(words, norms)]
+            computed = word_digests([w if good else "" for w, good in zip(words, ok)],
+                                    [n if good else 0.0 for n, good in zip(norms, ok)])
+            wrong += sum(1 for c, d, good in zip(computed, digests, ok) if not good or c != d)
+        return wrong
 
     def delete_all_words(self) -> None:
         """Empty the words table for a bulk insert. Its indexes go too, so that the insert does
@@ -74,15 +96,16 @@ class WordQueries:
             self.conn.executemany("UPDATE words SET id = ?, rank = ? WHERE id = ?", zip(new_ids, new_ids, later.tolist()))
             return
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS renumbered(id INTEGER PRIMARY KEY, word TEXT, folded TEXT, "
-                          "norm REAL)")
+                          "norm REAL, digest INTEGER)")
         self.conn.execute("DELETE FROM temp.renumbered")
-        self.conn.execute("INSERT INTO temp.renumbered(id, word, folded, norm) SELECT ? + row_number() OVER "
-                          "(ORDER BY id) - 1, word, folded, norm FROM words WHERE id > ? ORDER BY id", (first, first))
+        self.conn.execute("INSERT INTO temp.renumbered(id, word, folded, norm, digest) SELECT ? + row_number() OVER "
+                          "(ORDER BY id) - 1, word, folded, norm, digest FROM words WHERE id > ? ORDER BY id",
+                          (first, first))
         for name in WORD_INDEXES:
             self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         self.conn.execute("DELETE FROM words WHERE id > ?", (first,))
-        self.conn.execute("INSERT INTO words(id, word, folded, rank, norm) SELECT id, word, folded, id, norm "
-                          "FROM temp.renumbered ORDER BY id")
+        self.conn.execute("INSERT INTO words(id, word, folded, rank, norm, digest) SELECT id, word, folded, id, "
+                          "norm, digest FROM temp.renumbered ORDER BY id")
         self.conn.execute("DELETE FROM temp.renumbered")
         index_words(self.db)
 
@@ -166,12 +189,14 @@ class WordQueries:
         ))
 
     def update_norms(self, ids: Sequence[int], norms: Sequence[float]) -> None:
-        self.conn.executemany("UPDATE words SET norm = ? WHERE id = ?",
-                              [(float(n), int(i)) for i, n in zip(ids, norms)])
+        words = self.words_for_ids(ids)
+        self.conn.executemany("UPDATE words SET norm = ?, digest = ? WHERE id = ?",
+                              [(float(n), word_digest(words[int(i)], float(n)), int(i)) for i, n in zip(ids, norms)])
 
     def rename_word(self, word_id: int, new_word: str) -> None:
-        self.conn.execute("UPDATE words SET word = ?, folded = ? WHERE id = ?",
-                          (new_word, _stored_fold(new_word), word_id))
+        norm = self.conn.execute("SELECT norm FROM words WHERE id = ?", (word_id,)).fetchone()[0]
+        self.conn.execute("UPDATE words SET word = ?, folded = ?, digest = ? WHERE id = ?",
+                          (new_word, _stored_fold(new_word), word_digest(new_word, norm), word_id))
 
     def reset_ranks(self) -> int:
         """Make every rank equal its ID again; returns how many were wrong."""

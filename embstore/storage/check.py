@@ -110,6 +110,14 @@ def _check_words(catalog: Catalog, report: CheckReport) -> int:
             found = catalog.conn.execute(sql).fetchone()[0]
             if found:
                 report.problem(ROWS, f"{found} {what}")
+        recorded = catalog.meta().get("words_digest")
+        if recorded is not None and recorded != catalog.words_digest():
+            report.problem(ROWS, "the words table does not match the digest its last commit recorded: a word, "
+                                 "an ID or a norm was changed outside embstore")
+        wrong = catalog.rows_with_wrong_digests()
+        if wrong:
+            report.problem(ROWS, f"{wrong:,} words do not match their stored digest (their text or norm was "
+                                 "changed outside embstore)")
         misranked = catalog.conn.execute("SELECT count(*) FROM words WHERE rank IS NOT id").fetchone()[0]
         if misranked:
             report.problem(RANKS, f"{misranked} words have a frequency rank that differs from their ID")

@@ -8,7 +8,10 @@ need it (it is ~60 ms of a cold `embstore nearest`).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+import zlib
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -62,12 +65,43 @@ def _index_rows_generation(db: sqlite_utils.Database) -> None:
                "(SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'rows_generation') END")
 
 
+DIGEST_MODULUS = 1_000_000_007
+# The words table in one line: count, sum of row digests, and their sum weighted by ID (so that a
+# word moved to another ID shows); the modulus keeps the sum in 64 bits at any vocabulary size.
+WORDS_DIGEST_SQL = (f"count(*) || ':' || CAST(total(digest) AS INTEGER) || ':' || "
+                    f"coalesce(sum((digest * (id + 1)) % {DIGEST_MODULUS}), 0) FROM words")
+
+
+def word_digests(words: Sequence[str], norms: Sequence[float]) -> list[int]:
+    """A 20-bit digest of each word's text and norm (stored per row; see ``WORDS_DIGEST_SQL``)."""
+    crc = np.fromiter((zlib.crc32(w.encode("utf-8", "surrogatepass")) for w in words), np.uint64, len(words))
+    mixed = crc ^ (np.asarray(norms, dtype=np.float64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    mixed ^= mixed >> np.uint64(31)
+    mixed *= np.uint64(0xBF58476D1CE4E5B9)
+    mixed ^= mixed >> np.uint64(29)
+    return (mixed & np.uint64(0xFFFFF)).tolist()
+
+
+def word_digest(word: str, norm: float) -> int:
+    return word_digests([word], [norm])[0]
+
+
+def _word_digests(db: sqlite_utils.Database) -> None:
+    """Each word's digest of its text and norm, so that ``check`` can tell a word, an ID or a
+    norm changed outside embstore (the catalog records their sum at every commit)."""
+    db["words"].add_column("digest", int)
+    db.conn.create_function("embstore_word_digest", 2, word_digest, deterministic=True)
+    db.execute("UPDATE words SET digest = embstore_word_digest(word, norm)")
+    db.execute(f"INSERT OR REPLACE INTO meta(key, value) SELECT 'words_digest', {WORDS_DIGEST_SQL}")
+
+
 # The schema's history, in order. Never change a step that has been released: add one.
 MIGRATION_STEPS = (
     ("0001_create_catalog", _create_catalog),
     (WORD_INDEXES_MIGRATION, index_words),
     ("0003_index_staleness", _index_staleness),
     ("0004_index_rows_generation", _index_rows_generation),
+    ("0005_word_digests", _word_digests),
 )
 
 

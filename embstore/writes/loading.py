@@ -110,6 +110,7 @@ class _Loader:
             catalog = Catalog.create(tmp_catalog)
             try:
                 with catalog.write_transaction():
+                    catalog.delete_all_words()  # drops the word indexes: built once, sorted, after the insert
                     report, dropped = self._write(catalog, rows_generation=1)
                 catalog.finish_creation()
             except BaseException:

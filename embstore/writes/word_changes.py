@@ -92,6 +92,7 @@ class WordChanges:
             replaced = [files.records[r.kind] for r in records]
             with files.catalog.commit_at(files.generation, doing):
                 change(files.catalog)
+                files.catalog.record_words_digest()
                 for record in records:
                     files.catalog.record_index_file(record)
                 totals = changes_since_load(files.catalog.meta())
