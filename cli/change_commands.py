@@ -12,6 +12,7 @@ from embstore.repair import repair_store
 from embstore.storage.check import check_store
 
 from .main import cli, db_option, open_store
+from .input_files import decoded_lines
 from .output import emit_counts, emit_json, json_option
 
 duplicate_option = click.option(
@@ -23,17 +24,19 @@ def _read_vectors_file(handle) -> tuple[list[str], list[list[float]]]:
     """Words and vectors from TSV ('word<TAB>v1 v2 ...' or 'word v1 v2 ...') or JSON lines."""
     words, vectors = [], []
     name = getattr(handle, "name", "<file>")
-    for number, line in enumerate(handle, 1):
+    for number, line in decoded_lines(handle):
         if not line.strip():
             continue
         try:
             if line.lstrip().startswith("{"):
                 record = json.loads(line)
                 word, values = record["word"], [float(v) for v in record["vector"]]
+                if not isinstance(word, str):
+                    raise TypeError(f"the word must be a JSON string, not {json.dumps(word)[:40]}")
             else:
                 word, _, rest = line.rstrip("\n").partition("\t") if "\t" in line else line.strip().partition(" ")
                 values = [float(v) for v in rest.split()]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise FormatError(name, number, f"expected 'word v1 ... vd' or a JSON object with word and vector ({exc})")
         words.append(word)
         vectors.append(values)
@@ -47,7 +50,7 @@ def _read_vectors_file(handle) -> tuple[list[str], list[list[float]]]:
 @cli.command(context_settings={"ignore_unknown_options": True})  # negative values are not options
 @click.argument("word", required=False)
 @click.argument("values", nargs=-1, type=float)
-@click.option("--file", "vectors_file", type=click.File("r", encoding="utf-8"),
+@click.option("--file", "vectors_file", type=click.File("rb"),
               help="Add every word of a TSV ('word<TAB>v1 ... vd') or JSON lines ({\"word\", \"vector\"}) file.")
 @duplicate_option
 @db_option

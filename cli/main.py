@@ -22,6 +22,8 @@ class EmbstoreGroup(click.Group):
             return super().invoke(ctx)
         except EmbstoreError as exc:
             raise click.ClickException(str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise click.ClickException(f"input is not valid UTF-8 ({exc.reason})") from None
         except sqlite3.Error as exc:
             raise click.ClickException(f"the store's database failed: {exc}") from None
         except OSError as exc:

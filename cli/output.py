@@ -39,9 +39,20 @@ def note(message: str) -> None:
     click.echo(f"note: {message}", err=True)
 
 
+MAX_CELL = 60  # characters: a longer cell (a 1,000,000-character word) is cut, so rows stay bounded
+
+
+def shown(value: Any) -> str:
+    """A cell as printed: control characters escaped (never sent raw to a terminal), at most MAX_CELL long."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "\u2026"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
-    """A plain text table; ``align`` has one 'l' or 'r' per column."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    """A plain text table; ``align`` has one 'l' or 'r' per column. Cells go through ``shown``."""
+    cells = [[str(h) for h in headers]] + [[shown(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     align = align or "l" * len(headers)
     lines = []

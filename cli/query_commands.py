@@ -10,12 +10,13 @@ import click
 
 from embstore import FormatError, QueryError
 
+from .input_files import decoded_lines
 from .main import cli, db_option, open_store
 from .output import emit_json, emit_results, json_option, note, table, to_plain
 
 BATCH_CHUNK = 4096
 batch_options = [
-    click.option("--batch", "batch_file", type=click.File("r", encoding="utf-8"),
+    click.option("--batch", "batch_file", type=click.File("rb"),
                  help="Answer one query per line of this file ('-' for stdin), one result per output line."),
     click.option("--batch-format", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True,
                  help="Batch output: TSV (query, then word and score pairs) or JSON lines."),
@@ -30,7 +31,7 @@ def with_batch_options(function):
 
 def _batch_lines(handle, fields: int):
     """Yield (line number, words) for the non-blank lines of a batch file."""
-    for number, line in enumerate(handle, 1):
+    for number, line in decoded_lines(handle):
         words = line.split()
         if not words:
             continue
@@ -64,8 +65,9 @@ def _run_batch(handle, fields: int, answer, batch_format: str) -> None:
         note(f"{failures:,} queries had an unknown word; their lines say which")
 
 
-k_option = click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True,
-                        help="How many answers.")
+MAX_K = 100_000
+k_option = click.option("-k", "k", type=click.IntRange(min=1, max=MAX_K), default=10, show_default=True,
+                        help=f"How many answers (at most {MAX_K:,}).")
 index_options = [
     click.option("--index", "index", default=None,
                  help="Index kind to search (exact, hnsw, ivf, sq8, pq). Default: the store's default."),
