@@ -77,6 +77,8 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, st
     if as_json:
         emit_json(report)
         return
+    for message in report.notes:
+        note(message)
     if report.duplicates:
         shown = ", ".join(repr(w) for w in report.first_duplicates)
         note(f"{report.duplicates:,} duplicate words kept their first vector (e.g. {shown})")

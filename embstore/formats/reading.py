@@ -39,6 +39,19 @@ CHUNK_BYTES = 4 << 20           # text read per parse step
 MAX_DIMENSION = 100_000         # a header claiming more is lying (or not a header)
 
 
+_BOM = b"\xef\xbb\xbf"
+_FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
+# Files that are recognisably something else: (leading bytes, what it is, what to do).
+_FOREIGN_FORMATS = (
+    (_FASTTEXT_MAGIC, "a fastText binary model (.bin)",
+     "load its text vectors (the .vec file fastText writes beside it), or save them with fastText's "
+     "print-word-vectors"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and load the embedding file inside"),
+    (b"\x28\xb5\x2f\xfd", "zstandard-compressed", "decompress it (zstd -d) or recompress it with gzip, bzip2 or xz"),
+    (b"\x80\x01", "a Python pickle", "embstore never unpickles; export it as word2vec text or binary first"),
+)
+
+
 def normalise_format_name(name: str) -> str:
     """Return the canonical format name for ``name`` or any of its aliases."""
     try:
@@ -79,6 +92,8 @@ class EmbeddingReader(TextParsing, BinaryParsing):
         self._pending = b""
         self._eof = False
         self.rows_read = 0
+        self.notes: list[str] = []  # what the reader did that the user should hear of
+        self._header_hint: str | None = None
         try:
             self._detect(normalise_format_name(format) if format else None)
         except BaseException:
@@ -145,6 +160,13 @@ class EmbeddingReader(TextParsing, BinaryParsing):
             )
         if head.startswith(b"\x93NUMPY"):
             raise FormatError(self.name, None, "is a bare .npy matrix, which has no words")
+        for magic, what, hint in _FOREIGN_FORMATS:
+            if head.startswith(magic):
+                raise FormatError(self.name, None, f"is {what}, which embstore cannot read", hint=hint)
+        if head.startswith(_BOM):
+            self._pending = self._pending[len(_BOM):]
+            head = self._pending
+            self.notes.append("a UTF-8 byte order mark at the start of the file was skipped")
         newline = head.find(b"\n")
         while newline < 0 and not self._eof and len(self._pending) < MAX_LINE_BYTES:
             self._fill(len(self._pending) * 2)
@@ -154,6 +176,9 @@ class EmbeddingReader(TextParsing, BinaryParsing):
         first = self._pending[: newline if newline >= 0 else len(self._pending)]
         tokens = first.split()
         header = self._parse_header(tokens)
+        if forced == GLOVE and header is not None:  # said in any error on line 2, where it shows
+            self._header_hint = (f"line 1 ({first.decode('latin-1')!r}) looks like a word2vec header: leave out "
+                                 "--format, or give --format word2vec")
         if forced == GLOVE or (forced is None and header is None):
             self.format = GLOVE
             self.declared_count = None
@@ -220,10 +245,12 @@ class EmbeddingReader(TextParsing, BinaryParsing):
 
     def chunks(self) -> Iterator[Chunk]:
         """Yield the file's rows in chunks, raising FormatError at the first bad one."""
-        if self.format == WORD2VEC_BINARY:
-            yield from self._binary_chunks()
-        else:
-            yield from self._text_chunks()
+        try:
+            yield from self._binary_chunks() if self.format == WORD2VEC_BINARY else self._text_chunks()
+        except FormatError as exc:
+            if self._header_hint and exc.line == 2 and not exc.hint:
+                raise FormatError(exc.path, exc.line, exc.problem, hint=self._header_hint) from None
+            raise
         if self.limit is None or self.rows_read < self.limit:
             self._check_count()
 

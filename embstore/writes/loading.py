@@ -51,6 +51,7 @@ class LoadReport:
     zero_vectors_skipped: int
     seconds: float
     first_duplicates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def now() -> str:
@@ -230,5 +231,5 @@ class _Loader:
         return LoadReport(
             store=self.path, source=reader.name, format=reader.format, dimension=reader.dimension, words=next_id,
             duplicates=duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - self.started,
-            first_duplicates=first_duplicates,
+            first_duplicates=first_duplicates, notes=list(reader.notes),
         )

@@ -1,0 +1,99 @@
+"""Input that used to end in a traceback or a hang gets one clear 'Error:' line and exit code 1,
+or is accepted where accepting is right."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from embstore import Store
+
+
+def cli(*arguments, input: bytes | None = None, env: dict | None = None, timeout: float = 60):
+    return subprocess.run([sys.executable, "-m", "embstore_cli", *map(str, arguments)], input=input,
+                          capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def one_error(completed, *fragments: str) -> str:
+    err = completed.stderr.decode("utf-8", "replace")
+    assert completed.returncode == 1, (completed.returncode, err)
+    assert "Traceback" not in err and err.count("Error:") == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    return err
+
+
+@pytest.mark.parametrize("head, what", [
+    (struct.pack("<ii", 793712314, 12) + bytes(64), "fastText binary model"),
+    (b"PK\x03\x04" + bytes(40), "zip archive"),
+    (b"\x28\xb5\x2f\xfd" + bytes(40), "zstandard"),
+    (b"\x80\x04\x95" + bytes(40), "pickle"),
+])
+def test_foreign_files_are_named(tmp_path, head, what):
+    source = tmp_path / "input.bin"
+    source.write_bytes(head)
+    one_error(cli("load", source, "--db", tmp_path / "s.db"), what)
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_a_byte_order_mark_is_skipped_with_a_note(tmp_path, sample_lines):
+    source = tmp_path / "bom.txt"
+    source.write_bytes(b"\xef\xbb\xbf" + "".join(sample_lines[:300]).encode())
+    completed = cli("load", source, "--db", tmp_path / "s.db")
+    assert completed.returncode == 0 and b"byte order mark" in completed.stderr
+    with Store.open(tmp_path / "s.db") as store:
+        assert "the" in store and store.vocabulary()[0] == "the"
+
+
+def test_glove_format_forced_on_a_word2vec_file_says_line_one_is_a_header(tmp_path):
+    source = tmp_path / "w2v.txt"
+    source.write_text("2 3\nthe 0.1 0.2 0.3\nof 0.3 0.1 0.2\n")
+    one_error(cli("load", source, "--format", "glove", "--db", tmp_path / "s.db"), "line 2", "word2vec header")
+
+
+def test_bad_batch_and_vector_files(tmp_path, small_store_path):
+    batch = tmp_path / "batch.txt"
+    batch.write_bytes(b"king\nqu\xffeen\n")
+    one_error(cli("nearest", "--batch", batch, "--db", small_store_path), "line 2", "UTF-8")
+    for name, content in {"number.jsonl": json.dumps({"word": 5, "vector": [0.1] * 50}),
+                          "list.jsonl": json.dumps({"word": ["a"], "vector": [0.1] * 50}),
+                          "deep.jsonl": '{"word": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                          "surrogate.jsonl": '{"word": "a\\ud800b", "vector": [' + ", ".join(["0.1"] * 50) + "]}"
+                          }.items():
+        path = tmp_path / name
+        path.write_text(content + "\n")
+        one_error(cli("add", "--file", path, "--db", small_store_path))
+
+
+def test_negative_values_are_values_not_options(store_copy):
+    values = ["-0.25"] * 49 + ["0.5"]
+    completed = cli("add", "zzneg", *values, "--db", store_copy)
+    assert completed.returncode == 0, completed.stderr
+    with Store.open(store_copy) as store:
+        assert store.vector("zzneg")[0] == pytest.approx(-0.25)
+
+
+def test_settings_and_paths_that_cannot_work(tmp_path, small_store_path):
+    one_error(cli("nearest", "king", "--db", small_store_path, env={"EMBSTORE_BUSY_TIMEOUT": "abc"}),
+              "EMBSTORE_BUSY_TIMEOUT")
+    one_error(cli("nearest", "king", "--db", ""), "empty")
+    fifo = tmp_path / "fifo.db"
+    os.mkfifo(fifo)
+    one_error(cli("nearest", "king", "--db", fifo, timeout=20), "not a regular file")
+    one_error(cli("load", small_store_path, "--db", fifo, "--replace", timeout=20))
+    completed = cli("nearest", "queen", "-k", "2147483648", "--db", small_store_path)
+    assert completed.returncode == 2 and b"Traceback" not in completed.stderr
+
+
+def test_table_cells_are_bounded_and_escaped(store_copy):
+    with Store.open(store_copy) as store:
+        store.add_words(["x" * 100_000], store.vector("queen")[None, :] * 1.01)
+    completed = cli("nearest", "queen", "-k", "3", "--db", store_copy)
+    assert completed.returncode == 0 and max(map(len, completed.stdout.splitlines())) < 200
+    as_json = json.loads(cli("nearest", "queen", "-k", "3", "--json", "--db", store_copy).stdout)
+    assert any(len(n["word"]) == 100_000 for n in as_json["neighbours"])  # JSON keeps the word whole
