@@ -20,8 +20,9 @@ from .errors import EmbstoreError
 from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
-from .storage.check import DEFAULT, RANKS, ROWS, check_store
+from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROWS, check_store
 from .storage.file_names import leftover_files, remove_files
+from .storage.schema import FORMAT_VERSION
 from .store import Store
 from .storage.store_meta import changes_since_load
 
@@ -37,6 +38,15 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     """Repair the store at ``path``; the report says what was done and what is still wrong."""
     path = resolve_store_path(path)
     report = RepairReport(str(path))
+    catalog = Catalog.open(path, repairing=True)  # re-records lost migration records
+    try:
+        if catalog.lost_migrations:
+            report.actions.append(f"recorded again the schema migrations whose record was lost: "
+                                  f"{', '.join(catalog.lost_migrations)}")
+        if _fix_meta(catalog, report):
+            report.actions.append("derived the store's generations and format version again")
+    finally:
+        catalog.close()
     before = check_store(path)
     catalog = Catalog.open(path)
     try:
@@ -83,6 +93,23 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
             except (TypeError, ValueError, AttributeError):
                 found[kind] = {}
     return found
+
+
+def _fix_meta(catalog: Catalog, report: RepairReport) -> bool:
+    """Put back a format version or generation that is not a whole number (from the records)."""
+    raw = catalog.meta()
+    bad = [key for key in DERIVABLE_META if key in raw and not str(raw[key]).isdigit()]
+    if not bad:
+        return False
+    generations = [row[-1] for row in catalog.index_file_rows() if isinstance(row[-1], int) and row[-1] >= 0]
+    exact = [row[-1] for row in catalog.index_file_rows() if row[0] == raw.get("storage", "exact")
+             and isinstance(row[-1], int) and row[-1] >= 0]
+    rows_generation = exact[0] if exact else max(generations, default=1)
+    fixes = {"format_version": FORMAT_VERSION, "rows_generation": rows_generation,
+             "generation": max(generations, default=rows_generation) + 1}
+    with catalog.write_transaction():
+        catalog.set_meta(**{key: fixes[key] for key in bad})
+    return True
 
 
 def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport) -> None:

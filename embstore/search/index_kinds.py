@@ -23,9 +23,10 @@ import numpy as np
 
 from ..errors import QueryError
 from ..storage.index_files import stored_width
+from ..storage.store_meta import APPROXIMATE_KINDS
 from .hnsw_links import link_nearest
 
-KINDS = ("hnsw", "ivf", "sq8", "pq")
+KINDS = APPROXIMATE_KINDS
 FLAT_CODE_KINDS = ("sq8", "pq")  # exhaustive scans of compressed codes
 TRAINING_ROWS = 200_000
 

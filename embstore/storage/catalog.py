@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Iterator
 from ..errors import NotAStoreError, StoreBusyError, StoreChangedError, StoreError, StoreReadOnlyError
 from .catalog_indexes import IndexRecords
 from .catalog_words import WordQueries
-from .schema import (APPLICATION_ID, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET, index_words,
-                     known_migrations, migrations)
+from .schema import (APPLICATION_ID, APPLIED_MARKERS, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET,
+                     index_words, known_migrations, migrations)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -72,6 +72,7 @@ class Catalog(WordQueries, IndexRecords):
         self.path = path
         self.conn = conn
         self.readonly = readonly
+        self.lost_migrations: list[str] = []  # records a repairing open put back
         self._db: sqlite_utils.Database | None = None
 
     @property
@@ -120,7 +121,7 @@ class Catalog(WordQueries, IndexRecords):
         self.record_words_digest()
 
     @classmethod
-    def open(cls, path: Path, readonly: bool = False) -> "Catalog":
+    def open(cls, path: Path, readonly: bool = False, repairing: bool = False, upgrade: bool = True) -> "Catalog":
         """Open an existing catalog, checking it is one of ours and not from a newer embstore.
 
         A store that this process cannot write (read-only folder, file or mount) is opened
@@ -148,13 +149,21 @@ class Catalog(WordQueries, IndexRecords):
             )
         catalog = cls(path, conn, readonly=mode != "rw")
         try:
-            version = catalog.format_version()
+            try:
+                version = catalog.format_version()
+            except NotAStoreError:
+                if not repairing:
+                    raise
+                version = FORMAT_VERSION  # repair puts right what it can tell
             if version > FORMAT_VERSION:
                 raise StoreError(
                     f"{path} was written by a newer embstore (store format {version}; this one reads up to "
                     f"{FORMAT_VERSION}): upgrade embstore to open it"
                 )
-            catalog.upgrade_schema()
+            if repairing:
+                catalog.lost_migrations = catalog.rerecord_migrations()
+            if upgrade:
+                catalog.upgrade_schema()
         except BaseException:
             conn.close()
             raise
@@ -166,13 +175,24 @@ class Catalog(WordQueries, IndexRecords):
         missing = [name for name in known_migrations() if name not in applied]
         if not missing or self.readonly:
             return
-        if applied != known_migrations()[: len(applied)]:
+        if set(applied) != set(known_migrations()[: len(applied)]):
             raise NotAStoreError(
                 f"{self.path}: the catalog's record of schema migrations {applied} does not match this "
                 f"embstore's {known_migrations()}; run 'embstore check --db {self.path}'")
         with self.write_transaction():
             if [name for name in known_migrations() if name not in self.applied_migrations()]:
                 migrations().apply(self.db)
+
+    def rerecord_migrations(self) -> list[str]:
+        """Record again the migrations whose record was lost but whose work is in the schema."""
+        applied = set(self.applied_migrations())
+        lost = [name for name in known_migrations() if name not in applied
+                and self.conn.execute(APPLIED_MARKERS[name]).fetchone()]
+        if lost and not self.readonly:
+            with self.write_transaction():
+                self.conn.executemany(f"INSERT INTO {MIGRATIONS_TABLE}(migration_set, name, applied_at) "
+                                      "VALUES (?, ?, datetime('now'))", [(MIGRATION_SET, name) for name in lost])
+        return lost
 
     def finish_creation(self) -> None:
         """Switch a freshly built catalog to WAL, sync it to disk and close it."""

@@ -83,13 +83,16 @@ class IndexRecords:
     def _has_rows_generation(self) -> bool:
         return any(row[1] == "rows_generation" for row in self.conn.execute("PRAGMA table_info(index_files)"))
 
-    def index_files(self) -> list[IndexFileRecord]:
-        """Every record, validated (CatalogMismatchError names the first bad field)."""
+    def index_file_rows(self) -> list[tuple]:
+        """Every record as stored, unparsed (in ``COLUMNS`` order)."""
         columns = list(COLUMNS)
         if not self._has_rows_generation():  # a read-only store from before migration 0004
             columns[-1] = "CASE WHEN stale THEN -1 ELSE (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation') END"
-        rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM index_files ORDER BY kind").fetchall()
-        return [parse_record(row) for row in rows]
+        return self.conn.execute(f"SELECT {', '.join(columns)} FROM index_files ORDER BY kind").fetchall()
+
+    def index_files(self) -> list[IndexFileRecord]:
+        """Every record, validated (CatalogMismatchError names the first bad field)."""
+        return [parse_record(row) for row in self.index_file_rows()]
 
     def index_file(self, kind: str) -> IndexFileRecord | None:
         for record in self.index_files():

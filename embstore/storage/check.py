@@ -15,18 +15,20 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EmbstoreError, StoreNotFoundError
+from ..errors import EmbstoreError, NotAStoreError, StoreNotFoundError
 from ..paths import resolve_store_path
 from .catalog import Catalog
-from .catalog_indexes import IndexFileRecord
+from .catalog_indexes import IndexFileRecord, parse_record
 from .file_names import index_file_path, leftover_files
 from .index_files import open_exact_rows, open_index_file, stored_width
 from .schema import FORMAT_VERSION
-from .store_meta import EXACT, StoreMeta
+from .store_meta import APPROXIMATE_KINDS, EXACT, StoreMeta
 
 ROWS = "rows"  # the exact rows, the words table or the metadata describing them
 RANKS = "ranks"
 DEFAULT = "default"
+META = "meta"  # a generation or the format version, which repair can derive again
+DERIVABLE_META = ("format_version", "generation", "rows_generation")
 
 
 @dataclass
@@ -55,7 +57,10 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
     if not os.path.lexists(path):
         raise StoreNotFoundError(f"no store at {path}")
     report = CheckReport(str(path))
-    catalog = Catalog.open(path)
+    try:
+        catalog = Catalog.open(path)  # an older schema is upgraded, as any open does
+    except NotAStoreError:
+        catalog = Catalog.open(path, upgrade=False)  # a schema record that is damaged: reported below
     try:
         with catalog.read_snapshot():
             _check_catalog(catalog, report)
@@ -70,26 +75,38 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
     if integrity != ["ok"]:
         report.problem(ROWS, "SQLite's integrity check of the catalog failed: " + "; ".join(integrity)[:500])
     applied, known = catalog.applied_migrations(), catalog.known_migrations()
-    if applied != known[: len(applied)] or (len(applied) < len(known) and not catalog.readonly):
+    if set(applied) != set(known[: len(applied)]) or (len(applied) < len(known) and not catalog.readonly):
         report.problem(ROWS, f"schema migrations {applied} do not match this embstore's {known}")
     report.checked.append(f"schema: {len(applied)} migrations (this embstore writes format {FORMAT_VERSION})")
+    raw = catalog.meta()
+    for key in DERIVABLE_META:
+        if key in raw and not str(raw[key]).isdigit():
+            report.problem(META, f"meta.{key} is {str(raw[key])[:40]!r}, not a whole number")
+            raw[key] = "1"  # check the rest as if it were right: repair derives it again
     try:
-        meta = StoreMeta.parse(catalog.meta(), path)
+        meta = StoreMeta.parse(raw, path)
     except EmbstoreError as exc:
         report.problem(ROWS, f"metadata: {exc}")
         return
     count = _check_words(catalog, report)
     records: dict[str, IndexFileRecord] = {}
-    try:
-        records = {record.kind: record for record in catalog.index_files()}
-    except EmbstoreError as exc:
-        report.problem(ROWS, f"index records: {exc}")
+    for row in catalog.index_file_rows():
+        kind = row[0]
+        part = ROWS if kind == meta.storage else f"index:{kind}"
+        try:
+            records[kind] = parse_record(row)
+        except EmbstoreError as exc:
+            report.problem(part, f"index record: {exc}")
+            continue
+        if kind != EXACT and kind not in APPROXIMATE_KINDS:
+            report.problem(part, f"the catalog records an index of unknown kind {kind!r}")
     if meta.storage not in records:
         report.problem(ROWS, f"no {meta.storage} index holding the rows is recorded")
     for kind, record in records.items():
         part = ROWS if kind == meta.storage else f"index:{kind}"
         _check_index_file(path, record, meta, count, part, report)
-    if meta.default_index != EXACT and meta.default_index not in records:
+    if meta.default_index != EXACT and meta.default_index not in records \
+            and f"index:{meta.default_index}" not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
     report.leftovers = leftover_files(path, catalog.recorded_file_names())
     report.notes += [f"leftover from an interrupted write: {p.name} (repair removes it)" for p in report.leftovers]

@@ -105,6 +105,17 @@ MIGRATION_STEPS = (
 )
 
 
+# SQL that finds a row when a step's work is in the schema: repair re-records a step whose
+# record was lost but whose work is there (applying it again would fail: 'duplicate column').
+APPLIED_MARKERS = {
+    "0001_create_catalog": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'words'",
+    WORD_INDEXES_MIGRATION: "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'words_by_word'",
+    "0003_index_staleness": "SELECT 1 FROM pragma_table_info('index_files') WHERE name = 'stale'",
+    "0004_index_rows_generation": "SELECT 1 FROM pragma_table_info('index_files') WHERE name = 'rows_generation'",
+    "0005_word_digests": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'digest'",
+}
+
+
 @functools.lru_cache(maxsize=None)
 def migrations() -> "Migrations":
     """The steps registered as sqlite-utils migrations."""

@@ -10,6 +10,7 @@ from ..errors import CatalogMismatchError
 
 EXACT = "exact"
 STORAGE_KINDS = (EXACT, "sq8")
+APPROXIMATE_KINDS = ("hnsw", "ivf", "sq8", "pq")  # the kinds search/index_kinds.py builds
 MAX_DIMENSION = 65_536
 NO_CHANGES = {"added": 0, "deleted": 0, "replaced": 0, "renamed": 0}
 
