@@ -44,6 +44,9 @@ class _Progress:
               help="What to do with words that are not valid UTF-8 (as gensim's unicode_errors).")
 @click.option("--zero-vectors", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="An all-zero vector cannot be normalised: stop with an error, or leave the word out.")
+@click.option("--bad-words", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="A word with white space (other than the space that ends it) or control characters: "
+                   "stop with an error naming its line, or leave it out.")
 @click.option("--replace", is_flag=True, help="Replace the store if one already exists at --db.")
 @click.option("--storage", type=click.Choice(["exact", "sq8"]), default="exact", show_default=True,
               help="sq8 keeps only 8-bit codes: a quarter of the bytes, every vector approximate.")
@@ -51,8 +54,8 @@ class _Progress:
 @click.option("--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="skip", show_default=True,
               help="With --append: what to do with a word the store already has.")
 @json_option
-def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, storage, append, on_duplicate,
-         as_json):
+def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, replace, storage, append,
+         on_duplicate, as_json):
     """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too)."""
     if append and replace:
         raise click.UsageError("--append and --replace exclude each other")
@@ -69,7 +72,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, replace, st
     try:
         report = Store.load(
             file, db, format=format_name, limit=limit, unicode_errors=unicode_errors,
-            zero_vectors=zero_vectors, replace=replace, progress=progress, storage=storage,
+            zero_vectors=zero_vectors, replace=replace, progress=progress, storage=storage, bad_words=bad_words,
         )
     finally:
         if progress:
@@ -130,14 +133,16 @@ def info(db, as_json):
 
 
 @cli.command()
-@click.argument("output", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("output", type=click.Path(path_type=str))
 @click.option("--format", "format_name", type=click.Choice(EXPORT_FORMATS), required=True,
               help="word2vec (text), word2vec-bin, glove (text, no header) or npy (+ .vocab.txt).")
 @click.option("--words", "words_file", type=click.File("r", encoding="utf-8"),
               help="Export only the words listed in this file, one per line.")
 @db_option
 def export(output, format_name, words_file, db):
-    """Write the store's vectors to OUTPUT (compressed if it ends in .gz, .bz2 or .xz)."""
+    """Write the store's vectors to OUTPUT (compressed if it ends in .gz, .bz2 or .xz; '-' for stdout).
+
+    Never writes over the store's own files or anything that is not a regular file."""
     words = None
     if words_file is not None:
         words = [line.strip() for line in words_file if line.strip()]
@@ -146,4 +151,7 @@ def export(output, format_name, words_file, db):
             note(f"this store keeps only {store.storage} codes: the exported vectors are approximate")
         written = store.export(output, format_name, words)
         count = len(store) if words is None else len(set(words))
-    click.echo(f"Wrote {count:,} words to " + ", ".join(str(p) for p in written))
+    if output == "-":  # stdout holds the vectors alone; the summary goes to stderr
+        note(f"wrote {count:,} words to standard output")
+    else:
+        click.echo(f"Wrote {count:,} words to " + ", ".join(str(p) for p in written))

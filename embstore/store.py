@@ -73,13 +73,15 @@ class Store:
     @classmethod
     def load(cls, source: str | os.PathLike, path: str | os.PathLike | None = None, *, format: str | None = None,
              limit: int | None = None, unicode_errors: str = "strict", zero_vectors: str = "error",
-             replace: bool = False, progress: Progress | None = None, storage: str = EXACT) -> LoadReport:
+             replace: bool = False, progress: Progress | None = None, storage: str = EXACT,
+             bad_words: str = "error") -> LoadReport:
         """Load an embedding file into a new store at ``path``, or replace the one there, all
         or nothing. Duplicate words keep their first vector; ``zero_vectors`` 'error' or
-        'skip'; ``storage="sq8"`` keeps only 8-bit codes. Raises FormatError, StoreError."""
+        'skip'; ``bad_words`` (white space or control characters in a word) 'error' or 'skip';
+        ``storage="sq8"`` keeps only 8-bit codes. Raises FormatError, StoreError."""
         return load_store(source, resolve_store_path(path), format=format, limit=limit,
                           unicode_errors=unicode_errors, zero_vectors=zero_vectors, replace=replace,
-                          progress=progress, storage=storage)
+                          progress=progress, storage=storage, bad_words=bad_words)
 
     def close(self) -> None:
         self._files.close()

@@ -77,8 +77,8 @@ READER = textwrap.dedent("""
                                              f"{store.generation}")
                     if abs(truth[position[n.word]] - n.score) > tolerance:
                         raise AssertionError(f"{kind} {probe}: {n} but the cosine is {truth[position[n.word]]}")
-                if not {n.word for n in result.neighbours} & {n.word for n in exact.neighbours}:
-                    raise AssertionError(f"{kind} {probe}: {result} shares nothing with {exact}")
+                if max(truth[position[n.word]] for n in result.neighbours) < best[-1] - 0.05:
+                    raise AssertionError(f"{kind} {probe}: {result} is far from the exact answer {exact}")
         counts["served"] += len(sample) + 3 * len(probes)
         counts["checks"] += 1
         return len(words)
@@ -179,7 +179,7 @@ def test_readers_see_only_whole_states_while_a_writer_works(tmp_path, sample_lin
                for i, mode in enumerate(modes)]
     try:
         writer = subprocess.run([sys.executable, str(tmp_path / "writer.py"), str(db), *map(str, ready)],
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, check=False)
         done.write_text("done")
         # The long-lived reader must go on working (refresh and query) after the writer is gone.
         deadline = time.monotonic() + 1.5
@@ -188,7 +188,8 @@ def test_readers_see_only_whole_states_while_a_writer_works(tmp_path, sample_lin
     finally:
         stop.write_text("stop")
         outputs = [r.communicate(timeout=120) for r in readers]
-    assert all(r.returncode == 0 for r in readers), [err[-2000:] for _, err in outputs]
+    assert all(r.returncode == 0 for r in readers), [(r.returncode, out[-1000:], err[-2000:])
+                                                     for r, (out, err) in zip(readers, outputs)]
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     assert writer.returncode == 0, writer.stderr
     assert all(r["errors"] == 0 for r in reports), reports
@@ -221,12 +222,12 @@ def test_second_writer_is_told_the_store_is_busy(tmp_path, sample_lines, run):
         assert holder.stdout.readline().strip() == "locked"
         env = {**os.environ, "EMBSTORE_BUSY_TIMEOUT": "0.5"}
         completed = subprocess.run([sys.executable, "-m", "embstore_cli", "delete", "the", "--db", str(db)],
-                                   capture_output=True, text=True, env=env, timeout=60)
+                                   capture_output=True, text=True, env=env, timeout=60, check=False)
         assert completed.returncode == 1
         assert "busy: another process is writing to it" in completed.stderr
         assert "Traceback" not in completed.stderr
         reader = subprocess.run([sys.executable, "-m", "embstore_cli", "nearest", "of", "-k", "1", "--db", str(db)],
-                                capture_output=True, text=True, env=env, timeout=60)
+                                capture_output=True, text=True, env=env, timeout=60, check=False)
         assert reader.returncode == 0  # readers are not blocked by a writer
     finally:
         holder.kill()

@@ -3,6 +3,7 @@ words of answers, from SQLite or from a table held in memory."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -14,6 +15,23 @@ from .suggest import suggest_words
 from .word_table import WordTable
 
 WORDS_IN_MEMORY_AFTER = 8  # words_in_memory=None: hold the words once 1/8 of them were looked up in SQLite
+
+
+def word_problem(word: object) -> str | None:
+    """What makes ``word`` no word, or None. The one rule every way in applies (load, add,
+    rename): a non-empty string with no white space of any Unicode kind and no control
+    characters or lone surrogates. Other characters, zero-width joiners included, are kept."""
+    if not isinstance(word, str):
+        return f"is {type(word).__name__}, not text"
+    if not word:
+        return "is empty"
+    if word.isprintable() and " " not in word:
+        return None  # the fast path: almost every word
+    bad = next((c for c in word if c.isspace() or unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is None:
+        return None
+    return f"holds U+{ord(bad):04X}" + (f" {unicodedata.name(bad)}" if unicodedata.name(bad, "") else
+                                       " (a control character)")
 
 
 def word_list(words: object, argument: str) -> list[str]:

@@ -30,6 +30,7 @@ from ..storage.file_names import (NewFiles, index_file_path, leftover_files, new
 from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, STORAGE_KINDS
+from ..vocabulary.vocabulary import word_problem
 
 METRIC = "cosine"
 NORMALISATION = "unit rows; original norms kept in the catalog"
@@ -79,12 +80,12 @@ def own_files(store: Path, records: list[IndexFileRecord]) -> list[Path]:
 
 def load_store(source: str | os.PathLike, path: Path, *, format: str | None = None, limit: int | None = None,
                unicode_errors: str = "strict", zero_vectors: str = "error", replace: bool = False,
-               progress: Progress | None = None, storage: str = EXACT) -> LoadReport:
+               progress: Progress | None = None, storage: str = EXACT, bad_words: str = "error") -> LoadReport:
     """Load ``source`` into a new store at ``path``, or replace the store there. See ``Store.load``."""
     if storage not in STORAGE_KINDS:
         raise ValueError(f"storage must be one of {', '.join(STORAGE_KINDS)}")
-    if zero_vectors not in ZERO_VECTOR_POLICIES:
-        raise ValueError(f"zero_vectors must be one of {ZERO_VECTOR_POLICIES}")
+    if zero_vectors not in ZERO_VECTOR_POLICIES or bad_words not in ZERO_VECTOR_POLICIES:
+        raise ValueError(f"zero_vectors and bad_words must be one of {ZERO_VECTOR_POLICIES}")
     started = time.perf_counter()
     exists = os.path.lexists(path)
     if exists and not replace:
@@ -93,14 +94,15 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
         Catalog.open(path).close()  # refuse to overwrite something that is not a store
     with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
         path.parent.mkdir(parents=True, exist_ok=True)
-        loader = _Loader(reader, path, zero_vectors, progress, storage, started)
+        loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words)
         return loader.replace() if exists else loader.create()
 
 
 class _Loader:
     def __init__(self, reader: EmbeddingReader, path: Path, zero_vectors: str, progress: Progress | None,
-                 storage: str, started: float):
-        self.reader, self.path, self.zero_vectors = reader, path, zero_vectors
+                 storage: str, started: float, bad_words: str = "error"):
+        self.reader, self.path, self.zero_vectors, self.bad_words = reader, path, zero_vectors, bad_words
+        self.bad_words_skipped = 0
         self.progress, self.storage, self.started = progress, storage, started
         self.files = NewFiles()
 
@@ -194,6 +196,7 @@ class _Loader:
         seen: set[str] = set()
         next_id = duplicates = zeros = 0
         first_duplicates: list[str] = []
+        unit = "entry" if reader.format == "word2vec-bin" else "line"
         for chunk in reader.chunks():
             exact = chunk.vectors.astype(np.float64)  # norms and unit rows are computed in float64
             norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))
@@ -204,12 +207,20 @@ class _Loader:
                         reader.name, int(chunk.lines[position]),
                         f"the vector of {chunk.words[position]!r} is all zeros, which has no direction for cosine search",
                         hint="--zero-vectors skip leaves such words out",
-                        unit="entry" if reader.format == "word2vec-bin" else "line",
+                        unit=unit,
                     )
                 keep[position] = False
                 zeros += 1
             for position, word in enumerate(chunk.words):
-                if word in seen:
+                problem = word_problem(word)
+                if problem and self.bad_words == "error":
+                    raise FormatError(reader.name, int(chunk.lines[position]), f"word {word!r:.60} {problem}",
+                                      hint="a word has no white space or control characters; --bad-words skip "
+                                           "leaves such words out", unit=unit)
+                if problem:
+                    keep[position] = False
+                    self.bad_words_skipped += 1
+                elif word in seen:
                     keep[position] = False
                     duplicates += 1
                     if len(first_duplicates) < 5:
@@ -231,5 +242,7 @@ class _Loader:
         return LoadReport(
             store=self.path, source=reader.name, format=reader.format, dimension=reader.dimension, words=next_id,
             duplicates=duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - self.started,
-            first_duplicates=first_duplicates, notes=list(reader.notes),
+            first_duplicates=first_duplicates, notes=list(reader.notes) + (
+                [f"{self.bad_words_skipped:,} words with white space or control characters skipped"]
+                if self.bad_words_skipped else []),
         )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import unicodedata
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,21 +24,17 @@ from ..storage.file_names import NewFiles, leftover_files, new_index_file, remov
 from ..storage.index_files import FlatIndexWriter, write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
-from ..vocabulary.vocabulary import Vocabulary, word_list
+from ..vocabulary.vocabulary import Vocabulary, word_list, word_problem
 from .loading import own_files, record_written
 
 ROW_CHUNK = 65_536
 
 
 def check_new_word(word: object, source: str) -> str:
-    """A word to store: a non-empty string with no white space of any kind and no control
-    characters (the rule ``add`` and ``rename`` apply). Returns it; QueryError if not."""
-    if not isinstance(word, str):
-        raise QueryError(f"{source}: a word must be text, not {type(word).__name__} {word!r:.40}")
-    bad = next((c for c in word if c.isspace() or unicodedata.category(c) in ("Cc", "Cs")), None)
-    if not word or bad is not None:
-        why = "is empty" if not word else f"holds {unicodedata.name(bad, repr(bad))}"
-        raise QueryError(f"{source}: word {word!r:.60} {why}; a word has no white space or control characters")
+    """``word`` if it may be stored (``word_problem``), else QueryError naming it."""
+    problem = word_problem(word)
+    if problem:
+        raise QueryError(f"{source}: word {word!r:.60} {problem}; a word has no white space or control characters")
     return word
 
 
