@@ -109,6 +109,8 @@ class FlatIndexWriter:
                     self._failure = exc
 
     def _raise_failure(self) -> None:
+        if isinstance(self._failure, OSError):  # a full disk, say: name the file
+            raise StoreError(f"cannot write {self.final_path}: {self._failure.strerror or self._failure}") from None
         if self._failure is not None:
             raise self._failure
 
@@ -133,9 +135,12 @@ class FlatIndexWriter:
         handle.write(struct.pack("<q", self.rows))
         handle.seek(len(self._before) + 8 + len(self._after))
         handle.write(struct.pack("<Q", self.rows * self.dimension))
-        handle.flush()
-        os.fsync(handle.fileno())
-        handle.close()
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.final_path}: {exc.strerror or exc}") from None
         checksum = file_checksum(self.tmp_path)
         size = self.tmp_path.stat().st_size
         os.replace(self.tmp_path, self.final_path)

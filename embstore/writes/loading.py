@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import FormatError, StoreError
+from ..errors import FormatError, NotAStoreError, StoreError
 from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
@@ -88,10 +88,15 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
         raise ValueError(f"zero_vectors and bad_words must be one of {ZERO_VECTOR_POLICIES}")
     started = time.perf_counter()
     exists = os.path.lexists(path)
-    if exists and not replace:
-        raise StoreError(f"a store already exists at {path}; pass --replace to overwrite it, or choose another --db")
     if exists:
-        Catalog.open(path).close()  # refuse to overwrite something that is not a store
+        try:
+            Catalog.open(path).close()  # never overwrite something that is not a store
+        except NotAStoreError as exc:
+            raise NotAStoreError(f"{exc}; embstore never writes over a file that is not a store: choose another "
+                                 "--db") from None
+        if not replace:
+            raise StoreError(f"a store already exists at {path}; pass --replace to overwrite it, or choose "
+                             "another --db")
     with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
         path.parent.mkdir(parents=True, exist_ok=True)
         loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words)
