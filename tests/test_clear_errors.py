@@ -97,3 +97,31 @@ def test_table_cells_are_bounded_and_escaped(store_copy):
     assert completed.returncode == 0 and max(map(len, completed.stdout.splitlines())) < 200
     as_json = json.loads(cli("nearest", "queen", "-k", "3", "--json", "--db", store_copy).stdout)
     assert any(len(n["word"]) == 100_000 for n in as_json["neighbours"])  # JSON keeps the word whole
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 3 MB file system (tmpfs), where a write runs out of space."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_full_disk_is_one_error_naming_the_file_and_leaves_the_store_whole(small_disk, sample_lines):
+    source = small_disk.parent / "source.txt"
+    source.write_text("".join(sample_lines[:5000]), encoding="utf-8")
+    big = small_disk.parent / "big.txt"
+    big.write_text("".join(sample_lines[:20000]), encoding="utf-8")
+    db = small_disk / "s.db"
+    assert cli("load", source, "--db", db).returncode == 0
+    before = sorted(p.name for p in small_disk.iterdir())
+    one_error(cli("load", big, "--db", small_disk / "other.db"), "No space left", "other.db")
+    one_error(cli("index", "build", "--kind", "hnsw", "--db", db), "cannot write", "s.db.hnsw")
+    assert sorted(p.name for p in small_disk.iterdir()) == before  # nothing half-written is left
+    from embstore.storage.check import check_store
+
+    assert check_store(db).ok
