@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import queue
+import re
 import struct
 import threading
 from dataclasses import dataclass
@@ -24,6 +25,16 @@ from .durable import fsync_directory
 from ..errors import CatalogMismatchError, StoreError
 
 _HASH_BLOCK = 8 << 20
+
+
+def faiss_reason(exc: BaseException) -> str:
+    """The useful part of a FAISS error: the system's reason where it gives one ('No space left
+    on device'), else what failed, without FAISS's C++ location."""
+    text = str(exc).strip()
+    reason = re.search(r"\(([^()]+)\)\s*$", text)
+    if reason:
+        return reason.group(1)
+    return text.rsplit("failed: ", 1)[-1].rsplit("Error: ", 1)[-1][:200]
 
 
 def stored_width(kind: str, dimension: int) -> int:
@@ -161,7 +172,7 @@ def write_index_file(index: faiss.Index, tmp_path: Path, final_path: Path) -> Wr
         try:
             faiss.write_index(index, str(tmp_path))
         except RuntimeError as exc:  # a full disk, say
-            raise StoreError(f"cannot write {final_path}: {str(exc).splitlines()[-1][:200]}") from None
+            raise StoreError(f"cannot write {final_path}: {faiss_reason(exc)}") from None
         with open(tmp_path, "rb+") as handle:
             os.fsync(handle.fileno())
         checksum = file_checksum(tmp_path)
@@ -209,7 +220,7 @@ def open_index_file(path: Path, *, rows: int, size: int, checksum: str | None, d
             if index is None:
                 index = faiss.read_index(source)
         except (RuntimeError, MemoryError) as exc:
-            raise CatalogMismatchError(f"index file {path.name} cannot be read: {str(exc).splitlines()[0]}") from None
+            raise CatalogMismatchError(f"index file {path.name} cannot be read: {faiss_reason(exc)}") from None
     if index.ntotal != rows or index.d != dimension:
         raise CatalogMismatchError(
             f"index file {path.name} holds {index.ntotal:,} rows of dimension {index.d}; "
