@@ -15,7 +15,7 @@ from .errors import StoreError
 from .formats import write_embeddings
 from .formats.writing import vocabulary_path_for_npy
 from .search.searcher import Searcher
-from .storage.file_names import is_own_file
+from .storage.file_names import is_store_file
 from .vocabulary.vocabulary import Vocabulary, word_list
 
 STDOUT = "-"
@@ -24,10 +24,8 @@ STDOUT = "-"
 def check_export_target(output: Path, store: Path) -> None:
     """Refuse an output that is the store's catalog, its WAL or SHM file, one of its index
     files, or an existing path that is not a regular file (a device, a FIFO, a folder)."""
-    protected = {store.name, f"{store.name}-wal", f"{store.name}-shm", f"{store.name}-journal"}
     target = Path(os.path.realpath(output))
-    if target.parent == Path(os.path.realpath(store)).parent and (
-            target.name in protected or is_own_file(store, target.name)):
+    if is_store_file(store, output):
         raise StoreError(f"refusing to export to {output}: it is one of the store's own files; choose another name")
     try:
         mode = os.stat(target).st_mode

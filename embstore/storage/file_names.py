@@ -62,6 +62,16 @@ def is_own_file(store: Path, name: str) -> bool:
     return bool(_index_pattern(store.name).fullmatch(name) or _temporary_pattern(store.name).fullmatch(name))
 
 
+def is_store_file(store: Path, path: str | os.PathLike) -> bool:
+    """Whether ``path`` (after links) is the store's catalog, its WAL, SHM or journal file, or
+    one of its index or temporary files: files nothing but the store itself may open."""
+    target = Path(os.path.realpath(path))
+    if target.parent != Path(os.path.realpath(store)).parent:
+        return False
+    catalog = {store.name, f"{store.name}-wal", f"{store.name}-shm", f"{store.name}-journal"}
+    return target.name in catalog or is_own_file(store, target.name)
+
+
 class Claim:
     """An exclusive flock on a file this process is writing, held until ``release``."""
 

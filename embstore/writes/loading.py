@@ -25,8 +25,8 @@ from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
-from ..storage.file_names import (NewFiles, index_file_path, leftover_files, new_catalog_file, new_index_file,
-                                  remove_files)
+from ..storage.file_names import (NewFiles, index_file_path, is_store_file, leftover_files, new_catalog_file,
+                                  new_index_file, remove_files)
 from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, STORAGE_KINDS
@@ -87,6 +87,8 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
     if zero_vectors not in ZERO_VECTOR_POLICIES or bad_words not in ZERO_VECTOR_POLICIES:
         raise ValueError(f"zero_vectors and bad_words must be one of {ZERO_VECTOR_POLICIES}")
     started = time.perf_counter()
+    if os.path.lexists(source) and is_store_file(path, source):
+        raise StoreError(f"{source} is one of the store's own files, not an embedding file to load")
     exists = os.path.lexists(path)
     if exists:
         try:

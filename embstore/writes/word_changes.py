@@ -20,7 +20,7 @@ from ..errors import FormatError, QueryError, StoreError
 from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
-from ..storage.file_names import NewFiles, leftover_files, new_index_file, remove_files
+from ..storage.file_names import NewFiles, is_store_file, leftover_files, new_index_file, remove_files
 from ..storage.index_files import FlatIndexWriter, write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
@@ -144,6 +144,8 @@ class WordChanges:
     def append_file(self, source: str | os.PathLike, *, format: str | None = None, limit: int | None = None,
                     unicode_errors: str = "strict", on_duplicate: str = "skip") -> dict:
         """Add the words of an embedding file (``load --append``); one atomic change."""
+        if os.path.lexists(source) and is_store_file(self.path, source):
+            raise StoreError(f"{source} is one of the store's own files, not an embedding file to append")
         words: list[str] = []
         blocks: list[np.ndarray] = []
         with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
