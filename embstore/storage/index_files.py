@@ -130,6 +130,8 @@ class FlatIndexWriter:
         rows = np.ascontiguousarray(unit_rows, dtype="<f4")  # written later: callers must not change it
         if rows.ndim != 2 or rows.shape[1] != self.dimension:
             raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
+        if not rows.size:  # a chunk whose every word was a duplicate
+            return
         self._queue.put(rows)
         self.rows += rows.shape[0]
 
