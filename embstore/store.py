@@ -26,6 +26,7 @@ from .export import export_store, iter_vectors
 from .paths import resolve_store_path
 from .results import Neighbour, QueryResult, Resolved
 from .search.searcher import EXACT, AvailableIndex, Hits, Searcher
+from .storage.catalog import Catalog
 from .storage.catalog_indexes import IndexFileRecord
 from .storage.describe import StoreInfo, describe
 from .storage.store_files import StoreFiles
@@ -93,10 +94,9 @@ class Store:
         self.close()
 
     def refresh(self) -> bool:
-        """Move to the newest committed generation; returns whether anything changed."""
-        self.catalog.release_snapshot()
-        self.catalog.hold_snapshot()
-        if self.catalog.generation() == self.generation:
+        """Move to the newest committed generation; returns whether anything changed. If the
+        move fails (damage, Ctrl-C), the store stays whole on the generation it had."""
+        if self._files.newest_generation() == self.generation:
             return False
         self._reload()
         return True
@@ -104,23 +104,27 @@ class Store:
     def _reload(self) -> None:
         self._attach(self._files.reopen())
 
-    def _write(self, operation: Callable[[], object], attempts: int = 1):
-        """Run a write, redo it on the new state if another writer committed first (up to
-        ``attempts`` times), and move to the generation it committed (or back to a whole one)."""
+    def _write(self, operation: Callable[[Catalog], object], attempts: int = 1):
+        """Run ``operation`` with a catalog connection of its own, so that this store's read
+        snapshot is never released; redo it on the new state if another writer committed
+        first (up to ``attempts`` times); then move to the newest generation. If that move
+        fails, the store stays whole on the generation it had."""
         self.catalog.require_writable()
+        writer = Catalog.open(self.path)
         try:
             for attempt in range(attempts):
                 try:
-                    return operation()
+                    return operation(writer)
                 except StoreChangedError:
                     if attempt == attempts - 1:
                         raise
                     self._reload()
         finally:
+            writer.close()
             try:
                 self._reload()
             except EmbstoreError:
-                self.catalog.hold_snapshot()
+                pass
 
     # -- the vocabulary ---------------------------------------------------------------
 
@@ -233,24 +237,24 @@ class Store:
                     **params: int | None) -> IndexFileRecord:
         """Build an approximate or compressed index from the rows and record it atomically."""
         rows = self.searcher.rows
-        return self._write(lambda: IndexManager(self._files).build(kind, rows, make_default=make_default,
+        return self._write(lambda writer: IndexManager(self._files, writer).build(kind, rows, make_default=make_default,
                                                                    progress=progress, **params))
 
     def drop_index(self, kind: str) -> None:
         """Remove an approximate index (the exact rows cannot be dropped)."""
-        self._write(lambda: IndexManager(self._files).drop(kind))
+        self._write(lambda writer: IndexManager(self._files, writer).drop(kind))
 
     def set_default_index(self, kind: str) -> None:
         """Make ``kind`` the index queries use when none is named ('exact' to reset)."""
-        self._write(lambda: IndexManager(self._files).set_default(kind))
+        self._write(lambda writer: IndexManager(self._files, writer).set_default(kind))
 
     def tune_index(self, kind: str, **settings: int | None) -> IndexFileRecord:
         """Change hnsw ``ef_search``/``ef_search_words`` or ivf ``nprobe`` without a rebuild."""
-        return self._write(lambda: IndexManager(self._files).tune(kind, **settings))
+        return self._write(lambda writer: IndexManager(self._files, writer).tune(kind, **settings))
 
     def record_index_measurements(self, kind: str, figures: dict) -> bool:
         """Store measured recall and latency with the ``kind`` file they were measured on."""
-        return self._write(lambda: IndexManager(self._files).record_measurements(kind, figures))
+        return self._write(lambda writer: IndexManager(self._files, writer).record_measurements(kind, figures))
 
     # -- changes ----------------------------------------------------------------------
 
@@ -258,21 +262,21 @@ class Store:
                   source: str = "add") -> dict:
         """Add words with their vectors in one atomic change. ``on_duplicate``: 'error', 'skip'
         (keep the old vector) or 'replace' (same ID, new vector). New words get the next IDs."""
-        return self._write(lambda: WordChanges(self._files, self.vocab).add_words(words, vectors, on_duplicate, source),
+        return self._write(lambda writer: WordChanges(self._files, self.vocab, writer).add_words(words, vectors, on_duplicate, source),
                            CHANGE_ATTEMPTS)
 
     def append_file(self, source: str | os.PathLike, **options) -> dict:
         """Add the words of an embedding file (``load --append``); one atomic change."""
-        return self._write(lambda: WordChanges(self._files, self.vocab).append_file(source, **options),
+        return self._write(lambda writer: WordChanges(self._files, self.vocab, writer).append_file(source, **options),
                            CHANGE_ATTEMPTS)
 
     def delete_words(self, words: Sequence[str]) -> int:
         """Delete words (exact spelling) in one atomic change; later IDs move down to stay dense."""
-        return self._write(lambda: WordChanges(self._files, self.vocab).delete_words(words), CHANGE_ATTEMPTS)
+        return self._write(lambda writer: WordChanges(self._files, self.vocab, writer).delete_words(words), CHANGE_ATTEMPTS)
 
     def rename_word(self, old: str, new: str) -> None:
         """Give a word a new spelling; its ID and vector stay."""
-        self._write(lambda: WordChanges(self._files, self.vocab).rename_word(old, new), CHANGE_ATTEMPTS)
+        self._write(lambda writer: WordChanges(self._files, self.vocab, writer).rename_word(old, new), CHANGE_ATTEMPTS)
 
     # -- inspection and export --------------------------------------------------------
 

@@ -692,3 +692,38 @@ def test_default_index_racing_its_drop_never_leaves_a_dangling_default(small, ru
         assert "Traceback" not in outcomes[0][1] + outcomes[1][1]
         report = check_store(db)
         assert report.ok and "default_index" not in catalog_state(db)["meta"], report.problems
+
+
+@pytest.mark.parametrize("failure", ["damaged", "interrupted"])
+def test_a_refresh_that_fails_leaves_the_reader_whole_on_its_generation(small, failure, monkeypatch):
+    """The newest generation is opened beside the old one and swapped in only when whole: a
+    damaged file or a Ctrl-C half-way leaves the reader answering its own generation."""
+    db, _ = small
+    reader = Store.open(db)
+    try:
+        before = (answers(reader.nearest("king", k=5)), reader.similarity("king", "queen"), len(reader))
+        with Store.open(db) as writer:
+            writer.delete_words(["the", ",", ".", "of", "to"])
+        if failure == "damaged":
+            exact = index_path(db, "exact")
+            data = bytearray(exact.read_bytes())
+            data[-7] ^= 0xFF
+            exact.write_bytes(bytes(data))
+            with pytest.raises(StoreError):
+                reader.refresh()
+        else:
+            from embstore.storage import store_files
+
+            def interrupted(*args, **kwargs):
+                raise KeyboardInterrupt
+
+            monkeypatch.setattr(store_files.StoreFiles, "_read_rows", classmethod(interrupted))
+            with pytest.raises(KeyboardInterrupt):
+                reader.refresh()
+            monkeypatch.undo()
+        assert (answers(reader.nearest("king", k=5)), reader.similarity("king", "queen"), len(reader)) == before
+        assert "the" in reader and reader.vocabulary()[0] == "the"
+        if failure == "interrupted":
+            assert reader.refresh() and "the" not in reader and len(reader) == before[2] - 5
+    finally:
+        reader.close()

@@ -124,26 +124,32 @@ class StoreFiles:
             raise StoreNotFoundError(f"no store at {path}; create one with: embstore load FILE --db {path}")
         return cls._open(path, Catalog.open(path, readonly=readonly), None, verify)
 
+    def newest_generation(self) -> int:
+        """The generation last committed, read on a connection of its own (this one keeps its snapshot)."""
+        probe = Catalog.open(self.path, readonly=self.catalog.readonly, upgrade=False)
+        try:
+            return probe.generation()
+        finally:
+            probe.close()
+
     def reopen(self, *, verify: bool = True) -> "StoreFiles":
-        """The newest generation, on the same catalog connection; this one must not be used after."""
-        fresh = StoreFiles._open(self.path, self.catalog, self, verify)
-        for held in self.held.values():
-            held.close()
-        self.held = {}
+        """The newest generation, opened on a connection of its own and reusing what has not
+        changed; then this one is closed. If opening fails, this one is left as it was."""
+        fresh = StoreFiles._open(self.path, Catalog.open(self.path, readonly=self.catalog.readonly), self, verify)
+        self.close()
         return fresh
 
     @classmethod
     def _open(cls, path: Path, catalog: Catalog, previous: "StoreFiles | None", verify: bool) -> "StoreFiles":
+        """One generation on ``catalog`` (closed if opening fails), reusing ``previous``'s unchanged parts."""
         try:
             return cls._open_generation(path, catalog, previous, verify)
         except CatalogMismatchError as exc:
-            if previous is None:
-                catalog.close()
+            catalog.close()
             raise CatalogMismatchError(
                 f"{path}: catalog and index disagree: {exc}. To repair: 'embstore repair --db {path}'") from None
         except BaseException:
-            if previous is None:
-                catalog.close()
+            catalog.close()
             raise
 
     @classmethod

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import QueryError
 from ..search import index_kinds
+from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.file_names import NewFiles, new_index_file, remove_files
 from ..storage.index_files import write_index_file
@@ -26,9 +27,10 @@ from .loading import own_files, record_written
 class IndexManager:
     """Index files of the generation ``files`` holds."""
 
-    def __init__(self, files: StoreFiles):
+    def __init__(self, files: StoreFiles, catalog: Catalog):
+        """``files``: the generation it reads; ``catalog``: a connection of its own that writes."""
         self.files = files
-        self.catalog = files.catalog
+        self.catalog = catalog
         self.path = files.path
 
     def _holds_rows(self, kind: str) -> bool:

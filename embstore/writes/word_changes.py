@@ -41,9 +41,12 @@ def check_new_word(word: object, source: str) -> str:
 class WordChanges:
     """Changes to the words of the generation ``files`` holds; each is one atomic commit."""
 
-    def __init__(self, files: StoreFiles, vocabulary: Vocabulary):
+    def __init__(self, files: StoreFiles, vocabulary: Vocabulary, catalog: Catalog):
+        """``files`` and ``vocabulary``: the generation the change reads; ``catalog``: a connection
+        of its own that writes (the readers' snapshot is never released by a write)."""
         self.files = files
         self.vocabulary = vocabulary
+        self.catalog = catalog
         self.path = files.path
 
     def _rows(self) -> np.ndarray:
@@ -85,20 +88,21 @@ class WordChanges:
                     records.append(record_written(kind, written, params=record.params, recall=record.recall,
                                                   generation=record.generation + 1, rows_generation=rows_generation))
             replaced = [files.records[r.kind] for r in records]
-            with files.catalog.commit_at(files.generation, doing):
-                change(files.catalog)
-                files.catalog.record_words_digest()
+            catalog = self.catalog
+            with catalog.commit_at(files.generation, doing):
+                change(catalog)
+                catalog.record_words_digest()
                 for record in records:
-                    files.catalog.record_index_file(record)
-                totals = changes_since_load(files.catalog.meta())
-                files.catalog.set_meta(rows_generation=rows_generation, changes_since_load=json.dumps(
+                    catalog.record_index_file(record)
+                totals = changes_since_load(catalog.meta())
+                catalog.set_meta(rows_generation=rows_generation, changes_since_load=json.dumps(
                     {key: totals[key] + counts.get(key, 0) for key in totals}))
-                count, low, high = files.catalog.word_stats()
+                count, low, high = catalog.word_stats()
                 expected = records[0].rows if unit_rows is not None else files.size
                 if count != expected or (count and (low, high) != (0, count - 1)):
                     raise StoreError(f"internal error: the change left {count} words for {expected} rows; "
                                      "nothing was changed")
-                leftovers = leftover_files(self.path, files.catalog.recorded_file_names())
+                leftovers = leftover_files(self.path, catalog.recorded_file_names())
         remove_files(own_files(self.path, replaced) + leftovers)
 
     def add_words(self, words: Sequence[str], vectors: np.ndarray, on_duplicate: str = "error",
