@@ -126,6 +126,8 @@ def list_indexes(db, as_json):
         recall = f"{measured['recall@10']:.4f}" if "recall@10" in measured else "-"
         if index["stale"]:
             recall = "stale"  # built before the rows last changed: queries use the exact rows instead
+        if index.get("damaged"):
+            recall = "damaged"  # 'embstore check' says how; 'embstore repair' rebuilds it
         rows.append((index["kind"] + (" *" if index["kind"] == default else ""), human_bytes(index["bytes_on_disk"]),
                      recall, params))
     click.echo(table(["index", "on disk", "recall@10", "parameters"], rows, "lrrl"))

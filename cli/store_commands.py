@@ -126,8 +126,12 @@ def info(db, as_json):
         latency = f"{measured['search_mean_ms']:.3f} ms" if "search_mean_ms" in measured else "-"
         if index["stale"]:
             recall, latency = "stale: rebuild with 'index build'", "-"
-        rows.append((index["kind"] + (" *" if index["kind"] == details.default_index else ""), f"{index['rows']:,}",
-                     human_bytes(index["bytes_on_disk"]), recall, latency, Path(index["file"]).name))
+        if index.get("damaged"):
+            recall, latency = "damaged: run 'embstore repair'", "-"
+        rows.append((index["kind"] + (" *" if index["kind"] == details.default_index else ""),
+                     f"{index['rows']:,}" if index["rows"] is not None else "-",
+                     human_bytes(index["bytes_on_disk"]), recall, latency,
+                     Path(index["file"]).name if index["file"] else "-"))
     click.echo(table(["index", "rows", "on disk", "recall@10", "search", "file"], rows, "lrrrrl"))
     click.echo("* answers queries by default")
 

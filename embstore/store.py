@@ -56,7 +56,8 @@ class Store:
                                  storage_index=files.storage_index, default=files.meta.default_index, indexes={
                                      kind: AvailableIndex(kind, record.params, files.is_current(kind),
                                                           functools.partial(files.index, kind))
-                                     for kind, record in files.records.items() if kind not in (EXACT, self.storage)})
+                                     for kind, record in files.records.items() if kind not in (EXACT, self.storage)},
+                                 damaged=files.broken)
         self._queries = WordQueries(self.vocab, self.searcher)
 
     # -- opening, closing, loading ----------------------------------------------------

@@ -337,8 +337,12 @@ def test_a_catalog_naming_files_outside_the_store_never_touches_them(tmp_path, r
             report = check_store(db)
             assert report.ok and not report.leftovers, (command, report.problems)
             assert name not in {r[1] for r in catalog_state(db)["indexes"]}
-        else:
+        elif kind == "exact":  # the rows themselves: refused until repair
             assert result.exit_code == 1 and "not a file of this store" in result.output, (command, result.output)
+        else:  # a damaged approximate index is set aside: the command works and never touches the victim
+            assert result.exit_code == 0, (command, result.output)
+            with Store.open(db) as store:
+                assert store.nearest("king", k=3).neighbours
 
 
 def test_two_stores_in_one_folder_never_remove_each_others_files(tmp_path, sample_lines, run):

@@ -47,7 +47,7 @@ class Searcher:
 
     def __init__(self, rows: np.ndarray | None, dimension: int, *, storage: str = EXACT,
                  storage_index: faiss.Index | None = None, default: str = EXACT,
-                 indexes: dict[str, AvailableIndex] | None = None):
+                 indexes: dict[str, AvailableIndex] | None = None, damaged: dict[str, str] | None = None):
         """``rows``: the exact unit rows; or None with ``storage_index``, the compressed index
         of kind ``storage`` that holds a store's only rows."""
         self.dimension = dimension
@@ -55,6 +55,7 @@ class Searcher:
         self.storage_index = storage_index
         self.default = default
         self.indexes = indexes or {}
+        self.damaged = damaged or {}  # {kind: why it cannot be used}
         self._rows = rows
         self.size = rows.shape[0] if rows is not None else storage_index.ntotal
         self._opened: dict[str, faiss.Index] = {}
@@ -92,6 +93,9 @@ class Searcher:
         if kind not in index_kinds.KINDS:
             raise QueryError(f"unknown index kind {kind!r}; expected exact or one of {', '.join(index_kinds.KINDS)}")
         available = self.indexes.get(kind)
+        if kind in self.damaged:
+            return Choice(EXACT, f"the {kind} index cannot be used ({self.damaged[kind]}); the exact rows "
+                                 "answered. To repair it: embstore repair")
         if available is None:
             if index:
                 raise QueryError(f"this store has no {kind} index; build it with: embstore index build --kind {kind}")

@@ -41,6 +41,9 @@ def describe(files: StoreFiles) -> StoreInfo:
         indexes.append({"kind": kind, "file": shown, "rows": record.rows, "bytes_on_disk": size,
                         "checksum": record.checksum, "params": record.params, "recall": record.recall,
                         "created_at": record.created_at, "stale": not files.is_current(kind)})
+    indexes += [{"kind": kind, "file": None, "rows": None, "bytes_on_disk": None, "checksum": None, "params": {},
+                 "recall": None, "created_at": None, "stale": False, "damaged": why}
+                for kind, why in files.broken.items()]
     meta = files.meta
     return StoreInfo(
         path=str(files.path), words=files.size, dimension=meta.dimension, metric=meta.get("metric", "cosine"),

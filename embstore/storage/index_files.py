@@ -8,9 +8,11 @@ FAISS's own serialisation, one chunk at a time, so a load never holds the whole 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import queue
+import stat
 import re
 import struct
 import threading
@@ -297,12 +299,29 @@ def _read_all(handle: BinaryIO, body: memoryview, digest=None) -> bool:
     return item == body.nbytes
 
 
+def open_regular(path: Path) -> int:
+    """A read-only descriptor on ``path`` if it is a regular file: never through a symbolic link,
+    never blocking on a FIFO or a device (CatalogMismatchError otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise CatalogMismatchError(f"index file {path} is missing") from None
+    except OSError as exc:
+        what = "a symbolic link, which embstore never follows" if exc.errno == errno.ELOOP else exc.strerror
+        raise CatalogMismatchError(f"index file {path} cannot be read: it is {what}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CatalogMismatchError(f"index file {path} is not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 @contextlib.contextmanager
 def _open_sized(path: Path, size: int, source: str | None = None) -> Iterator[BinaryIO]:
-    """``path`` (read through ``source``, a descriptor's /proc path, when given) opened for
-    reading, after checking it exists and has the recorded size."""
+    """``path`` (read through ``source``, a held descriptor's /proc path, when given) opened for
+    reading, after checking it is a regular file of the recorded size."""
     try:
-        handle = open(source or path, "rb")
+        handle = open(source, "rb") if source else os.fdopen(open_regular(path), "rb")
     except FileNotFoundError:
         raise CatalogMismatchError(f"index file {path} is missing") from None
     except OSError as exc:

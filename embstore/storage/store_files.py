@@ -18,9 +18,9 @@ import numpy as np
 
 from ..errors import CatalogMismatchError, StoreBusyError, StoreNotFoundError
 from .catalog import Catalog
-from .catalog_indexes import IndexFileRecord
+from .catalog_indexes import IndexFileRecord, parse_record
 from .file_names import index_file_path
-from .index_files import open_exact_rows, open_index_file, stored_width
+from .index_files import open_exact_rows, open_index_file, open_regular, stored_width
 from .store_meta import EXACT, StoreMeta
 
 OPEN_ATTEMPTS = 5
@@ -37,13 +37,9 @@ class HeldFile:
 
     @classmethod
     def open(cls, path: Path, record: IndexFileRecord) -> "HeldFile":
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise _Vanished(f"index file {path} is missing") from None
-        except OSError as exc:
-            raise CatalogMismatchError(f"index file {path} cannot be read: {exc.strerror}") from None
-        return cls(path, record, fd)
+        if not os.path.lexists(path):
+            raise _Vanished(f"index file {path} is missing")
+        return cls(path, record, open_regular(path))
 
     def shared(self) -> "HeldFile":
         """Another holder of the same open file (for the next generation, when the record is unchanged)."""
@@ -79,6 +75,7 @@ class StoreFiles:
         self.rows = rows  # the exact unit rows (read-only), unless the store keeps only compressed codes
         self.storage_index = storage_index  # the sq8 index holding the rows, for --storage sq8 stores
         self.size = size
+        self.broken: dict[str, str] = {}  # approximate indexes that cannot be used, and why
 
     @property
     def records(self) -> dict[str, IndexFileRecord]:
@@ -159,32 +156,59 @@ class StoreFiles:
             catalog.release_snapshot()
             catalog.hold_snapshot()
             meta = StoreMeta.parse(catalog.meta(), path)
-            records = {record.kind: record for record in catalog.index_files()}
             count, low, high = catalog.word_stats()
-            held: dict[str, HeldFile] = {}
-            try:
-                for kind, record in records.items():
-                    old = previous.held.get(kind) if previous else None
-                    held[kind] = old.shared() if old is not None and old.record == record else \
-                        HeldFile.open(index_file_path(path, kind, record.file), record)
+            held, broken, vanished = cls._hold_files(path, catalog, meta, previous)
+            if not vanished:
                 break
-            except BaseException as exc:
-                for file in held.values():
-                    file.close()
-                if not isinstance(exc, _Vanished):
-                    raise
-                catalog.release_snapshot()
-                if catalog.generation() == meta.generation or attempt == OPEN_ATTEMPTS - 1:
-                    if catalog.generation() != meta.generation:
-                        raise StoreBusyError(f"store {path} changed {OPEN_ATTEMPTS} times while it was being "
-                                             "opened; try again") from None
-                    raise
+            catalog.release_snapshot()
+            if catalog.generation() == meta.generation:  # no writer replaced them: they are damaged
+                catalog.hold_snapshot()  # the same generation, so the same content as the one read
+                if meta.storage not in broken:
+                    break
+            for file in held.values():
+                file.close()
+            if catalog.generation() == meta.generation:
+                raise CatalogMismatchError(broken[meta.storage])
+            if attempt == OPEN_ATTEMPTS - 1:
+                raise StoreBusyError(f"store {path} changed {OPEN_ATTEMPTS} times while it was being opened; "
+                                     "try again")
         try:
-            return cls._read_rows(path, catalog, meta, held, (count, low, high), previous, verify)
+            files = cls._read_rows(path, catalog, meta, held, (count, low, high), previous, verify)
+            files.broken = {kind: why for kind, why in broken.items() if kind != meta.storage}
+            return files
         except BaseException:
             for file in held.values():
                 file.close()
             raise
+
+    @staticmethod
+    def _hold_files(path: Path, catalog: Catalog, meta: StoreMeta, previous: "StoreFiles | None"
+                    ) -> tuple[dict[str, HeldFile], dict[str, str], bool]:
+        """Open every index file the snapshot names: (held files, {kind: why it cannot be used},
+        whether a file was missing). An approximate index that is damaged is set aside (queries
+        answer from the exact rows, with a note); damage to the rows themselves is raised."""
+        held: dict[str, HeldFile] = {}
+        broken: dict[str, str] = {}
+        vanished = False
+        try:
+            for row in catalog.index_file_rows():
+                kind = row[0]
+                try:
+                    record = parse_record(row)
+                    old = previous.held.get(kind) if previous else None
+                    held[kind] = old.shared() if old is not None and old.record == record else \
+                        HeldFile.open(index_file_path(path, kind, record.file), record)
+                except _Vanished as exc:
+                    vanished, broken[kind] = True, str(exc)
+                except CatalogMismatchError as exc:
+                    if kind == meta.storage:
+                        raise
+                    broken[kind] = str(exc)
+        except BaseException:
+            for file in held.values():
+                file.close()
+            raise
+        return held, broken, vanished
 
     @classmethod
     def _read_rows(cls, path, catalog, meta, held, stats, previous, verify) -> "StoreFiles":
