@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,23 @@ import pytest
 from embstore import Store
 
 SETPRIV = shutil.which("setpriv")
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or SETPRIV is None,
-                                reason="needs root and setpriv to read as another user")
+NOBODY = [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if SETPRIV else []
+
+
+def _nobody_can_run_python() -> bool:
+    if os.geteuid() != 0 or SETPRIV is None:
+        return False
+    probe = subprocess.run([*NOBODY, sys.executable, "-c", "import embstore"], capture_output=True, cwd="/",
+                           env={**os.environ, "HOME": "/nonexistent"})
+    return probe.returncode == 0
+
+
+pytestmark = pytest.mark.skipif(not _nobody_can_run_python(),
+                                reason="needs root, setpriv, and a Python the user nobody may run")
 
 
 def as_nobody(*arguments: str) -> subprocess.CompletedProcess:
-    command = [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-m", "embstore_cli",
-               *arguments]
+    command = [*NOBODY, sys.executable, "-m", "embstore_cli", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/",
                           env={**os.environ, "HOME": "/nonexistent"})
 
@@ -97,3 +108,60 @@ def test_read_only_reader_beside_a_writer_that_holds_the_store_open(shared_store
     finally:
         holder.stdin.close()
         holder.wait(timeout=30)
+
+
+READER = """
+import json, sys, time
+import numpy as np
+from embstore import Store
+db, seconds = sys.argv[1], float(sys.argv[2])
+store = Store.open(db)
+errors, checked, messages = 0, 0, []
+deadline = time.time() + seconds
+refreshed = 0.0
+while time.time() < deadline:
+    try:
+        if time.time() - refreshed > 1.0:  # a reader keeps its generation for a while between refreshes
+            store.refresh()
+            refreshed = time.time()
+        words = set(store)
+        for kind in ("exact", "sq8"):
+            result = store.nearest("king", k=5, index=kind)
+            assert all(n.word in words for n in result.neighbours), result
+            for n in result.neighbours:
+                true = float(np.dot(store.unit_vector("king"), store.unit_vector(n.word)))
+                assert abs(true - n.score) < (1e-5 if kind == "exact" or result.notes else 0.05), (n, true)
+        assert abs(store.similarity("king", "queen") - 0.7839) < 1e-3
+        checked += 1
+    except Exception as exc:
+        errors += 1
+        messages.append(repr(exc)[:200])
+print(json.dumps({"errors": errors, "checked": checked, "messages": messages[:3]}))
+"""
+
+
+def test_a_read_only_reader_stays_whole_while_the_owner_writes(shared_store, tmp_path):
+    """No other process holds the store open, so the reader can share no WAL index: it reads a
+    snapshot of the catalog, and moves to each new generation the owner commits."""
+    script = shared_store.parent / "reader.py"
+    script.write_text(READER)
+    os.chmod(script, 0o644)
+    reader = subprocess.Popen([*NOBODY, sys.executable, str(script), str(shared_store), "14"], cwd="/",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "HOME": "/nonexistent"})
+    source = shared_store.parent / "source.txt"
+    for round_ in range(6):
+        with Store.open(shared_store) as owner:
+            owner.add_words([f"extra{round_}"], owner.vector("of")[None, :] * 2)
+            owner.delete_words(["and", "the"] if round_ % 3 == 0 else [f"extra{round_ - 1}"])
+            owner.build_index("sq8")
+        if round_ % 3 == 2:  # every page of the catalog rewritten
+            Store.load(source, shared_store, replace=True)
+            with Store.open(shared_store) as owner:
+                owner.build_index("sq8")
+        for file in shared_store.parent.iterdir():
+            os.chmod(file, 0o644)
+        time.sleep(0.7)
+    out, err = reader.communicate(timeout=120)
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["errors"] == 0 and report["checked"] > 5, (report, err[-2000:])

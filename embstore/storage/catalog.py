@@ -88,8 +88,11 @@ class Catalog(WordQueries, IndexRecords):
 
     @staticmethod
     def _connect(path: Path, mode: str = "rw") -> sqlite3.Connection:
-        """``mode``: rw; ro (read-only, the WAL index still shared); immutable (read-only
-        media, where SQLite may create no -shm file: nothing may change the store meanwhile)."""
+        """``mode``: rw; ro (read-only, sharing the WAL index with the writers, which needs the
+        -shm file to exist or be creatable); snapshot (read-only where no -shm file can be had:
+        see ``_snapshot``)."""
+        if mode == "snapshot":
+            return Catalog._snapshot(path)
         timeout = busy_timeout_seconds()
         if mode == "rw":
             conn = sqlite3.connect(str(path), isolation_level=None, timeout=timeout, check_same_thread=False)
@@ -101,6 +104,37 @@ class Catalog(WordQueries, IndexRecords):
         # an answer among 400k took 44 -> 34 us. Only address space is reserved.
         conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
         return conn
+
+    @staticmethod
+    def _snapshot(path: Path, attempts: int = 3) -> sqlite3.Connection:
+        """The catalog copied whole into memory, for a reader that can create no -shm file
+        (a folder it cannot write, and no other process has the store open). On a read-only
+        file system nothing can change it; elsewhere the copy is taken only while the file
+        stays the same from start to end and no WAL holds changes, so it is one consistent
+        generation that later writes by the owner cannot tear."""
+        wal = path.with_name(path.name + "-wal")
+
+        def state() -> tuple:
+            info = os.stat(path)
+            return info.st_ino, info.st_size, info.st_mtime_ns, os.path.exists(wal) and os.path.getsize(wal) > 0
+
+        for _ in range(attempts):
+            before = state()
+            if before[3]:
+                raise StoreReadOnlyError(
+                    f"{path} has committed changes in {wal.name} that only a process allowed to write the store can "
+                    "apply (its last writer stopped before it could): run any embstore command on it as its owner, "
+                    "then try again")
+            source = sqlite3.connect(path.absolute().as_uri() + "?mode=ro&immutable=1", uri=True)
+            copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            try:
+                source.backup(copy)
+            finally:
+                source.close()
+            if state() == before:
+                return copy
+            copy.close()
+        raise StoreBusyError(f"store {path} kept changing while it was being read; try again")
 
     @classmethod
     def create(cls, path: Path) -> "Catalog":
@@ -128,7 +162,7 @@ class Catalog(WordQueries, IndexRecords):
         read-only, so that it still answers queries; writes then raise StoreReadOnlyError.
         """
         check_catalog_path(path)
-        modes = ["rw"] if _writable(path) and not readonly else ["ro", "immutable"]
+        modes = ["rw"] if _writable(path) and not readonly else ["ro", "snapshot"]
         for mode in modes:
             try:
                 conn = cls._connect(path, mode)
