@@ -95,6 +95,26 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
     return found
 
 
+def _recorded_names(path: Path) -> set[str]:
+    catalog = Catalog.open(path, upgrade=False)
+    try:
+        return catalog.recorded_file_names()
+    finally:
+        catalog.close()
+
+
+def _load_options(meta: dict[str, str]) -> dict:
+    """The options the store was loaded with (format, limit, ...), so that a reload gives it back."""
+    try:
+        options = json.loads(meta.get("load_options") or "{}")
+    except ValueError:
+        options = {}
+    known = {"format", "limit", "unicode_errors", "zero_vectors", "bad_words", "storage"}
+    options = {k: v for k, v in options.items() if k in known} if isinstance(options, dict) else {}
+    options.setdefault("format", meta.get("source_format"))
+    return options
+
+
 def _fix_meta(catalog: Catalog, report: RepairReport) -> bool:
     """Put back a format version or generation that is not a whole number (from the records)."""
     raw = catalog.meta()
@@ -119,9 +139,11 @@ def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport) -> N
     if DEFAULT in damaged:
         catalog.delete_meta("default_index")
         report.actions.append("reset the default index, which named no index, to exact")
-    for part in damaged:
-        if part.startswith("index:"):
-            catalog.delete_index_file(part.split(":", 1)[1])
+    for part in damaged:  # a damaged index of a known kind keeps its record until its rebuild replaces it,
+        kind = part.split(":", 1)[1] if part.startswith("index:") else None  # so a killed repair forgets nothing
+        if kind is not None and kind not in KINDS:
+            catalog.delete_index_file(kind)
+            report.actions.append(f"removed the record of an index of unknown kind {kind!r}")
 
 
 def _reload(path: Path, meta: dict[str, str], indexes: dict, discard_changes: bool, report: RepairReport) -> bool:
@@ -136,16 +158,25 @@ def _reload(path: Path, meta: dict[str, str], indexes: dict, discard_changes: bo
         report.remaining.append(f"the exact rows are damaged and the source file {source} has changed since it was "
                                 f"loaded ({recorded} bytes then); load the right file again with --replace")
         return False
+    newer = [p.name for p in leftover_files(path, ()) if ".exact." in p.name and p.name.endswith(".faiss")
+             and p.name not in _recorded_names(path)]
+    if newer and not discard_changes:
+        report.remaining.append(
+            f"the exact rows are damaged, and {', '.join(newer)} beside the store holds rows the catalog does not "
+            "name: it may hold changes newer than the catalog knows of (a lost WAL file, say). Reloading the "
+            "source would delete it, so nothing was changed. Keep a copy of it; 'embstore repair "
+            "--discard-changes' reloads anyway")
+        return False
     changes = {k: v for k, v in changes_since_load(meta).items() if v}
     if changes and not discard_changes:
         listed = ", ".join(f"{count:,} {what}" for what, count in changes.items())
         report.remaining.append(
             f"the exact rows are damaged; the only way to repair them is to reload {source}, which would lose the "
             f"changes made since it was loaded ({listed} words); nothing was changed. Run 'embstore repair "
-            f"--discard-changes' to reload and lose them, or 'embstore export' what can still be read first")
+            f"--discard-changes' to reload and lose them")
         return False
     try:
-        Store.load(source, path, format=meta.get("source_format"), replace=True)
+        Store.load(source, path, replace=True, **_load_options(meta))
     except EmbstoreError as exc:
         report.remaining.append(f"reloading {source} failed: {exc}")
         return False

@@ -342,6 +342,14 @@ class Catalog(WordQueries, IndexRecords):
             raise StoreError(f"{self.path}: meta.{key} is {row[0]!r}, not a number; "
                              f"run 'embstore repair --db {self.path}'") from None
 
+    def safe_generation(self, key: str = "generation") -> int:
+        """meta.``key`` as a whole number, or 0 where it is missing or damaged (for writes that
+        replace everything, such as load --replace, which must work on a damaged catalog)."""
+        try:
+            return max(0, self._meta_int(key))
+        except StoreError:
+            return 0
+
     def generation(self) -> int:
         """Bumped by every commit: a reader whose generation differs has missed a change."""
         return self._meta_int("generation")

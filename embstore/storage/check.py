@@ -109,7 +109,12 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
             and f"index:{meta.default_index}" not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
     report.leftovers = leftover_files(path, catalog.recorded_file_names())
-    report.notes += [f"leftover from an interrupted write: {p.name} (repair removes it)" for p in report.leftovers]
+    for leftover in report.leftovers:
+        if ROWS in report.damaged and not leftover.name.endswith(".tmp"):
+            report.notes.append(f"{leftover.name} is not named by the catalog; while the rows are damaged it is kept, "
+                                "since it may hold rows newer than the catalog knows of")
+        else:
+            report.notes.append(f"leftover from an interrupted write: {leftover.name} (repair removes it)")
 
 
 def _check_words(catalog: Catalog, report: CheckReport) -> int:

@@ -51,15 +51,16 @@ class IndexManager:
             del built
             with self.catalog.commit_at(None, f"the {kind} index was being built",
                                         rows_generation=self.files.meta.rows_generation):
-                previous = self.catalog.index_file(kind)
+                previous = next(((r[0], r[1], r[6]) for r in self.catalog.index_file_rows() if r[0] == kind), None)
+                count = previous[2] if previous and isinstance(previous[2], int) and previous[2] >= 0 else 0
                 record = record_written(kind, written, params={**resolved, "build_seconds": round(seconds, 3)},
-                                        generation=(previous.generation + 1) if previous else 1,
+                                        generation=count + 1,
                                         rows_generation=self.files.meta.rows_generation, recall=None)
                 self.catalog.record_index_file(record)
                 if make_default:
                     self.catalog.set_meta(default_index=kind)
-        if previous is not None:
-            remove_files(own_files(self.path, [previous]))
+        if previous is not None:  # (a damaged record's file name is removed only if it is this store's own)
+            remove_files(own_files(self.path, [previous[:2]]))
         return record
 
     def drop(self, kind: str) -> None:

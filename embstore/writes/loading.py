@@ -67,12 +67,14 @@ def record_written(kind: str, written: WrittenFile, *, params: dict, generation:
                            recall=recall, rows_generation=rows_generation)
 
 
-def own_files(store: Path, records: list[IndexFileRecord]) -> list[Path]:
-    """The paths of ``records`` that are this store's own files (a hostile name is skipped, never touched)."""
+def own_files(store: Path, records: list[IndexFileRecord] | list[tuple[str, str]]) -> list[Path]:
+    """The paths of ``records`` (or (kind, file name) pairs) that are this store's own files
+    (a hostile name is skipped, never touched)."""
     paths = []
     for record in records:
+        kind, name = (record.kind, record.file) if isinstance(record, IndexFileRecord) else record
         try:
-            paths.append(index_file_path(store, record.kind, record.file))
+            paths.append(index_file_path(store, kind, name))
         except StoreError:
             continue
     return paths
@@ -144,11 +146,11 @@ class _Loader:
         try:
             with self.files.written():
                 with catalog.write_transaction():
-                    old = catalog.index_files()
+                    old = [(row[0], row[1]) for row in catalog.index_file_rows()]  # damaged records too
                     remove_files(leftover_files(self.path, catalog.recorded_file_names()))
                     catalog.delete_all_words()
                     catalog.delete_all_index_files()
-                    report, dropped = self._write(catalog, rows_generation=catalog.rows_generation() + 1)
+                    report, dropped = self._write(catalog, rows_generation=catalog.safe_generation("rows_generation") + 1)
         finally:
             catalog.close()
         remove_files(own_files(self.path, old) + dropped)
@@ -175,7 +177,10 @@ class _Loader:
             normalisation=NORMALISATION, source=os.path.abspath(self.reader.name), source_format=self.reader.format,
             source_bytes=source.stat().st_size if source.is_file() else "", created_at=now(),
             duplicates_skipped=report.duplicates, zero_vectors_skipped=report.zero_vectors_skipped,
-            rows_generation=rows_generation, generation=catalog.generation() + 1,
+            rows_generation=rows_generation, generation=catalog.safe_generation() + 1,
+            load_options=json.dumps({"format": self.reader.format, "limit": self.reader.limit,
+                                     "unicode_errors": self.reader.unicode_errors, "zero_vectors": self.zero_vectors,
+                                     "bad_words": self.bad_words, "storage": self.storage}),
             changes_since_load=json.dumps(NO_CHANGES), storage=EXACT,
         )
         catalog.delete_meta("default_index")
