@@ -118,6 +118,10 @@ def shell(db):
                 if arguments[0] not in SHELL_COMMANDS:
                     click.echo(f"Error: unknown command {arguments[0]!r}; type 'help'", err=True)
                     continue
+                try:  # a long session sees what other processes commit, and lets go of the old WAL
+                    store.refresh()
+                except EmbstoreError as exc:
+                    click.echo(f"note: the store stays as it was when last read: {exc}", err=True)
                 try:
                     cli.main(args=arguments, prog_name="embstore", standalone_mode=False)
                 except click.ClickException as exc:

@@ -180,7 +180,7 @@ def bench(kinds, queries, pool, k, analogies, db, as_json):
         for kind in kinds:
             store.index_kind(kind)
             results[kind] = store.measure_index(kind, queries=queries, k=k, analogies=analogies, pool=pool)
-            if pool is None:
+            if pool is None and not store.catalog.readonly:  # measuring needs no write; keeping the figures does
                 store.record_index_measurements(kind, results[kind])
     if as_json:
         emit_json(results)

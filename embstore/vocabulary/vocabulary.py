@@ -37,9 +37,13 @@ def word_problem(word: object) -> str | None:
 def word_list(words: object, argument: str) -> list[str]:
     """``words`` as a list of words; a bare string (which Python would read as its letters)
     is refused with a TypeError that says what to write instead."""
-    if isinstance(words, (str, bytes)):
+    if isinstance(words, (str, bytes, bytearray)):
         raise TypeError(f"{argument} takes a list of words, not a string: write [{words!r}] for one word")
-    return list(words)
+    words = list(words)
+    odd = next((w for w in words if not isinstance(w, str)), None)
+    if odd is not None:
+        raise TypeError(f"{argument} takes words as strings, not {type(odd).__name__} {odd!r:.40}")
+    return words
 
 
 def load_word_table(catalog: Catalog, count: int) -> WordTable | None:
