@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from embstore import EmbstoreError
 from embstore.plot import METHODS, draw, project
 
 from .main import cli, db_option, open_store, shell_session
