@@ -87,10 +87,11 @@ class WordQueries:
         (``mul``, ``most_similar_cosmul``). Query words are never answers."""
         if method not in ANALOGY_METHODS:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
-        questions = word_list(questions, "analogy_many")
-        for question in questions:
-            if isinstance(question, str) or len(question) != 3:
-                raise TypeError("analogy_many takes a list of (a, b, c) word triples")
+        if isinstance(questions, (str, bytes, bytearray)):
+            raise TypeError("analogy_many takes a list of (a, b, c) word triples, not a string")
+        questions = [word_list(question, "each question of analogy_many") for question in questions]
+        if any(len(question) != 3 for question in questions):
+            raise TypeError("analogy_many takes a list of (a, b, c) word triples")
         flat = self.vocabulary.resolve_many([w for q in questions for w in q], on_unknown)
         triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
         known = [t for t in triples if all(isinstance(r, Resolved) for r in t)]
