@@ -69,5 +69,9 @@ class CatalogMismatchError(StoreError):
     """The SQLite catalog and an index file disagree."""
 
 
+class CatalogDamagedError(CatalogMismatchError):
+    """The catalog is embstore's, but SQLite cannot read or write it as it is."""
+
+
 class QueryError(EmbstoreError, ValueError):
     """A query cannot be answered as asked (empty word list, bad k, ...)."""

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EmbstoreError
+from .errors import CatalogDamagedError, EmbstoreError, StoreNotFoundError
 from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
-from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROWS, check_store
-from .storage.file_names import leftover_files, remove_files
+from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROWS, STORAGE, CheckReport, check_store
+from .storage.file_names import index_file_path, leftover_files, remove_files
+from .storage.index_files import file_checksum
+from .storage.store_meta import EXACT, STORAGE_KINDS
 from .storage.schema import FORMAT_VERSION
 from .store import Store
 from .storage.store_meta import changes_since_load
@@ -38,37 +42,24 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     """Repair the store at ``path``; the report says what was done and what is still wrong."""
     path = resolve_store_path(path)
     report = RepairReport(str(path))
-    catalog = Catalog.open(path, repairing=True)  # re-records lost migration records
+    if not os.path.lexists(path):
+        raise StoreNotFoundError(f"no store at {path}")
+    meta, indexes, _ = _read_what_can_be_read(path)  # before anything is mended: every index there was
     try:
-        if catalog.lost_migrations:
-            report.actions.append(f"recorded again the schema migrations whose record was lost: "
-                                  f"{', '.join(catalog.lost_migrations)}")
-        if _fix_meta(catalog, report):
-            report.actions.append("derived the store's generations and format version again")
-    finally:
-        catalog.close()
-    before = check_store(path)
-    catalog = Catalog.open(path)
-    try:
-        meta = catalog.meta()
-        indexes = _approximate_indexes(catalog)
-        with catalog.commit_at(None, "the store was being repaired"):
-            _fix_catalog(catalog, before.damaged, report)
-            # While the rows are damaged, an unreferenced index file may be the newest rows: keep it.
-            leftovers = [p for p in leftover_files(path, catalog.recorded_file_names())
-                         if ROWS not in before.damaged or p.name.endswith(".tmp")]
-        remove_files(leftovers)
-        report.actions += [f"removed leftover {p.name}" for p in leftovers]
-    finally:
-        catalog.close()
-    if ROWS in before.damaged:
+        before = _repair_in_place(path, report)
+        damaged, problems, stale = before.damaged, before.problems, before.stale
+        meta, now, recorded = _read_what_can_be_read(path)
+        indexes = {**indexes, **now}
+    except (CatalogDamagedError, sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        damaged, problems, stale, recorded = {ROWS}, [f"the catalog cannot be repaired in place: {exc}"], set(), set()
+    if ROWS in damaged:
         if not _reload(path, meta, indexes, discard_changes, report):
-            report.remaining += before.problems
+            report.remaining += problems
             return report
         rebuild = dict(indexes)
     else:
         rebuild = {kind: params for kind, params in indexes.items()
-                   if f"index:{kind}" in before.damaged or kind in before.stale}
+                   if f"index:{kind}" in damaged or kind in stale or kind not in recorded}
     if rebuild:
         with Store.open(path) as store:
             for kind, params in rebuild.items():
@@ -84,8 +75,12 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
     """{kind: build parameters} of the approximate indexes recorded (damaged records too, with defaults)."""
     found = {}
     storage = catalog.meta().get("storage")
-    for kind, params in catalog.conn.execute("SELECT kind, params FROM index_files"):
-        if kind in KINDS and kind != storage:
+    storage = storage if storage in STORAGE_KINDS else EXACT  # a damaged storage names no index to leave out
+    for kind, params, name in catalog.conn.execute("SELECT kind, params, file FROM index_files"):
+        if kind not in KINDS and isinstance(name, str):  # a damaged kind: the file name still says which
+            named = re.fullmatch(rf"{re.escape(catalog.path.name)}\.([a-z0-9]+)\.[0-9a-f]{{8}}\.faiss", name)
+            kind = named.group(1) if named else kind
+        if kind in KINDS and kind != storage and kind not in found:
             try:
                 given = json.loads(params)
                 known = {p.name for p in PARAMETERS[kind]}
@@ -93,6 +88,73 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
             except (TypeError, ValueError, AttributeError):
                 found[kind] = {}
     return found
+
+
+def _repair_in_place(path: Path, report: RepairReport) -> CheckReport:
+    """What can be mended without reloading; returns what check found before (after the
+    generations and migration records were put right)."""
+    catalog = Catalog.open(path, repairing=True)  # re-records lost migration records
+    try:
+        if catalog.lost_migrations:
+            report.actions.append(f"recorded again the schema migrations whose record was lost: "
+                                  f"{', '.join(catalog.lost_migrations)}")
+        if _fix_meta(catalog, report):
+            report.actions.append("derived the store's generations and format version again")
+        readopted = _readopt_files(catalog)
+        report.actions += [f"the catalog names {name} again: it holds exactly the rows recorded" for name in readopted]
+    finally:
+        catalog.close()
+    before = check_store(path)
+    catalog = Catalog.open(path)
+    try:
+        with catalog.commit_at(None, "the store was being repaired"):
+            _fix_catalog(catalog, before.damaged, report)
+            # While the rows are damaged, an unreferenced index file may be the newest rows: keep it.
+            leftovers = [p for p in leftover_files(path, catalog.recorded_file_names())
+                         if ROWS not in before.damaged or p.name.endswith(".tmp")]
+        remove_files(leftovers)
+        report.actions += [f"removed leftover {p.name}" for p in leftovers]
+    finally:
+        catalog.close()
+    return before
+
+
+def _read_what_can_be_read(path: Path) -> tuple[dict[str, str], dict[str, dict], set[str]]:
+    """(meta, approximate indexes' build parameters, kinds recorded) from a catalog that may be
+    damaged; empty where unreadable."""
+    try:
+        catalog = Catalog.open(path, upgrade=False)
+    except EmbstoreError:
+        return {}, {}, set()
+    try:
+        return catalog.meta(), _approximate_indexes(catalog), {row[0] for row in catalog.index_file_rows()}
+    except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError):
+        return {}, {}, set()
+    finally:
+        catalog.close()
+
+
+def _readopt_files(catalog: Catalog) -> list[str]:
+    """Point a record whose file is missing, or whose name is not this store's own, at an
+    unreferenced file of this store that holds exactly the recorded bytes (same size and
+    SHA-256): a renamed or misnamed file, not a loss."""
+    path = catalog.path
+    candidates = leftover_files(path, catalog.recorded_file_names())
+    readopted = []
+    for kind, name, rows, size, checksum, *_ in catalog.index_file_rows():
+        try:
+            if index_file_path(path, kind, name).is_file():
+                continue
+        except EmbstoreError:
+            pass
+        for candidate in candidates:
+            if f".{kind}." in candidate.name and not candidate.name.endswith(".tmp") and isinstance(size, int) \
+                    and candidate.stat().st_size == size and file_checksum(candidate) == checksum:
+                with catalog.write_transaction():
+                    catalog.conn.execute("UPDATE index_files SET file = ? WHERE kind = ?", (candidate.name, kind))
+                readopted.append(candidate.name)
+                break
+    return readopted
 
 
 def _recorded_names(path: Path) -> set[str]:
@@ -136,6 +198,10 @@ def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport) -> N
     """What can be mended in the catalog itself, inside the repair's transaction."""
     if RANKS in damaged:
         report.actions.append(f"renumbered {catalog.reset_ranks():,} frequency ranks to match the IDs")
+    if STORAGE in damaged:
+        catalog.set_meta(storage=EXACT)
+        report.actions.append("meta.storage named codes while the exact rows are there: the store reads its exact "
+                              "rows again")
     if DEFAULT in damaged:
         catalog.delete_meta("default_index")
         report.actions.append("reset the default index, which named no index, to exact")

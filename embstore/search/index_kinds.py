@@ -92,6 +92,8 @@ def _check_minimums(kind: str, params: dict[str, int]) -> None:
     for parameter in PARAMETERS[kind]:
         if params.get(parameter.name, parameter.minimum) < parameter.minimum:
             raise QueryError(f"{kind} {parameter.name} must be at least {parameter.minimum}")
+        if parameter.search_time and params.get(parameter.name, 0) > MAX_SEARCH_SETTING:
+            raise QueryError(f"{kind} {parameter.name} must be at most {MAX_SEARCH_SETTING:,}")
 
 
 def fixed_default(kind: str, name: str) -> int:
@@ -215,11 +217,16 @@ def search_parameters(kind: str, params: dict[str, int], id_limit: int | None
     return vectors, (_search_parameters(kind, searched, id_limit, True) if kind == "hnsw" else vectors)
 
 
+MAX_SEARCH_SETTING = 100_000  # a candidate list or probe count beyond this is damage, not a setting
+
+
 def _recorded(parameter: Parameter, params: dict[str, int]) -> int:
-    if parameter.name in params:
-        return params[parameter.name]
-    if parameter.older_records_use in params:
-        return params[parameter.older_records_use]
+    """The recorded search-time value, or its default where the record holds none, or one that
+    cannot be one (not a whole number, below the minimum, above MAX_SEARCH_SETTING)."""
+    for name in (parameter.name, parameter.older_records_use):
+        value = params.get(name) if name else None
+        if isinstance(value, int) and not isinstance(value, bool) and parameter.minimum <= value <= MAX_SEARCH_SETTING:
+            return value
     return parameter.default(1, 1)
 
 

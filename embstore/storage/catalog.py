@@ -19,7 +19,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from ..errors import NotAStoreError, StoreBusyError, StoreChangedError, StoreError, StoreReadOnlyError
+from ..errors import (CatalogDamagedError, NotAStoreError, StoreBusyError, StoreChangedError, StoreError,
+                      StoreReadOnlyError)
 from .catalog_indexes import IndexRecords
 from .catalog_words import WordQueries
 from .schema import (APPLICATION_ID, APPLIED_MARKERS, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET,
@@ -164,16 +165,21 @@ class Catalog(WordQueries, IndexRecords):
         check_catalog_path(path)
         modes = ["rw"] if _writable(path) and not readonly else ["ro", "snapshot"]
         for mode in modes:
+            conn = application_id = None
             try:
                 conn = cls._connect(path, mode)
                 application_id = conn.execute("PRAGMA application_id").fetchone()[0]
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 break
-            except sqlite3.OperationalError as exc:
-                if mode != modes[-1] and ("unable to open" in str(exc) or "readonly" in str(exc)):
+            except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                if conn is not None:
+                    conn.close()
+                if isinstance(exc, sqlite3.OperationalError) and mode != modes[-1] and (
+                        "unable to open" in str(exc) or "readonly" in str(exc)):
                     continue
-                raise NotAStoreError(f"{path} is not a readable SQLite database ({exc})") from None
-            except sqlite3.DatabaseError as exc:
+                if application_id == APPLICATION_ID:  # ours, but damaged
+                    raise CatalogDamagedError(f"{path}: the catalog is damaged ({exc}). To repair: "
+                                              f"'embstore repair --db {path}'") from None
                 raise NotAStoreError(f"{path} is not an embstore database ({exc})") from None
         if application_id != APPLICATION_ID:
             conn.close()
@@ -183,24 +189,31 @@ class Catalog(WordQueries, IndexRecords):
             )
         catalog = cls(path, conn, readonly=mode != "rw")
         try:
-            try:
-                version = catalog.format_version()
-            except NotAStoreError:
-                if not repairing:
-                    raise
-                version = FORMAT_VERSION  # repair puts right what it can tell
-            if version > FORMAT_VERSION:
-                raise StoreError(
-                    f"{path} was written by a newer embstore (store format {version}; this one reads up to "
-                    f"{FORMAT_VERSION}): upgrade embstore to open it"
-                )
-            if repairing:
-                catalog.lost_migrations = catalog.rerecord_migrations()
-            if upgrade:
-                catalog.upgrade_schema()
+            return cls._checked(catalog, repairing, upgrade)
+        except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as exc:
+            conn.close()
+            raise CatalogDamagedError(f"{path}: the catalog is damaged ({exc}). To repair: "
+                                      f"'embstore repair --db {path}'") from None
         except BaseException:
             conn.close()
             raise
+
+    @classmethod
+    def _checked(cls, catalog: "Catalog", repairing: bool, upgrade: bool) -> "Catalog":
+        """``catalog`` after checking its version and upgrading its schema (see ``open``)."""
+        try:
+            version = catalog.format_version()
+        except NotAStoreError:
+            if not repairing:
+                raise
+            version = FORMAT_VERSION  # repair puts right what it can tell
+        if version > FORMAT_VERSION:
+            raise StoreError(f"{catalog.path} was written by a newer embstore (store format {version}; this one "
+                             f"reads up to {FORMAT_VERSION}): upgrade embstore to open it")
+        if repairing:
+            catalog.lost_migrations = catalog.rerecord_migrations()
+        if upgrade:
+            catalog.upgrade_schema()
         return catalog
 
     def upgrade_schema(self) -> None:
@@ -213,9 +226,13 @@ class Catalog(WordQueries, IndexRecords):
             raise NotAStoreError(
                 f"{self.path}: the catalog's record of schema migrations {applied} does not match this "
                 f"embstore's {known_migrations()}; run 'embstore check --db {self.path}'")
-        with self.write_transaction():
-            if [name for name in known_migrations() if name not in self.applied_migrations()]:
-                migrations().apply(self.db)
+        try:
+            with self.write_transaction():
+                if [name for name in known_migrations() if name not in self.applied_migrations()]:
+                    migrations().apply(self.db)
+        except StoreError as exc:
+            raise NotAStoreError(f"{self.path}: the catalog's schema cannot be brought up to date ({exc}); run "
+                                 f"'embstore repair --db {self.path}'") from None
 
     def rerecord_migrations(self) -> list[str]:
         """Record again the migrations whose record was lost but whose work is in the schema."""
@@ -289,11 +306,17 @@ class Catalog(WordQueries, IndexRecords):
             raise
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
             self.conn.execute("COMMIT")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.DatabaseError:
+                    pass
+            if isinstance(exc, sqlite3.DatabaseError):  # a damaged catalog, or one SQLite will not write
+                raise CatalogDamagedError(f"store {self.path}: the catalog could not be written ({exc}); run "
+                                          f"'embstore check --db {self.path}'") from None
+            raise
 
     @contextlib.contextmanager
     def commit_at(self, generation: int | None, doing: str, rows_generation: int | None = None) -> Iterator[int]:

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 import numpy as np
 
+from ..errors import CatalogDamagedError
+
 from .schema import WORD_INDEXES, WORDS_DIGEST_SQL, index_words, word_digest, word_digests
 
 RENUMBER_IN_PLACE = 20_000  # up to this many later words, renumber them in place
@@ -152,18 +154,24 @@ class WordQueries:
         return np.array([found[int(i)] for i in ids], dtype=np.float64)
 
     def iter_words(self, batch: int = 50_000) -> Iterator[tuple[list[int], list[str], np.ndarray]]:
-        """Yield (ids, words, norms) in ID order, in batches."""
-        cursor = self.conn.execute("SELECT id, word, norm FROM words ORDER BY id")
-        while True:
-            rows = cursor.fetchmany(batch)
-            if not rows:
-                return
-            ids, words, norms = zip(*rows)
-            yield list(ids), list(words), np.array(norms, dtype=np.float64)
+        """Yield (ids, words, norms) in ID order, in batches; CatalogDamagedError where a row cannot be read."""
+        try:
+            cursor = self.conn.execute("SELECT id, word, norm FROM words ORDER BY id")
+            while True:
+                rows = cursor.fetchmany(batch)
+                if not rows:
+                    return
+                ids, words, norms = zip(*rows)
+                yield list(ids), list(words), np.array(norms, dtype=np.float64)
+        except (sqlite3.DatabaseError, ValueError, TypeError) as exc:
+            raise CatalogDamagedError(f"the words table cannot be read ({exc}); run 'embstore check'") from None
 
     def vocabulary(self) -> list[str]:
         """All words, position i holding the word with ID i (IDs are dense)."""
-        return [row[0] for row in self.conn.execute("SELECT word FROM words ORDER BY id")]
+        try:
+            return [row[0] for row in self.conn.execute("SELECT word FROM words ORDER BY id")]
+        except sqlite3.DatabaseError as exc:
+            raise CatalogDamagedError(f"the words table cannot be read ({exc}); run 'embstore check'") from None
 
     def joined_words(self, separator: str) -> str:
         """Every word in ID order, joined by ``separator`` in one SQLite call."""

@@ -15,7 +15,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import EmbstoreError, NotAStoreError, StoreNotFoundError
+from ..errors import CatalogDamagedError, EmbstoreError, NotAStoreError, StoreNotFoundError
 from ..paths import resolve_store_path
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
@@ -27,6 +27,7 @@ from .store_meta import APPROXIMATE_KINDS, EXACT, StoreMeta
 ROWS = "rows"  # the exact rows, the words table or the metadata describing them
 RANKS = "ranks"
 DEFAULT = "default"
+STORAGE = "storage"  # meta.storage names codes while the exact rows are there: repair says exact again
 META = "meta"  # a generation or the format version, which repair can derive again
 DERIVABLE_META = ("format_version", "generation", "rows_generation")
 
@@ -59,11 +60,16 @@ def check_store(path: str | os.PathLike | None = None) -> CheckReport:
     report = CheckReport(str(path))
     try:
         catalog = Catalog.open(path)  # an older schema is upgraded, as any open does
+    except CatalogDamagedError as exc:
+        report.problem(ROWS, str(exc))
+        return report
     except NotAStoreError:
         catalog = Catalog.open(path, upgrade=False)  # a schema record that is damaged: reported below
     try:
         with catalog.read_snapshot():
             _check_catalog(catalog, report)
+    except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as exc:
+        report.problem(ROWS, f"the catalog cannot be read: {exc}")
     finally:
         catalog.close()
     return report
@@ -102,6 +108,8 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
             report.problem(part, f"the catalog records an index of unknown kind {kind!r}")
     if meta.storage not in records:
         report.problem(ROWS, f"no {meta.storage} index holding the rows is recorded")
+    if meta.storage != EXACT and EXACT in records:
+        report.problem(STORAGE, f"meta.storage says the rows are {meta.storage} codes, but the exact rows are recorded")
     for kind, record in records.items():
         part = ROWS if kind == meta.storage else f"index:{kind}"
         _check_index_file(path, record, meta, count, part, report)

@@ -11,12 +11,13 @@ their SHA-256 checked when first used.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from ..errors import CatalogMismatchError, StoreBusyError, StoreNotFoundError
+from ..errors import CatalogDamagedError, CatalogMismatchError, StoreBusyError, StoreNotFoundError
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
 from .file_names import index_file_path
@@ -145,6 +146,10 @@ class StoreFiles:
             catalog.close()
             raise CatalogMismatchError(
                 f"{path}: catalog and index disagree: {exc}. To repair: 'embstore repair --db {path}'") from None
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            catalog.close()
+            raise CatalogDamagedError(f"{path}: the catalog cannot be read ({exc}). To repair: "
+                                      f"'embstore repair --db {path}'") from None
         except BaseException:
             catalog.close()
             raise

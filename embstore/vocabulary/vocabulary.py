@@ -3,12 +3,14 @@ words of answers, from SQLite or from a table held in memory."""
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import unicodedata
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import QueryError, UnknownWordError
+from ..errors import CatalogDamagedError, QueryError, UnknownWordError
 from ..results import Resolved
 from ..storage.catalog import Catalog
 from .suggest import suggest_words
@@ -64,6 +66,17 @@ def load_word_table(catalog: Catalog, count: int) -> WordTable | None:
     return table
 
 
+def _catalog_errors(method):
+    """Let a catalog that SQLite cannot read end in CatalogDamagedError, the project's own."""
+    @functools.wraps(method)
+    def translated(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise CatalogDamagedError(f"the catalog cannot be read ({exc}); run 'embstore check'") from None
+    return translated
+
+
 class Vocabulary:
     """Words of one generation of the store. ``words_in_memory``: see ``Store.open``."""
 
@@ -80,6 +93,7 @@ class Vocabulary:
     def __len__(self) -> int:
         return self.size
 
+    @_catalog_errors
     def __contains__(self, word: object) -> bool:
         return isinstance(word, str) and self.catalog.id_for_word(word) is not None
 
@@ -87,16 +101,19 @@ class Vocabulary:
         for _, words, _ in self.catalog.iter_words():
             yield from words
 
+    @_catalog_errors
     def words(self) -> list[str]:
         """All words in ID (= frequency) order; cached after the first call."""
         if self._list is None:
             self._list = self.catalog.vocabulary()
         return self._list
 
+    @_catalog_errors
     def id_of(self, word: str) -> int | None:
         """The ID of ``word`` exactly as written, or None."""
         return self.catalog.id_for_word(word)
 
+    @_catalog_errors
     def resolve_many(self, words: Sequence[str], on_unknown: str = "raise") -> list[Resolved | UnknownWordError]:
         """Each word exactly, else its most frequent case-insensitive match, with one catalog
         query for the exact matches. ``on_unknown="raise"`` raises UnknownWordError (with
@@ -118,13 +135,16 @@ class Vocabulary:
             resolved.append(Resolved(word, match[1], match[0]))
         return resolved
 
+    @_catalog_errors
     def exact_ids(self, words: Sequence[str]) -> dict[str, int]:
         """IDs of the words spelt exactly as stored (no case fallback)."""
         return self.catalog.ids_for_words(word_list(words, "words"))
 
+    @_catalog_errors
     def unknown(self, word: str) -> UnknownWordError:
         return UnknownWordError(word, suggest_words(self.catalog, word) if isinstance(word, str) else [])
 
+    @_catalog_errors
     def words_for(self, ids: Iterable[int]) -> dict[int, str]:
         """{id: word} for ``ids``, from memory or SQLite as ``words_in_memory`` says."""
         ids = list(ids)
@@ -148,6 +168,7 @@ class Vocabulary:
     def holds_words(self) -> bool:
         return self._table is not None
 
+    @_catalog_errors
     def norms(self, ids: Sequence[int]) -> np.ndarray:
         """The stored norms (original vector lengths) of ``ids``."""
         return self.catalog.norms_for_ids(ids)
@@ -161,6 +182,7 @@ class Vocabulary:
             raise QueryError("restrict must be at least 1")
         return None if restrict >= self.size else int(restrict)
 
+    @_catalog_errors
     def completions(self, prefix: str, limit: int = 50) -> list[str]:
         """Words whose case-folded form starts with ``prefix``, most frequent first."""
         return [word for word, _ in self.catalog.words_with_folded_prefix(prefix.casefold(), limit)]

@@ -9,17 +9,19 @@ for the load; readers go on reading the old generation until it commits. With
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import FormatError, NotAStoreError, StoreError
+from ..errors import CatalogDamagedError, FormatError, NotAStoreError, StoreError
 from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
@@ -92,19 +94,44 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
     if os.path.lexists(source) and is_store_file(path, source):
         raise StoreError(f"{source} is one of the store's own files, not an embedding file to load")
     exists = os.path.lexists(path)
+    damaged = False
     if exists:
         try:
             Catalog.open(path).close()  # never overwrite something that is not a store
+        except CatalogDamagedError:
+            damaged = True  # ours, but SQLite cannot use it: a replace builds a new catalog in its place
         except NotAStoreError as exc:
             raise NotAStoreError(f"{exc}; embstore never writes over a file that is not a store: choose another "
                                  "--db") from None
         if not replace:
             raise StoreError(f"a store already exists at {path}; pass --replace to overwrite it, or choose "
                              "another --db")
-    with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words)
-        return loader.replace() if exists else loader.create()
+
+    def run(how: str) -> LoadReport:
+        with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words)
+            return loader.replace() if how == "replace" else loader.create(overwrite=how == "overwrite")
+
+    if not exists:
+        return run("create")
+    if not damaged:
+        try:
+            return run("replace")
+        except CatalogDamagedError:
+            pass  # the catalog failed half-way: rolled back; build a new one instead
+    return run("overwrite")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive flock on the folder, held by whoever is placing a new catalog in it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 class _Loader:
@@ -115,7 +142,9 @@ class _Loader:
         self.progress, self.storage, self.started = progress, storage, started
         self.files = NewFiles()
 
-    def create(self) -> LoadReport:
+    def create(self, overwrite: bool = False) -> LoadReport:
+        """A new catalog built in a temporary file, then linked into place; ``overwrite`` puts it
+        in place of a damaged one (whose index files are removed once it is there)."""
         tmp_catalog = new_catalog_file(self.path)
         with self.files.written():
             self.files.claim(tmp_catalog, tmp_catalog)
@@ -128,17 +157,24 @@ class _Loader:
             except BaseException:
                 catalog.close()
                 raise
-            for stale in (self.path.with_name(self.path.name + "-wal"), self.path.with_name(self.path.name + "-shm")):
-                if not os.path.lexists(self.path):  # a WAL left by a removed store must not be replayed into this one
-                    stale.unlink(missing_ok=True)
-            try:
-                os.link(tmp_catalog, self.path)  # unlike a rename, never replaces a store that appeared meanwhile
-            except FileExistsError:
-                raise StoreError(f"a store appeared at {self.path} while this load ran; load again with --replace"
-                                 ) from None
-            tmp_catalog.unlink()
+            with _folder_lock(self.path.parent):  # one creator at a time decides what is stale here
+                if overwrite or not os.path.lexists(self.path):  # a WAL left by a removed (or damaged)
+                    for suffix in ("-wal", "-shm"):            # store must not be replayed into this one
+                        self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+                try:
+                    if overwrite:
+                        os.replace(tmp_catalog, self.path)
+                    else:
+                        os.link(tmp_catalog, self.path)  # unlike a rename, never replaces a store that appeared
+                        tmp_catalog.unlink()
+                except FileExistsError:
+                    raise StoreError(f"a store appeared at {self.path} while this load ran; load again with "
+                                     "--replace") from None
             fsync_directory(self.path.parent)
+            kept = {p.name for p in self.files.paths if p not in dropped}
         remove_files(dropped)
+        if overwrite:  # the damaged catalog's files: this store's own pattern, named by nothing now
+            remove_files([p for p in leftover_files(self.path, kept) if not p.name.endswith(".tmp")])
         return report
 
     def replace(self) -> LoadReport:
