@@ -192,7 +192,7 @@ def test_readers_see_only_whole_states_while_a_writer_works(tmp_path, sample_lin
                                                      for r, (out, err) in zip(readers, outputs)]
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
     assert writer.returncode == 0, writer.stderr
-    assert all(r["errors"] == 0 for r in reports), reports
+    assert all(r["errors"] == 0 for r in reports), [(r["errors"], r.get("messages")) for r in reports]
     served = sum(r["served"] for r in reports)
     follower = reports[-1]
     print(f"\nwriter: {writer.stdout.strip()}; readers: {reports}")
