@@ -318,7 +318,8 @@ def measure_changes(words: int, repeats: int = 3) -> dict:
         times["load"].append(time.perf_counter() - started)
         for name, arguments in commands.items():
             started = time.perf_counter()
-            subprocess.run([embstore, *arguments, "--db", str(db)], check=True, capture_output=True)
+            words = ["--", *arguments[1:]] if arguments[0] != "add" else arguments[1:]  # a word may start with '-'
+            subprocess.run([embstore, arguments[0], "--db", str(db), *words], check=True, capture_output=True)
             times[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in times.items()}
 

@@ -70,7 +70,7 @@ def add(word, values, vectors_file, on_duplicate, db, as_json):
                                         f"skipped {counts['skipped']:,}; the store now holds {total:,} words")
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # a word may begin with '-'
 @click.argument("words", nargs=-1, required=True)
 @db_option
 def delete(words, db):
