@@ -1,15 +1,9 @@
 """The store facade: one SQLite catalog plus the FAISS index files beside it.
 
-``Store`` wires the parts together and keeps the public API; it holds no logic of its own.
-A query flows one way: words -> IDs (``vocabulary``) -> rows and search (``search``) ->
-IDs -> words (``word_queries``). Writes go through ``writes`` and then move the store to
-the generation they committed.
-
-    storage/     catalog (SQLite), index files (FAISS), file names, one opened generation, check
-    vocabulary/  word <-> ID, case fallback, suggestions, words in memory
-    search/      exact and approximate search, index kinds, HNSW links, analogy screening
-    writes/      load, add / delete / rename, index build / drop / default / tune
-    evaluation/  benchmarks and recall measurement
+``Store`` wires the parts (storage, vocabulary, search, writes, evaluation; README, "How a
+store is laid out") to one opened generation and keeps the public API; it holds no logic
+of its own. A query flows words -> IDs -> rows and search -> IDs -> words; a write commits
+through ``writes`` and the store then moves to the generation it committed.
 """
 
 from __future__ import annotations
@@ -127,6 +121,14 @@ class Store:
             except EmbstoreError:
                 pass
 
+    def _manage_indexes(self, operation: Callable, *args, **kwargs):
+        return self._write(lambda writer: operation(IndexManager(self._files, writer), *args, **kwargs))
+
+    def _change_words(self, change: Callable, *args, **kwargs):
+        """A word change, redone on the new state if another writer committed first."""
+        return self._write(lambda writer: change(WordChanges(self._files, self.vocab, writer), *args, **kwargs),
+                           CHANGE_ATTEMPTS)
+
     # -- the vocabulary ---------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -191,6 +193,7 @@ class Store:
         return self._queries.doesnt_match(words)
 
     def unit_vector(self, word: str) -> np.ndarray:
+        """The stored unit-length vector of ``word`` (a copy)."""
         return self._queries.unit_vector(word)
 
     def vector(self, word: str) -> np.ndarray:
@@ -237,25 +240,24 @@ class Store:
     def build_index(self, kind: str, *, make_default: bool = False, progress: Progress | None = None,
                     **params: int | None) -> IndexFileRecord:
         """Build an approximate or compressed index from the rows and record it atomically."""
-        rows = self.searcher.rows
-        return self._write(lambda writer: IndexManager(self._files, writer).build(kind, rows, make_default=make_default,
-                                                                   progress=progress, **params))
+        return self._manage_indexes(IndexManager.build, kind, self.searcher.rows, make_default=make_default,
+                                    progress=progress, **params)
 
     def drop_index(self, kind: str) -> None:
         """Remove an approximate index (the exact rows cannot be dropped)."""
-        self._write(lambda writer: IndexManager(self._files, writer).drop(kind))
+        self._manage_indexes(IndexManager.drop, kind)
 
     def set_default_index(self, kind: str) -> None:
         """Make ``kind`` the index queries use when none is named ('exact' to reset)."""
-        self._write(lambda writer: IndexManager(self._files, writer).set_default(kind))
+        self._manage_indexes(IndexManager.set_default, kind)
 
     def tune_index(self, kind: str, **settings: int | None) -> IndexFileRecord:
         """Change hnsw ``ef_search``/``ef_search_words`` or ivf ``nprobe`` without a rebuild."""
-        return self._write(lambda writer: IndexManager(self._files, writer).tune(kind, **settings))
+        return self._manage_indexes(IndexManager.tune, kind, **settings)
 
     def record_index_measurements(self, kind: str, figures: dict) -> bool:
         """Store measured recall and latency with the ``kind`` file they were measured on."""
-        return self._write(lambda writer: IndexManager(self._files, writer).record_measurements(kind, figures))
+        return self._manage_indexes(IndexManager.record_measurements, kind, figures)
 
     # -- changes ----------------------------------------------------------------------
 
@@ -263,21 +265,19 @@ class Store:
                   source: str = "add") -> dict:
         """Add words with their vectors in one atomic change. ``on_duplicate``: 'error', 'skip'
         (keep the old vector) or 'replace' (same ID, new vector). New words get the next IDs."""
-        return self._write(lambda writer: WordChanges(self._files, self.vocab, writer).add_words(words, vectors, on_duplicate, source),
-                           CHANGE_ATTEMPTS)
+        return self._change_words(WordChanges.add_words, words, vectors, on_duplicate, source)
 
     def append_file(self, source: str | os.PathLike, **options) -> dict:
         """Add the words of an embedding file (``load --append``); one atomic change."""
-        return self._write(lambda writer: WordChanges(self._files, self.vocab, writer).append_file(source, **options),
-                           CHANGE_ATTEMPTS)
+        return self._change_words(WordChanges.append_file, source, **options)
 
     def delete_words(self, words: Sequence[str]) -> int:
         """Delete words (exact spelling) in one atomic change; later IDs move down to stay dense."""
-        return self._write(lambda writer: WordChanges(self._files, self.vocab, writer).delete_words(words), CHANGE_ATTEMPTS)
+        return self._change_words(WordChanges.delete_words, words)
 
     def rename_word(self, old: str, new: str) -> None:
         """Give a word a new spelling; its ID and vector stay."""
-        self._write(lambda writer: WordChanges(self._files, self.vocab, writer).rename_word(old, new), CHANGE_ATTEMPTS)
+        self._change_words(WordChanges.rename_word, old, new)
 
     # -- inspection and export --------------------------------------------------------
 
