@@ -38,9 +38,12 @@ class HeldFile:
 
     @classmethod
     def open(cls, path: Path, record: IndexFileRecord) -> "HeldFile":
-        if not os.path.lexists(path):
-            raise _Vanished(f"index file {path} is missing")
-        return cls(path, record, open_regular(path))
+        try:
+            return cls(path, record, open_regular(path))
+        except CatalogMismatchError:
+            if not os.path.lexists(path):  # removed by a writer that committed after our snapshot was taken
+                raise _Vanished(f"index file {path} is missing") from None
+            raise
 
     def shared(self) -> "HeldFile":
         """Another holder of the same open file (for the next generation, when the record is unchanged)."""
