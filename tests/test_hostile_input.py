@@ -102,7 +102,7 @@ def test_nul_bytes_long_lines_and_tabs(tmp_path):
     long_word = b"w" * 1_000_000
     assert try_load(tmp_path, long_word + b" 0.5 0.5\nbeta 0.3 0.4\n") == ["w" * 1_000_000, "beta"]
     tabbed = try_load(tmp_path, b"alpha\t0.1 0.2\nbeta 0.3 0.4\n")  # as in gensim, only a space ends a word
-    assert isinstance(tabbed, EmbstoreError) and "line 2: expected 1 values" in str(tabbed)
+    assert isinstance(tabbed, EmbstoreError) and "line 2: expected 1 value after the word" in str(tabbed)
     spaced = try_load(tmp_path, b"new york 0.1 0.2\nbeta 0.3 0.4\n")
     assert isinstance(spaced, EmbstoreError)
 

@@ -17,6 +17,10 @@ MAX_LINE_BYTES = 64 << 20       # a longer line is an error, not a memory blow-u
 _TEXT_VALUE_BYTES = frozenset(b"0123456789.-+eE \t\r\nnaifNAIF")
 
 
+def _values(count: int) -> str:
+    return f"{count} value" if count == 1 else f"{count} values"
+
+
 class TextParsing:
     def _text_blocks(self) -> Iterator[list[bytes]]:
         """Yield lists of complete lines (without line endings)."""
@@ -59,12 +63,14 @@ class TextParsing:
         numbers: list[int] = []
         for offset, line in enumerate(lines):
             word, sep, rest = line.partition(b" ")
-            if not sep:
-                if not line.strip():
-                    continue  # blank line
-                raise FormatError(self.name, first_line + offset, f"expected {self.dimension} values after the word, found 0")
-            if not word:
-                raise FormatError(self.name, first_line + offset, "line starts with a space: the word is empty")
+            if not sep and not line.strip():
+                continue  # blank line
+            if not sep or not word:
+                if words:  # an earlier line may be wrong too: name the first
+                    self._parse_values(rests, numbers)
+                problem = "line starts with a space: the word is empty" if sep else \
+                    f"expected {_values(self.dimension)} after the word, found none"
+                raise FormatError(self.name, first_line + offset, problem)
             words.append(word)
             rests.append(rest)
             numbers.append(first_line + offset)
@@ -96,7 +102,7 @@ class TextParsing:
         for rest, line in zip(rests, numbers):
             tokens = rest.split()
             if len(tokens) != self.dimension:
-                raise FormatError(self.name, line, f"expected {self.dimension} values after the word, found {len(tokens)}")
+                raise FormatError(self.name, line, f"expected {_values(self.dimension)} after the word, found {len(tokens)}")
             for position, token in enumerate(tokens, 1):
                 try:
                     float(token)

@@ -85,6 +85,26 @@ def _atomic_stream_write(output: Path, write: Callable[[BinaryIO], None]) -> Non
         raise
 
 
+class _WholeWrites:
+    """A stream whose ``write`` writes everything or raises: a pipe whose reader went away can
+    take part of a large write and return the count, which must not pass for success."""
+
+    def __init__(self, stream: BinaryIO):
+        self._stream = stream
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view.nbytes:
+            written = self._stream.write(view)
+            if not written:
+                raise BrokenPipeError("the reader of the output went away")
+            view = view[written:]
+        return len(data)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
 def vocabulary_path_for_npy(output: Path) -> Path:
     """The word list written beside an exported .npy matrix: 'x.npy' -> 'x.vocab.txt'."""
     name = output.name[:-4] if output.name.endswith(".npy") else output.name
@@ -131,6 +151,7 @@ def write_embeddings(
     header = f"{count} {dimension}\n".encode("ascii")
     if hasattr(output, "write"):  # an open binary stream, such as standard output
         name = Path(getattr(output, "name", "<stream>"))
+        output = _WholeWrites(output)
         if format == "word2vec-bin":
             _write_binary(output, chunks, name, header)
         else:
