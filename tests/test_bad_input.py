@@ -23,7 +23,7 @@ CASES = {
     "blank": ("blank.txt", "\n\n  \n", ["blank"]),
     "header_only": ("w2v.txt", "3 3\n", ["no vectors"]),
     "zero_vector": ("glove.txt", "alpha 0.1 0.2 0.3\nbeta 0 0 0\n", ["line 2", "'beta'", "all zeros", "--zero-vectors skip"]),
-    "word_only": ("glove.txt", "alpha 0.1 0.2 0.3\nbeta\n", ["line 2", "found 0"]),
+    "word_only": ("glove.txt", "alpha 0.1 0.2 0.3\nbeta\n", ["line 2", "found none"]),
     "pickle": ("model.kv", b"\x80\x04\x95junk", ["pickle", "save_word2vec_format"]),
 }
 
