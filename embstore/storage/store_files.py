@@ -169,13 +169,13 @@ class StoreFiles:
             if not vanished:
                 break
             catalog.release_snapshot()
-            if catalog.generation() == meta.generation:  # no writer replaced them: they are damaged
-                catalog.hold_snapshot()  # the same generation, so the same content as the one read
-                if meta.storage not in broken:
-                    break
+            catalog.hold_snapshot()
+            unchanged = catalog.generation() == meta.generation  # no writer replaced them: they are damaged
+            if unchanged and meta.storage not in broken:
+                break  # the same generation, so this snapshot holds the content read
             for file in held.values():
                 file.close()
-            if catalog.generation() == meta.generation:
+            if unchanged:
                 raise CatalogMismatchError(broken[meta.storage])
             if attempt == OPEN_ATTEMPTS - 1:
                 raise StoreBusyError(f"store {path} changed {OPEN_ATTEMPTS} times while it was being opened; "
