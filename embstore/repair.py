@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +22,11 @@ from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
 from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROWS, STORAGE, CheckReport, check_store
-from .storage.file_names import index_file_path, leftover_files, remove_files
+from .storage.file_names import index_file_path, kind_of_file, leftover_files, remove_files
 from .storage.index_files import file_checksum
-from .storage.store_meta import EXACT, STORAGE_KINDS
 from .storage.schema import FORMAT_VERSION
+from .storage.store_meta import EXACT, STORAGE_KINDS, changes_since_load
 from .store import Store
-from .storage.store_meta import changes_since_load
 
 
 @dataclass
@@ -77,9 +75,8 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
     storage = catalog.meta().get("storage")
     storage = storage if storage in STORAGE_KINDS else EXACT  # a damaged storage names no index to leave out
     for kind, params, name in catalog.conn.execute("SELECT kind, params, file FROM index_files"):
-        if kind not in KINDS and isinstance(name, str):  # a damaged kind: the file name still says which
-            named = re.fullmatch(rf"{re.escape(catalog.path.name)}\.([a-z0-9]+)\.[0-9a-f]{{8}}\.faiss", name)
-            kind = named.group(1) if named else kind
+        if kind not in KINDS:  # a damaged kind: the file name still says which
+            kind = kind_of_file(catalog.path, name) or kind
         if kind in KINDS and kind != storage and kind not in found:
             try:
                 given = json.loads(params)
@@ -148,7 +145,7 @@ def _readopt_files(catalog: Catalog) -> list[str]:
         except EmbstoreError:
             pass
         for candidate in candidates:
-            if f".{kind}." in candidate.name and not candidate.name.endswith(".tmp") and isinstance(size, int) \
+            if kind_of_file(path, candidate.name) == kind and isinstance(size, int) \
                     and candidate.stat().st_size == size and file_checksum(candidate) == checksum:
                 with catalog.write_transaction():
                     catalog.conn.execute("UPDATE index_files SET file = ? WHERE kind = ?", (candidate.name, kind))
@@ -183,9 +180,9 @@ def _fix_meta(catalog: Catalog, report: RepairReport) -> bool:
     bad = [key for key in DERIVABLE_META if key in raw and not str(raw[key]).isdigit()]
     if not bad:
         return False
-    generations = [row[-1] for row in catalog.index_file_rows() if isinstance(row[-1], int) and row[-1] >= 0]
-    exact = [row[-1] for row in catalog.index_file_rows() if row[0] == raw.get("storage", "exact")
-             and isinstance(row[-1], int) and row[-1] >= 0]
+    recorded = {row[0]: row[-1] for row in catalog.index_file_rows() if isinstance(row[-1], int) and row[-1] >= 0}
+    generations = list(recorded.values())
+    exact = [recorded[kind] for kind in (raw.get("storage", EXACT),) if kind in recorded]
     rows_generation = exact[0] if exact else max(generations, default=1)
     fixes = {"format_version": FORMAT_VERSION, "rows_generation": rows_generation,
              "generation": max(generations, default=rows_generation) + 1}
@@ -224,8 +221,7 @@ def _reload(path: Path, meta: dict[str, str], indexes: dict, discard_changes: bo
         report.remaining.append(f"the exact rows are damaged and the source file {source} has changed since it was "
                                 f"loaded ({recorded} bytes then); load the right file again with --replace")
         return False
-    newer = [p.name for p in leftover_files(path, ()) if ".exact." in p.name and p.name.endswith(".faiss")
-             and p.name not in _recorded_names(path)]
+    newer = [p.name for p in leftover_files(path, _recorded_names(path)) if kind_of_file(path, p.name) == EXACT]
     if newer and not discard_changes:
         report.remaining.append(
             f"the exact rows are damaged, and {', '.join(newer)} beside the store holds rows the catalog does not "

@@ -57,6 +57,24 @@ def index_file_path(store: Path, kind: str, name: str) -> Path:
     return store.with_name(name)
 
 
+def own_paths(store: Path, named: Iterable[tuple[str, str]]) -> list[Path]:
+    """The paths of the (kind, file name) pairs that are this store's own files; any other
+    name (a hostile or damaged record's) is left out, so it is never touched."""
+    paths = []
+    for kind, name in named:
+        try:
+            paths.append(index_file_path(store, kind, name))
+        except CatalogMismatchError:
+            continue
+    return paths
+
+
+def kind_of_file(store: Path, name: str) -> str | None:
+    """The kind an index file of this store holds, read from its name; None for any other name."""
+    match = _index_pattern(store.name).fullmatch(name) if isinstance(name, str) else None
+    return match.group(1) if match else None
+
+
 def is_own_file(store: Path, name: str) -> bool:
     """Whether ``name`` has the shape of one of this store's index or temporary files."""
     return bool(_index_pattern(store.name).fullmatch(name) or _temporary_pattern(store.name).fullmatch(name))

@@ -17,11 +17,11 @@ from ..errors import QueryError
 from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
-from ..storage.file_names import NewFiles, new_index_file, remove_files
+from ..storage.file_names import NewFiles, new_index_file, own_paths, remove_files
 from ..storage.index_files import write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT
-from .loading import own_files, record_written
+from .loading import record_written
 
 
 class IndexManager:
@@ -60,7 +60,7 @@ class IndexManager:
                 if make_default:
                     self.catalog.set_meta(default_index=kind)
         if previous is not None:  # (a damaged record's file name is removed only if it is this store's own)
-            remove_files(own_files(self.path, [previous[:2]]))
+            remove_files(own_paths(self.path, [previous[:2]]))
         return record
 
     def drop(self, kind: str) -> None:
@@ -74,7 +74,7 @@ class IndexManager:
             self.catalog.delete_index_file(kind)
             if self.catalog.meta().get("default_index") == kind:
                 self.catalog.delete_meta("default_index")
-        remove_files(own_files(self.path, [record]))
+        remove_files(own_paths(self.path, [(record.kind, record.file)]))
 
     def set_default(self, kind: str) -> None:
         """Make ``kind`` the index queries use when none is named ('exact' to reset)."""

@@ -27,8 +27,8 @@ from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
-from ..storage.file_names import (NewFiles, index_file_path, is_store_file, leftover_files, new_catalog_file,
-                                  new_index_file, remove_files)
+from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
+                                  own_paths, remove_files)
 from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, STORAGE_KINDS
@@ -67,19 +67,6 @@ def record_written(kind: str, written: WrittenFile, *, params: dict, generation:
     return IndexFileRecord(kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
                            checksum=written.checksum, params=params, generation=generation, created_at=now(),
                            recall=recall, rows_generation=rows_generation)
-
-
-def own_files(store: Path, records: list[IndexFileRecord] | list[tuple[str, str]]) -> list[Path]:
-    """The paths of ``records`` (or (kind, file name) pairs) that are this store's own files
-    (a hostile name is skipped, never touched)."""
-    paths = []
-    for record in records:
-        kind, name = (record.kind, record.file) if isinstance(record, IndexFileRecord) else record
-        try:
-            paths.append(index_file_path(store, kind, name))
-        except StoreError:
-            continue
-    return paths
 
 
 def load_store(source: str | os.PathLike, path: Path, *, format: str | None = None, limit: int | None = None,
@@ -189,7 +176,7 @@ class _Loader:
                     report, dropped = self._write(catalog, rows_generation=catalog.safe_generation("rows_generation") + 1)
         finally:
             catalog.close()
-        remove_files(own_files(self.path, old) + dropped)
+        remove_files(own_paths(self.path, old) + dropped)
         return report
 
     def _write(self, catalog: Catalog, rows_generation: int) -> tuple[LoadReport, list[Path]]:

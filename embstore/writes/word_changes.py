@@ -20,12 +20,12 @@ from ..errors import FormatError, QueryError, StoreError
 from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
-from ..storage.file_names import NewFiles, is_store_file, leftover_files, new_index_file, remove_files
+from ..storage.file_names import NewFiles, is_store_file, leftover_files, new_index_file, own_paths, remove_files
 from ..storage.index_files import FlatIndexWriter, write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
 from ..vocabulary.vocabulary import Vocabulary, word_list, word_problem
-from .loading import own_files, record_written
+from .loading import record_written
 
 ROW_CHUNK = 65_536
 
@@ -103,7 +103,7 @@ class WordChanges:
                     raise StoreError(f"internal error: the change left {count} words for {expected} rows; "
                                      "nothing was changed")
                 leftovers = leftover_files(self.path, catalog.recorded_file_names())
-        remove_files(own_files(self.path, replaced) + leftovers)
+        remove_files(own_paths(self.path, [(r.kind, r.file) for r in replaced]) + leftovers)
 
     def add_words(self, words: Sequence[str], vectors: np.ndarray, on_duplicate: str = "error",
                   source: str = "add") -> dict:
