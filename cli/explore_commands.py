@@ -36,7 +36,8 @@ def plot(words, output, method, neighbours, fit_top, words_file, analogies, db):
     if not listed and not quads:
         raise click.UsageError("give WORDS, --words-file or --analogy")
     with open_store(db) as store:
-        projection = project(store, listed, method=method, neighbours=neighbours, fit_top=fit_top, analogies=quads)
+        projection = project(store, listed, method=method, neighbours=neighbours, fit_top=fit_top, analogies=quads,
+                             case_insensitive=True)
         name = store.path.name
     title = f"{name}: {'PCA' if method == 'pca' else 't-SNE'} of {len(projection.words)} words"
     if fit_top and method == "pca":

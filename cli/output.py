@@ -20,6 +20,8 @@ def json_option(function: Callable) -> Callable:
 def to_plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: to_plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a Neighbour: {"word": ..., "score": ...}
+        return {k: to_plain(v) for k, v in value._asdict().items()}
     if isinstance(value, dict):
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

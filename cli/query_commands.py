@@ -9,6 +9,7 @@ import sys
 import click
 
 from embstore import FormatError, QueryError
+from embstore.formats.float_text import format_rows
 
 from .input_files import decoded_lines
 from .main import cli, db_option, open_store
@@ -131,12 +132,13 @@ def nearest(words, k, restrict, from_vector, batch_file, batch_format, index, ex
     with open_store(db) as store:
         if batch_file is not None:
             _run_batch(batch_file, 1, lambda rows: store.nearest_many(
-                [r[0] for r in rows], k=k, restrict=restrict, on_unknown="report", index=kind), batch_format)
+                [r[0] for r in rows], k=k, restrict=restrict, on_unknown="report", index=kind, case_insensitive=True),
+                batch_format)
             return
         if from_vector:
             results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict, index=kind)]
         else:
-            results = store.nearest_many(list(words), k=k, restrict=restrict, index=kind)
+            results = store.nearest_many(list(words), k=k, restrict=restrict, index=kind, case_insensitive=True)
     emit_results(results, as_json)
 
 
@@ -165,9 +167,9 @@ def analogy(a, b, c, k, method, restrict, batch_file, batch_format, index, exact
         if batch_file is not None:
             _run_batch(batch_file, 3, lambda rows: store.analogy_many(
                 [tuple(r) for r in rows], k=k, method=method, restrict=restrict, on_unknown="report",
-                index=kind), batch_format)
+                index=kind, case_insensitive=True), batch_format)
             return
-        result = store.analogy(a, b, c, k=k, method=method, restrict=restrict, index=kind)
+        result = store.analogy(a, b, c, k=k, method=method, restrict=restrict, index=kind, case_insensitive=True)
     emit_results([result], as_json, score_name="cosine" if method == "add" else "3cosmul")
 
 
@@ -179,8 +181,8 @@ def analogy(a, b, c, k, method, restrict, batch_file, batch_format, index, exact
 def similarity(first, second, db, as_json):
     """Cosine similarity of two words."""
     with open_store(db) as store:
-        first_word, second_word = store.resolve_many([first, second])
-        score = store.similarity(first, second)
+        first_word, second_word = store.resolve_many([first, second], case_insensitive=True)
+        score = store.similarity(first, second, case_insensitive=True)
     for resolved in (first_word, second_word):
         if resolved.note:
             note(resolved.note)
@@ -197,10 +199,10 @@ def similarity(first, second, db, as_json):
 def odd_one_out(words, db, as_json):
     """Which of WORDS does not belong (gensim's doesnt_match)."""
     with open_store(db) as store:
-        for resolved in store.resolve_many(list(words)):
+        for resolved in store.resolve_many(list(words), case_insensitive=True):
             if resolved.note:
                 note(resolved.note)
-        odd, ranked = store.doesnt_match(list(words))
+        odd, ranked = store.doesnt_match(list(words), case_insensitive=True)
     if as_json:
         emit_json({"odd_one_out": odd, "cosine_to_mean": ranked})
         return
@@ -219,11 +221,12 @@ def vector(word, db, as_json):
     Pipe it into 'embstore nearest --vector'.
     """
     with open_store(db) as store:
-        resolved = store.resolve(word)
-        values = store.vector(word)
+        resolved = store.resolve(word, case_insensitive=True)
+        values = store.vector(word, case_insensitive=True)
     if resolved.note:
         note(resolved.note)
+    line = format_rows([resolved.word], values[None, :])[0]  # each value its shortest exact decimal
     if as_json:
-        emit_json({"word": resolved.word, "vector": values})
+        emit_json({"word": resolved.word, "vector": [float(text) for text in line.split(" ")[1:]]})
     else:
-        click.echo(resolved.word + " " + " ".join(f"{v:.7g}" for v in values.tolist()))
+        click.echo(line)

@@ -50,15 +50,19 @@ class _Progress:
 @click.option("--replace", is_flag=True, help="Replace the store if one already exists at --db.")
 @click.option("--storage", type=click.Choice(["exact", "sq8"]), default="exact", show_default=True,
               help="sq8 keeps only 8-bit codes: a quarter of the bytes, every vector approximate.")
+@click.option("--counts", "counts_file", type=click.Path(dir_okay=False),
+              help="A 'word count' file (word2vec -save-vocab, gensim's fvocab): a count per word.")
 @click.option("--append", is_flag=True, help="Add FILE's words to the existing store.")
 @click.option("--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="skip", show_default=True,
               help="With --append: what to do with a word the store already has.")
 @json_option
-def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, replace, storage, append,
-         on_duplicate, as_json):
+def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, replace, storage, counts_file,
+         append, on_duplicate, as_json):
     """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too)."""
     if append and replace:
         raise click.UsageError("--append and --replace exclude each other")
+    if append and counts_file:
+        raise click.UsageError("--counts is for a new load; --append does not take counts")
     if append:
         with open_store(db) as store:
             counts = store.append_file(file, format=format_name, limit=limit, unicode_errors=unicode_errors,
@@ -73,6 +77,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
         report = Store.load(
             file, db, format=format_name, limit=limit, unicode_errors=unicode_errors,
             zero_vectors=zero_vectors, replace=replace, progress=progress, storage=storage, bad_words=bad_words,
+            counts=counts_file,
         )
     finally:
         if progress:
@@ -110,6 +115,9 @@ def info(db, as_json):
         ("metric", details.metric),
         ("normalisation", details.normalisation),
         ("storage", details.storage if details.storage == "exact" else f"{details.storage} codes only: vectors are approximate"),
+        ("vectors", details.vectors),
+        ("counts", f"{details.counts:,} words, from {details.counts_source}" if details.counts
+         else "none (frequency ranks follow the file's order)"),
         ("loaded from", f"{details.source} ({details.source_format})"),
         ("created", details.created_at),
         ("catalog", human_bytes(details.catalog_bytes)),
@@ -153,7 +161,7 @@ def export(output, format_name, words_file, db):
     with open_store(db) as store:
         if store.approximate_vectors:
             note(f"this store keeps only {store.storage} codes: the exported vectors are approximate")
-        written = store.export(output, format_name, words)
+        written = store.export(output, format_name, words, case_insensitive=True)
         count = len(store) if words is None else len(set(words))
     if output == "-":  # stdout holds the vectors alone; the summary goes to stderr
         note(f"wrote {count:,} words to standard output")

@@ -5,6 +5,8 @@
     >>> with Store.open("glove.db") as store:                # doctest: +SKIP
     ...     store.nearest("king", k=5)
     ...     store.analogy("man", "king", "woman")
+    >>> kv = KeyedVectors.open("glove.db")                   # doctest: +SKIP
+    >>> kv.most_similar(positive=["woman", "king"], negative=["man"], topn=1)  # gensim's API
 """
 
 from .errors import (
@@ -15,6 +17,7 @@ from .errors import (
     QueryError,
     StoreBusyError,
     StoreChangedError,
+    StoreClosedError,
     StoreError,
     StoreNotFoundError,
     StoreReadOnlyError,
@@ -23,13 +26,14 @@ from .errors import (
 from .paths import default_store_path, resolve_store_path
 from .results import Neighbour, QueryResult, Resolved
 from .store import Store, StoreInfo
+from .gensim_view import KeyedVectors
 from .writes.loading import LoadReport
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Store", "LoadReport", "StoreInfo", "Neighbour", "QueryResult", "Resolved",
+    "Store", "KeyedVectors", "LoadReport", "StoreInfo", "Neighbour", "QueryResult", "Resolved",
     "EmbstoreError", "FormatError", "UnknownWordError", "StoreError", "StoreNotFoundError",
-    "NotAStoreError", "StoreBusyError", "StoreChangedError", "StoreReadOnlyError", "CatalogMismatchError",
+    "NotAStoreError", "StoreBusyError", "StoreChangedError", "StoreClosedError", "StoreReadOnlyError", "CatalogMismatchError",
     "QueryError", "default_store_path", "resolve_store_path", "__version__",
 ]

@@ -61,6 +61,10 @@ class StoreChangedError(StoreBusyError):
     """Another process committed a change between this write's reading and its commit."""
 
 
+class StoreClosedError(StoreError):
+    """The store was closed; open it again to use it."""
+
+
 class StoreReadOnlyError(StoreError):
     """The store can be read here but not written (read-only file, folder or mount)."""
 

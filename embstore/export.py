@@ -41,26 +41,31 @@ def iter_vectors(vocabulary: Vocabulary, searcher: Searcher, words: Sequence[str
     """Yield (words, original vectors) chunks: all words in ID order, or just ``words``."""
     if words is None:
         for ids, chunk_words, norms in vocabulary.catalog.iter_words(batch):
-            rows = searcher.rows[ids[0]: ids[-1] + 1].astype(np.float64)
-            yield chunk_words, (rows * norms[:, None]).astype(np.float32)
+            if searcher.raw_rows:
+                yield chunk_words, searcher.rows[ids[0]: ids[-1] + 1]
+            else:
+                rows = searcher.rows[ids[0]: ids[-1] + 1].astype(np.float64)
+                yield chunk_words, (rows * norms[:, None]).astype(np.float32)
         return
     words = word_list(words, "words")
     for start in range(0, len(words), batch):
         resolved = vocabulary.resolve_many(words[start: start + batch])
         ids = [r.id for r in resolved]
-        yield [r.word for r in resolved], (searcher.rows[ids].astype(np.float64)
-                                           * vocabulary.norms(ids)[:, None]).astype(np.float32)
+        stored = searcher.stored_vectors(ids)
+        yield [r.word for r in resolved], stored if stored is not None else (
+            searcher.rows[ids].astype(np.float64) * vocabulary.norms(ids)[:, None]).astype(np.float32)
 
 
 def export_store(store: Path, vocabulary: Vocabulary, searcher: Searcher, output: str | os.PathLike, format: str,
-                 words: Sequence[str] | None = None) -> list[Path]:
+                 words: Sequence[str] | None = None, case_insensitive: bool = False) -> list[Path]:
     """Write the store (or only ``words``) to ``output`` ('-' for standard output, text and
     word2vec binary only). Unknown words raise UnknownWordError before anything is written.
     Files are written to a temporary name and renamed into place; an .npy matrix and its
     word list are renamed vocabulary first, matrix last, after the old matrix is removed, so
     that no kill leaves a matrix beside another export's words. Returns the files written."""
     if words is not None:
-        words = list(dict.fromkeys(r.word for r in vocabulary.resolve_many(word_list(words, "words"))))
+        words = list(dict.fromkeys(r.word for r in vocabulary.resolve_many(word_list(words, "words"),
+                                                                           case_insensitive=case_insensitive)))
     count = len(vocabulary) if words is None else len(words)
     chunks = iter_vectors(vocabulary, searcher, words)
     if str(output) == STDOUT:

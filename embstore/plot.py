@@ -47,11 +47,13 @@ def pca_fit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighbours: int = 0,
-            fit_top: int | None = None, analogies: Sequence[Sequence[str]] = (), seed: int = 0) -> Projection:
+            fit_top: int | None = None, analogies: Sequence[Sequence[str]] = (), seed: int = 0,
+            case_insensitive: bool = False) -> Projection:
     """Project ``words`` (plus each one's ``neighbours`` nearest words and the analogy words) to 2D.
 
     PCA is fitted on the plotted words, or on the ``fit_top`` most frequent words.
     Vectors are the stored unit vectors, so the map shows directions, as cosine does.
+    Words are matched exactly, or with ``case_insensitive`` also in another case.
     """
     if method not in METHODS:
         raise QueryError(f"method must be one of {', '.join(METHODS)}")
@@ -67,11 +69,11 @@ def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighb
     for quad in analogies:
         if len(quad) != 4:
             raise QueryError(f"an analogy needs four words (a b c d), got {len(quad)}: {' '.join(quad)}")
-        found = [r.word for r in store.resolve_many(list(quad))]
+        found = [r.word for r in store.resolve_many(list(quad), case_insensitive=case_insensitive)]
         resolved_analogies.append(tuple(found))
         for word in found:
             add(word, "analogy")
-    for resolved in store.resolve_many(list(words)):
+    for resolved in store.resolve_many(list(words), case_insensitive=case_insensitive):
         add(resolved.word, "word")
     if neighbours:
         for result in store.nearest_many([w for w, k in zip(listed, kinds) if k == "word"], k=neighbours):
@@ -82,7 +84,7 @@ def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighb
     vectors = np.stack([store.unit_vector(w) for w in listed])
     if method == "pca":
         if fit_top:
-            fit_rows = np.asarray(store.searcher.rows[: min(fit_top, len(store))])
+            fit_rows = np.asarray(store.searcher.vectors(range(min(fit_top, len(store)))))
         else:
             fit_rows = vectors
         mean, axes, ratios = pca_fit(fit_rows)

@@ -21,7 +21,7 @@ from .errors import CatalogDamagedError, EmbstoreError, StoreNotFoundError
 from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
-from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROWS, STORAGE, CheckReport, check_store
+from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, STORAGE, CheckReport, check_store
 from .storage.file_names import index_file_path, kind_of_file, leftover_files, remove_files
 from .storage.index_files import file_checksum
 from .storage.schema import FORMAT_VERSION
@@ -105,7 +105,7 @@ def _repair_in_place(path: Path, report: RepairReport) -> CheckReport:
     catalog = Catalog.open(path)
     try:
         with catalog.commit_at(None, "the store was being repaired"):
-            _fix_catalog(catalog, before.damaged, report)
+            _fix_catalog(catalog, before.damaged, report, before.row_values)
             # While the rows are damaged, an unreferenced index file may be the newest rows: keep it.
             leftovers = [p for p in leftover_files(path, catalog.recorded_file_names())
                          if ROWS not in before.damaged or p.name.endswith(".tmp")]
@@ -191,8 +191,11 @@ def _fix_meta(catalog: Catalog, report: RepairReport) -> bool:
     return True
 
 
-def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport) -> None:
+def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport, row_values: str | None = None) -> None:
     """What can be mended in the catalog itself, inside the repair's transaction."""
+    if ROW_VALUES in damaged and row_values is not None:
+        catalog.set_meta(row_values=row_values)
+        report.actions.append(f"recorded what the exact rows are, read from them: {row_values}")
     if RANKS in damaged:
         report.actions.append(f"renumbered {catalog.reset_ranks():,} frequency ranks to match the IDs")
     if STORAGE in damaged:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator, NamedTuple
 
 
-@dataclass(frozen=True)
-class Neighbour:
-    """One answer: a word and its score (cosine for nearest and 3CosAdd)."""
+class Neighbour(NamedTuple):
+    """One answer: a word and its score (cosine for nearest and 3CosAdd). A tuple, as in
+    gensim: ``for word, score in store.nearest("king")`` and ``== ("queen", 0.78)`` work."""
 
     word: str
     score: float
@@ -26,6 +27,19 @@ class QueryResult:
     neighbours: list[Neighbour]
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def __iter__(self) -> Iterator[Neighbour]:
+        """The answers, best first: ``for word, score in result``."""
+        return iter(self.neighbours)
+
+    def __len__(self) -> int:
+        return len(self.neighbours)
+
+    def __getitem__(self, position):
+        return self.neighbours[position]
+
+    def words(self) -> list[str]:
+        return [n.word for n in self.neighbours]
 
 
 @dataclass(frozen=True)

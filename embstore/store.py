@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import EmbstoreError, StoreChangedError
+from .errors import EmbstoreError, StoreChangedError, StoreClosedError
 from .export import export_store, iter_vectors
 from .paths import resolve_store_path
 from .results import Neighbour, QueryResult, Resolved
@@ -31,6 +31,23 @@ from .writes.loading import LoadReport, Progress, load_store
 from .writes.word_changes import WordChanges
 
 CHANGE_ATTEMPTS = 3  # a word change that finds the store changed under it is redone on the new state
+
+
+class _Closed:
+    """Stands in for every part of a closed store: any use says it is closed."""
+
+    def __init__(self, path: Path):
+        self._path = path
+
+    def _fail(self, *args, **kwargs):
+        raise StoreClosedError(f"the store {self._path} is closed; open it again with Store.open")
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._fail()
+
+    __len__ = __iter__ = __contains__ = _fail
 
 
 class Store:
@@ -51,7 +68,7 @@ class Store:
                                      kind: AvailableIndex(kind, record.params, files.is_current(kind),
                                                           functools.partial(files.index, kind))
                                      for kind, record in files.records.items() if kind not in (EXACT, self.storage)},
-                                 damaged=files.broken)
+                                 damaged=files.broken, raw_rows=files.meta.raw_rows)
         self._queries = WordQueries(self.vocab, self.searcher)
 
     # -- opening, closing, loading ----------------------------------------------------
@@ -70,17 +87,27 @@ class Store:
     def load(cls, source: str | os.PathLike, path: str | os.PathLike | None = None, *, format: str | None = None,
              limit: int | None = None, unicode_errors: str = "strict", zero_vectors: str = "error",
              replace: bool = False, progress: Progress | None = None, storage: str = EXACT,
-             bad_words: str = "error") -> LoadReport:
+             bad_words: str = "error", counts: str | os.PathLike | None = None) -> LoadReport:
         """Load an embedding file into a new store at ``path``, or replace the one there, all
         or nothing. Duplicate words keep their first vector; ``zero_vectors`` 'error' or
         'skip'; ``bad_words`` (white space or control characters in a word) 'error' or 'skip';
-        ``storage="sq8"`` keeps only 8-bit codes. Raises FormatError, StoreError."""
+        ``storage="sq8"`` keeps only 8-bit codes; ``counts``: a 'word count' file (word2vec's
+        -save-vocab, gensim's fvocab). Vectors are kept exactly as read. Raises FormatError, StoreError."""
         return load_store(source, resolve_store_path(path), format=format, limit=limit,
                           unicode_errors=unicode_errors, zero_vectors=zero_vectors, replace=replace,
-                          progress=progress, storage=storage, bad_words=bad_words)
+                          progress=progress, storage=storage, bad_words=bad_words, counts=counts)
 
     def close(self) -> None:
+        """Release the catalog and the index files; any later use raises StoreClosedError."""
+        if isinstance(self._files, _Closed):
+            return
         self._files.close()
+        closed = _Closed(self.path)
+        self._files = self.catalog = self.vocab = self.searcher = self._queries = closed
+
+    @property
+    def closed(self) -> bool:
+        return isinstance(self._files, _Closed)
 
     def __enter__(self) -> "Store":
         return self
@@ -144,24 +171,31 @@ class Store:
         """All words in ID (= frequency) order; cached after the first call."""
         return self.vocab.words()
 
-    def resolve(self, word: str) -> Resolved:
-        """``word`` exactly, else its most frequent case-insensitive match; UnknownWordError if neither."""
-        return self._queries.resolve(word)
+    def resolve(self, word: str, case_insensitive: bool = False) -> Resolved:
+        """``word`` exactly as written, else (only with ``case_insensitive``) its most frequent
+        case-insensitive match; UnknownWordError (a KeyError) with suggestions otherwise."""
+        return self._queries.resolve(word, case_insensitive)
 
-    def resolve_many(self, words: Sequence[str], on_unknown: str = "raise") -> list:
+    def resolve_many(self, words: Sequence[str], on_unknown: str = "raise", case_insensitive: bool = False) -> list:
         """``resolve`` for many words; ``on_unknown="report"`` puts each error in its word's place."""
-        return self.vocab.resolve_many(words, on_unknown)
+        return self.vocab.resolve_many(words, on_unknown, case_insensitive)
 
     # -- queries ----------------------------------------------------------------------
+    # Words are matched exactly as written: an unknown word raises UnknownWordError (a
+    # KeyError, as in gensim). ``case_insensitive=True`` falls back to the most frequent
+    # word that differs only in case, with a note in the result, as the CLI does.
 
-    def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None) -> QueryResult:
-        """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
-        return self._queries.nearest(word, k, restrict, index)
+    def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None,
+                case_insensitive: bool = False) -> QueryResult:
+        """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``).
+        ``restrict``: search only the N most frequent words; ``index``: an approximate index."""
+        return self._queries.nearest(word, k, restrict, index, case_insensitive)
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
-                     on_unknown: str = "raise", index: str | None = None) -> list[QueryResult]:
+                     on_unknown: str = "raise", index: str | None = None,
+                     case_insensitive: bool = False) -> list[QueryResult]:
         """``nearest`` for many words in one batched search."""
-        return self._queries.nearest_many(words, k, restrict, on_unknown, index)
+        return self._queries.nearest_many(words, k, restrict, on_unknown, index, case_insensitive)
 
     def nearest_to_vector(self, vector, k: int = 10, restrict: int | None = None,
                           index: str | None = None) -> QueryResult:
@@ -169,36 +203,38 @@ class Store:
         return self._queries.nearest_to_vector(vector, k, restrict, index)
 
     def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
-                     restrict: int | None = None, index: str | None = None) -> QueryResult:
-        """gensim's ``most_similar(positive, negative)``."""
-        return self._queries.most_similar(positive, negative, k, restrict, index)
+                     restrict: int | None = None, index: str | None = None,
+                     case_insensitive: bool = False) -> QueryResult:
+        """gensim's ``most_similar(positive, negative)`` for lists of words (vectors and weights:
+        ``keyed_vectors()``)."""
+        return self._queries.most_similar(positive, negative, k, restrict, index, case_insensitive)
 
     def analogy(self, a: str, b: str, c: str, k: int = 10, method: str = "add",
-                restrict: int | None = None, index: str | None = None) -> QueryResult:
+                restrict: int | None = None, index: str | None = None, case_insensitive: bool = False) -> QueryResult:
         """A is to B as C is to ?: 3CosAdd (``add``) or 3CosMul (``mul``); query words excluded."""
-        return self._queries.analogy_many([(a, b, c)], k, method, restrict, "raise", index)[0]
+        return self._queries.analogy_many([(a, b, c)], k, method, restrict, "raise", index, case_insensitive)[0]
 
     def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
                      restrict: int | None = None, on_unknown: str = "raise",
-                     index: str | None = None) -> list[QueryResult]:
+                     index: str | None = None, case_insensitive: bool = False) -> list[QueryResult]:
         """``analogy`` for many (a, b, c) questions, batched through one search."""
-        return self._queries.analogy_many(questions, k, method, restrict, on_unknown, index)
+        return self._queries.analogy_many(questions, k, method, restrict, on_unknown, index, case_insensitive)
 
-    def similarity(self, first: str, second: str) -> float:
+    def similarity(self, first: str, second: str, case_insensitive: bool = False) -> float:
         """Cosine similarity of two words."""
-        return self._queries.similarity(first, second)
+        return self._queries.similarity(first, second, case_insensitive)
 
-    def doesnt_match(self, words: Sequence[str]) -> tuple[str, list[Neighbour]]:
+    def doesnt_match(self, words: Sequence[str], case_insensitive: bool = False) -> tuple[str, list[Neighbour]]:
         """gensim's ``doesnt_match``: (odd word, every word with its cosine to the mean)."""
-        return self._queries.doesnt_match(words)
+        return self._queries.doesnt_match(words, case_insensitive)
 
-    def unit_vector(self, word: str) -> np.ndarray:
-        """The stored unit-length vector of ``word`` (a copy)."""
-        return self._queries.unit_vector(word)
+    def unit_vector(self, word: str, case_insensitive: bool = False) -> np.ndarray:
+        """The unit-length vector of ``word`` (a copy)."""
+        return self._queries.unit_vector(word, case_insensitive)
 
-    def vector(self, word: str) -> np.ndarray:
-        """The vector of ``word`` as loaded (unit row times its stored norm; float32)."""
-        return self._queries.vector(word)
+    def vector(self, word: str, case_insensitive: bool = False) -> np.ndarray:
+        """The vector of ``word`` exactly as loaded: the float32 values of the source file (a copy)."""
+        return self._queries.vector(word, case_insensitive)
 
     def analogy_hits(self, ids: np.ndarray, k: int, method: str = "add", id_limit: int | None = None,
                      index: str | None = None) -> Hits:
@@ -240,7 +276,7 @@ class Store:
     def build_index(self, kind: str, *, make_default: bool = False, progress: Progress | None = None,
                     **params: int | None) -> IndexFileRecord:
         """Build an approximate or compressed index from the rows and record it atomically."""
-        return self._manage_indexes(IndexManager.build, kind, self.searcher.rows, make_default=make_default,
+        return self._manage_indexes(IndexManager.build, kind, self.searcher.unit_rows, make_default=make_default,
                                     progress=progress, **params)
 
     def drop_index(self, kind: str) -> None:
@@ -279,6 +315,13 @@ class Store:
         """Give a word a new spelling; its ID and vector stay."""
         self._change_words(WordChanges.rename_word, old, new)
 
+    def keyed_vectors(self, index: str | None = None):
+        """This store as gensim's ``KeyedVectors`` (``embstore.KeyedVectors``); closing the view
+        leaves the store open."""
+        from .gensim_view import KeyedVectors
+
+        return KeyedVectors(self, index=index)
+
     # -- inspection and export --------------------------------------------------------
 
     def info(self) -> StoreInfo:
@@ -290,6 +333,8 @@ class Store:
         """Yield (words, original vectors) chunks: all words in ID order, or just ``words``."""
         return iter_vectors(self.vocab, self.searcher, words, batch)
 
-    def export(self, output: str | os.PathLike, format: str, words: Sequence[str] | None = None) -> list[Path]:
-        """Write the store (or only ``words``) as word2vec text/binary, GloVe text or .npy; '-' is stdout."""
-        return export_store(self.path, self.vocab, self.searcher, output, format, words)
+    def export(self, output: str | os.PathLike, format: str, words: Sequence[str] | None = None,
+               case_insensitive: bool = False) -> list[Path]:
+        """Write the store (or only ``words``) as word2vec text/binary, GloVe text or .npy; '-' is stdout.
+        Values are written exactly: binary as stored, text as the shortest decimal of each float32."""
+        return export_store(self.path, self.vocab, self.searcher, output, format, words, case_insensitive)

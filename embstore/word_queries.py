@@ -14,6 +14,29 @@ from .search.searcher import ANALOGY_METHODS, Choice, Searcher
 from .vocabulary.vocabulary import Vocabulary, word_list
 
 
+def checked_k(k: object) -> int:
+    """``k`` as a count of answers (0 gives none, as gensim's topn=0 does); QueryError otherwise."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise QueryError(f"k (the number of answers) must be a whole number, 0 or more, not {k!r:.40}")
+    return int(k)
+
+
+def checked_restrict(restrict: object) -> int | None:
+    """``restrict`` (search only the N most frequent words) as a count, or None; QueryError otherwise."""
+    if restrict is None:
+        return None
+    if isinstance(restrict, bool) or not isinstance(restrict, (int, np.integer)) or restrict < 1:
+        raise QueryError(f"restrict must be a whole number of at least 1 (or None for every word), "
+                         f"not {restrict!r:.40}")
+    return int(restrict)
+
+
+def _one_word(word: object, what: str) -> str:
+    if not isinstance(word, str):
+        raise TypeError(f"{what} takes words as strings, not {type(word).__name__} {word!r:.40}")
+    return word
+
+
 class WordQueries:
     """Nearest words, analogies, similarities and vectors of one store generation."""
 
@@ -30,26 +53,33 @@ class WordQueries:
     def _ids(self, resolved: Sequence[Resolved]) -> list[int]:
         return [r.id for r in resolved]
 
-    def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None) -> QueryResult:
+    def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None,
+                case_insensitive: bool = False) -> QueryResult:
         """The ``k`` words most similar to ``word`` by cosine (gensim's ``most_similar(word)``)."""
         if not isinstance(word, str):
             raise TypeError(f"nearest takes one word as a string, not {type(word).__name__}; "
                             "use nearest_many for several")
+        k, restrict = checked_k(k), checked_restrict(restrict)
         if restrict is None and k >= 1:  # the short path: a stored word through a current hnsw index
             choice = self.searcher.choose(index)
             if choice.kind == "hnsw" and not self.searcher.holds_rows("hnsw"):
                 word_id = self.vocabulary.id_of(word)
                 if word_id is not None:
                     return self._result(word, self.searcher.search_word("hnsw", word_id, k), [])
-        return self.nearest_many([word], k=k, restrict=restrict, index=index)[0]
+        return self.nearest_many([word], k=k, restrict=restrict, index=index, case_insensitive=case_insensitive)[0]
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
-                     on_unknown: str = "raise", index: str | None = None) -> list[QueryResult]:
+                     on_unknown: str = "raise", index: str | None = None,
+                     case_insensitive: bool = False) -> list[QueryResult]:
         """``nearest`` for many words in one batched search. With ``on_unknown="report"`` an
         unknown word gives a result with ``error`` set instead of raising UnknownWordError."""
-        resolved = self.vocabulary.resolve_many(word_list(words, "nearest_many"), on_unknown)
+        k, restrict = checked_k(k), checked_restrict(restrict)
+        resolved = self.vocabulary.resolve_many(word_list(words, "nearest_many"), on_unknown, case_insensitive)
         choice = self.searcher.choose(index)
         known = [r for r in resolved if isinstance(r, Resolved)]
+        if k == 0:
+            return [QueryResult(r.asked, [], [r.note] if r.note else []) if isinstance(r, Resolved)
+                    else QueryResult(r.word, [], error=str(r)) for r in resolved]
         ids = self._ids(known)
         hits = iter(self.searcher.search(choice.kind, self.searcher.vectors(ids), k, [{i} for i in ids],
                                          self.vocabulary.id_limit(restrict), row_ids=ids) if known else [])
@@ -59,42 +89,54 @@ class WordQueries:
     def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
                           restrict: int | None = None, index: str | None = None) -> QueryResult:
         """The ``k`` words whose vectors have the highest cosine with ``vector``."""
-        vector = np.asarray(vector, dtype=np.float32).ravel()
+        k, restrict = checked_k(k), checked_restrict(restrict)
+        try:
+            vector = np.asarray(vector, dtype=np.float32).ravel()
+        except (TypeError, ValueError):
+            raise QueryError(f"a vector is a sequence of {self.searcher.dimension} numbers") from None
         if vector.shape[0] != self.searcher.dimension:
             raise QueryError(f"the vector has {vector.shape[0]} values; this store's dimension is "
                              f"{self.searcher.dimension}")
         choice = self.searcher.choose(index)
-        hits = self.searcher.search(choice.kind, unit(vector)[None, :], k, [set()], self.vocabulary.id_limit(restrict))
+        direction = unit(vector)
+        if k == 0:
+            return QueryResult("<vector>", [])
+        hits = self.searcher.search(choice.kind, direction[None, :], k, [set()], self.vocabulary.id_limit(restrict))
         return self._result("<vector>", hits[0], [], choice)
 
     def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
-                     restrict: int | None = None, index: str | None = None) -> QueryResult:
+                     restrict: int | None = None, index: str | None = None,
+                     case_insensitive: bool = False) -> QueryResult:
         """gensim's ``most_similar(positive, negative)``: cosine with the normalised mean direction."""
-        pos = self.vocabulary.resolve_many(word_list(positive, "positive"))
-        neg = self.vocabulary.resolve_many(word_list(negative, "negative"))
+        k, restrict = checked_k(k), checked_restrict(restrict)
+        pos = self.vocabulary.resolve_many(word_list(positive, "positive"), case_insensitive=case_insensitive)
+        neg = self.vocabulary.resolve_many(word_list(negative, "negative"), case_insensitive=case_insensitive)
         direction = mean_direction(self.searcher.vectors(self._ids(pos)), self.searcher.vectors(self._ids(neg)))
         choice = self.searcher.choose(index)
+        label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
+        if k == 0:
+            return QueryResult(label, [], [r.note for r in pos + neg if r.note])
         hits = self.searcher.search(choice.kind, direction[None, :], k, [set(self._ids(pos + neg))],
                                     self.vocabulary.id_limit(restrict))
-        label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
         return self._result(label, hits[0], pos + neg, choice)
 
     def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
                      restrict: int | None = None, on_unknown: str = "raise",
-                     index: str | None = None) -> list[QueryResult]:
+                     index: str | None = None, case_insensitive: bool = False) -> list[QueryResult]:
         """A is to B as C is to ? for many (a, b, c) questions, batched through one search:
         3CosAdd (``add``, gensim ``most_similar(positive=[b, c], negative=[a])``) or 3CosMul
         (``mul``, ``most_similar_cosmul``). Query words are never answers."""
         if method not in ANALOGY_METHODS:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
+        k, restrict = checked_k(k), checked_restrict(restrict)
         if isinstance(questions, (str, bytes, bytearray)):
             raise TypeError("analogy_many takes a list of (a, b, c) word triples, not a string")
         questions = [word_list(question, "each question of analogy_many") for question in questions]
         if any(len(question) != 3 for question in questions):
             raise TypeError("analogy_many takes a list of (a, b, c) word triples")
-        flat = self.vocabulary.resolve_many([w for q in questions for w in q], on_unknown)
+        flat = self.vocabulary.resolve_many([w for q in questions for w in q], on_unknown, case_insensitive)
         triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
-        known = [t for t in triples if all(isinstance(r, Resolved) for r in t)]
+        known = [t for t in triples if all(isinstance(r, Resolved) for r in t)] if k else []
         ids = np.array([[r.id for r in t] for t in known], dtype=np.int64).reshape(-1, 3)
         choice = self.searcher.choose(index) if method == "add" else Choice("exact")
         hits = iter(self.searcher.analogy_hits(ids, k, method, self.vocabulary.id_limit(restrict), choice.kind)
@@ -104,19 +146,20 @@ class WordQueries:
             label = f"{question[0]} : {question[1]} :: {question[2]} : ?"
             errors = [r for r in triple if not isinstance(r, Resolved)]
             results.append(QueryResult(label, [], error=str(errors[0])) if errors
-                           else self._result(label, next(hits), triple, choice))
+                           else self._result(label, next(hits) if k else [], triple, choice))
         return results
 
-    def similarity(self, first: str, second: str) -> float:
+    def similarity(self, first: str, second: str, case_insensitive: bool = False) -> float:
         """Cosine similarity of two words."""
-        one, two = self.vocabulary.resolve_many([first, second])
+        one, two = self.vocabulary.resolve_many([_one_word(first, "similarity"), _one_word(second, "similarity")],
+                                                case_insensitive=case_insensitive)
         a, b = self.searcher.vectors([one.id, two.id])
         return float(np.dot(a, b))
 
-    def doesnt_match(self, words: Sequence[str]) -> tuple[str, list[Neighbour]]:
+    def doesnt_match(self, words: Sequence[str], case_insensitive: bool = False) -> tuple[str, list[Neighbour]]:
         """gensim's ``doesnt_match``: the word least similar to the mean of all of them.
         Returns (odd word, every word with its cosine to the mean, least similar first)."""
-        resolved = self.vocabulary.resolve_many(word_list(words, "doesnt_match"))
+        resolved = self.vocabulary.resolve_many(word_list(words, "doesnt_match"), case_insensitive=case_insensitive)
         if len(resolved) < 2:
             raise QueryError("odd-one-out needs at least two words")
         vectors = self.searcher.vectors(self._ids(resolved))
@@ -124,17 +167,19 @@ class WordQueries:
         ranked = sorted(zip(scores.tolist(), [r.word for r in resolved]))
         return ranked[0][1], [Neighbour(w, float(s)) for s, w in ranked]
 
-    def resolve(self, word: str) -> Resolved:
-        if not isinstance(word, str):
-            raise TypeError(f"a word is a string, not {type(word).__name__}")
-        return self.vocabulary.resolve_many([word])[0]  # raises UnknownWordError
+    def resolve(self, word: str, case_insensitive: bool = False) -> Resolved:
+        return self.vocabulary.resolve_many([_one_word(word, "a word")], case_insensitive=case_insensitive)[0]
 
-    def unit_vector(self, word: str) -> np.ndarray:
-        """The stored unit-length vector of ``word`` (a copy)."""
-        return np.array(self.searcher.vectors([self.resolve(word).id])[0])
+    def unit_vector(self, word: str, case_insensitive: bool = False) -> np.ndarray:
+        """The unit-length vector of ``word`` (a copy)."""
+        return np.array(self.searcher.vectors([self.resolve(word, case_insensitive).id])[0])
 
-    def vector(self, word: str) -> np.ndarray:
-        """The vector of ``word`` as loaded (unit row times its stored norm; float32)."""
-        resolved = self.resolve(word)
+    def vector(self, word: str, case_insensitive: bool = False) -> np.ndarray:
+        """The vector of ``word`` exactly as loaded (float32, a copy). Stores written before 0.2
+        and compressed stores keep unit rows: their vector is the unit row times the stored norm."""
+        resolved = self.resolve(word, case_insensitive)
+        stored = self.searcher.stored_vectors([resolved.id])
+        if stored is not None:
+            return stored[0]
         norm = self.vocabulary.norms([resolved.id])[0]
         return (self.searcher.vectors([resolved.id])[0].astype(np.float64) * norm).astype(np.float32)

@@ -11,7 +11,7 @@ import pytest
 from embstore import CatalogMismatchError, QueryError, Store
 from embstore.search.hnsw_links import level0_lists, search_from_rows
 from embstore.search.index_kinds import search_parameters
-from embstore.evaluation.recall import measure_index, query_ids
+from embstore.evaluation.recall import query_ids
 
 
 def brute_force_top10(small_matrix, words_to_ask):
@@ -150,12 +150,13 @@ def test_one_word_through_hnsw_answers_as_the_batch_does(store_copy, small_matri
             assert _answers(one_by_one) == _answers(store.nearest_many(asked, k=k))
             assert all(len(r.neighbours) == k and r.query not in {n.word for n in r.neighbours} for r in one_by_one)
         # The general path still takes what the short one leaves: case, restrict, errors, other kinds.
-        assert store.nearest("King", k=3).notes and _answers([store.nearest("King", k=3)]) == \
-            _answers([store.nearest("king", k=3)])
+        assert store.nearest("King", k=3, case_insensitive=True).notes and \
+            _answers([store.nearest("King", k=3, case_insensitive=True)]) == _answers([store.nearest("king", k=3)])
         assert _answers([store.nearest("king", k=5, restrict=1000)]) == \
             _answers(store.nearest_many(["king"], k=5, restrict=1000))
+        assert store.nearest("king", k=0).neighbours == []  # gensim's topn=0
         with pytest.raises(QueryError):
-            store.nearest("king", k=0)
+            store.nearest("king", k=-1)
         assert _answers([store.nearest("king", index="exact")]) == \
             _answers(store.nearest_many(["king"], index="exact"))
         store.delete_words(["queen"])  # marks the index stale: the next query rebuilds it

@@ -102,10 +102,18 @@ def test_nearest_to_vector_and_vector_roundtrip(small_store, small_matrix):
     assert result.neighbours[0].score == pytest.approx(1.0, abs=1e-6)
 
 
-def test_case_folded_fallback_says_so(small_store):
-    result = small_store.nearest("KING", k=3)
+def test_case_folded_fallback_is_asked_for_and_says_so(small_store):
+    result = small_store.nearest("KING", k=3, case_insensitive=True)
     assert pairs(result) == pairs(small_store.nearest("king", k=3))
     assert result.notes and "'king'" in result.notes[0]
+    assert small_store.similarity("KING", "Queen", case_insensitive=True) == small_store.similarity("king", "queen")
+    # Without asking, the API is strict, as gensim is: 'KING' is not in the store.
+    assert "KING" not in small_store
+    for query in (lambda: small_store.nearest("KING"), lambda: small_store.vector("KING"),
+                  lambda: small_store.most_similar(["KING"]), lambda: small_store.analogy("man", "KING", "woman"),
+                  lambda: small_store.similarity("KING", "queen"), lambda: small_store.doesnt_match(["KING", "a"])):
+        with pytest.raises(KeyError, match="unknown word 'KING'; did you mean 'king'"):
+            query()
 
 
 def test_unknown_word_suggests_close_words(small_store):

@@ -53,7 +53,8 @@ def test_catalog_table_falls_back_when_a_word_holds_a_newline(store_copy):
 
 
 def _answers(store: Store) -> list:
-    nearest = [[(n.word, round(n.score, 6)) for n in r.neighbours] for r in store.nearest_many(PROBES, k=10)]
+    nearest = [[(n.word, round(n.score, 6)) for n in r.neighbours]
+               for r in store.nearest_many(PROBES, k=10, case_insensitive=True)]
     analogy = [n.word for n in store.analogy("man", "king", "woman", k=5).neighbours]
     return [nearest, analogy, store.nearest("king", k=3, restrict=500).neighbours]
 

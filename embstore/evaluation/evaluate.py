@@ -79,6 +79,8 @@ class AnalogyEvaluation:
     seconds: float
     mistakes: list[AnalogyMistake] = field(default_factory=list)
     index: str = "exact"
+    # with keep_outcomes: (section, the question's keys, True/False, or None when skipped), in file order
+    outcomes: list[tuple[str, tuple[str, str, str, str], bool | None]] = field(default_factory=list, repr=False)
 
     @property
     def oov_ratio(self) -> float:
@@ -108,6 +110,10 @@ class WordPairEvaluation:
     pairs_skipped: int
     restrict: int | None
     case_insensitive: bool
+    # with keep_pairs: the human scores and cosines of the pairs used, and the human scores of those skipped
+    gold: list[float] = field(default_factory=list, repr=False)
+    model: list[float] = field(default_factory=list, repr=False)
+    skipped_gold: list[float] = field(default_factory=list, repr=False)
 
     @property
     def oov_ratio(self) -> float:
@@ -274,10 +280,12 @@ def evaluate_analogies(
     case_insensitive: bool = True,
     keep_mistakes: bool = False,
     index: str | None = None,
+    keep_outcomes: bool = False,
 ) -> AnalogyEvaluation:
     """Analogy accuracy on a questions-words file, with gensim's counting rules.
 
     ``index`` names the index kind that answers (None: the store's default).
+    ``keep_outcomes`` records every question's verdict (gensim's sections are built from them).
     """
     kind = searcher.choose(index).kind if method == "add" else "exact"
     started = time.perf_counter()
@@ -285,6 +293,7 @@ def evaluate_analogies(
     lookup, size, shared = _restricted_lookup(vocabulary, restrict, case_insensitive)
     sections: dict[str, SectionScore] = {}
     answerable: list[AnalogyQuestion] = []
+    outcomes: list[tuple[str, tuple[str, str, str, str], bool | None]] = []
     keys_of: list[tuple[str, str, str, str]] = []
     id_rows: list[tuple[int, int, int]] = []
     for question in questions:
@@ -292,7 +301,11 @@ def evaluate_analogies(
         keys = tuple(w.upper() for w in question.words) if case_insensitive else question.words
         if any(key not in lookup for key in keys):
             score.skipped += 1
+            if keep_outcomes:
+                outcomes.append((question.section, keys, None))
             continue
+        if keep_outcomes:
+            outcomes.append((question.section, keys, False))
         answerable.append(question)
         keys_of.append(keys)
         id_rows.append((lookup[keys[0]], lookup[keys[1]], lookup[keys[2]]))
@@ -304,6 +317,7 @@ def evaluate_analogies(
     hits = searcher.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size, kind=kind) if len(searched) else []
     hits_of = dict(zip(searched.tolist(), hits))
     mistakes: list[AnalogyMistake] = []
+    right_ones: set[int] = set()
     for number, (question, keys) in enumerate(zip(answerable, keys_of)):
         if verdict[number] != UNDECIDED:
             is_right = verdict[number] == RIGHT
@@ -313,6 +327,8 @@ def evaluate_analogies(
                                                            case_insensitive)
             is_right = predicted == keys[3]
         score = sections[question.section]
+        if is_right and keep_outcomes:
+            right_ones.add(number)
         if is_right:
             score.correct += 1
         else:
@@ -320,6 +336,10 @@ def evaluate_analogies(
             if keep_mistakes:
                 mistakes.append(AnalogyMistake(question.section, question.line, question.words[:3],
                                                question.words[3], predicted_word))
+    if keep_outcomes:  # the answered questions, in order, take their verdicts
+        answered = iter(range(len(answerable)))
+        outcomes = [(section, keys, None) if right is None else (section, keys, next(answered) in right_ones)
+                    for section, keys, right in outcomes]
     ordered = list(sections.values())
     total, semantic, syntactic = SectionScore("Total accuracy"), SectionScore("Semantic"), SectionScore("Syntactic")
     for score in ordered:
@@ -328,7 +348,7 @@ def evaluate_analogies(
     return AnalogyEvaluation(
         path=str(path), method=method, restrict=restrict, case_insensitive=case_insensitive,
         sections=ordered, total=total, semantic=semantic, syntactic=syntactic,
-        seconds=time.perf_counter() - started, mistakes=mistakes, index=kind,
+        seconds=time.perf_counter() - started, mistakes=mistakes, index=kind, outcomes=outcomes,
     )
 
 
@@ -350,16 +370,19 @@ def evaluate_word_pairs(
     *,
     restrict: int | None = DEFAULT_RESTRICT,
     case_insensitive: bool = True,
+    keep_pairs: bool = False,
 ) -> WordPairEvaluation:
-    """Pearson and Spearman correlation of cosine similarity with human scores (gensim's rules)."""
+    """Pearson and Spearman correlation of cosine similarity with human scores (gensim's rules).
+    ``keep_pairs`` keeps the scores themselves in the result."""
     rows = read_word_pairs(path)
     lookup, _, _ = _restricted_lookup(vocabulary, restrict, case_insensitive)
-    pairs, gold, skipped = [], [], 0
+    pairs, gold, skipped, skipped_gold = [], [], 0, []
     for _, first, second, human in rows:
         a = first.upper() if case_insensitive else first
         b = second.upper() if case_insensitive else second
         if a not in lookup or b not in lookup:
             skipped += 1
+            skipped_gold.append(human)
             continue
         pairs.append((lookup[a], lookup[b]))
         gold.append(human)
@@ -372,4 +395,5 @@ def evaluate_word_pairs(
         path=str(path), pearson=float(pearson[0]), pearson_pvalue=float(pearson[1]),
         spearman=float(spearman[0]), spearman_pvalue=float(spearman[1]),
         pairs_used=len(pairs), pairs_skipped=skipped, restrict=restrict, case_insensitive=case_insensitive,
+        **({"gold": gold, "model": model.tolist(), "skipped_gold": skipped_gold} if keep_pairs else {}),
     )

@@ -50,9 +50,9 @@ def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
     faiss_index = searcher.index(kind)
     ids = query_ids(searcher.size, queries, seed, pool)
     count = len(ids)
-    vectors = searcher.rows[ids]
+    vectors = searcher.unit_rows[ids]
     exclude = [{int(i)} for i in ids]
-    truth = exact_top_k(searcher.rows, vectors, k, exclude)
+    truth = exact_top_k(searcher.unit_rows, vectors, k, exclude)
     parameters, word_parameters = searcher.parameters(kind, None)
     found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
     recall = float(np.mean([

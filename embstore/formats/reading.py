@@ -194,7 +194,7 @@ class EmbeddingReader(TextParsing, BinaryParsing):
         if header is None:
             raise FormatError(
                 self.name, 1, f"expected a '<count> <dimension>' header for {forced}, found {first[:60]!r}",
-                hint="try --format glove",
+                hint="try format='glove' (--format glove)",
             )
         self.declared_count, self.dimension = header
         self._pending = self._pending[newline + 1:] if newline >= 0 else b""
@@ -290,7 +290,7 @@ class EmbeddingReader(TextParsing, BinaryParsing):
             except UnicodeDecodeError as exc:
                 raise FormatError(
                     self.name, line, f"word is not valid UTF-8 ({exc.reason} at byte {exc.start})",
-                    hint="--unicode-errors replace or ignore handles it as gensim does", unit=unit,
+                    hint="unicode_errors='replace' or 'ignore' (--unicode-errors) handles it as gensim does", unit=unit,
                 ) from None
         return out
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..storage.durable import fsync_directory
 from ..errors import FormatError
+from .float_text import format_rows
 
 EXPORT_FORMATS = ("word2vec", "word2vec-bin", "glove", "npy")
 _COMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
@@ -38,13 +39,12 @@ def _check_word(word: str, output: Path) -> None:
 
 
 def _format_rows(words: list[str], vectors: np.ndarray, output: Path) -> bytes:
-    """Return the text lines 'word v1 ... vd' for a chunk. %.7g keeps float32 precision."""
-    row_format = " ".join(["%s"] + ["%.7g"] * vectors.shape[1]) + "\n"
-    lines = []
-    for word, row in zip(words, vectors.tolist()):
+    """Return the text lines 'word v1 ... vd' for a chunk, each value the shortest decimal
+    that reads back to the same float32 (``float_text``)."""
+    for word in words:
         _check_word(word, output)
-        lines.append(row_format % (word, *row))
-    return "".join(lines).encode("utf-8")
+    lines = format_rows(words, np.asarray(vectors, dtype=np.float32))
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else b""
 
 
 def _write_text(stream: BinaryIO, chunks: Chunks, output: Path, header: bytes | None) -> None:

@@ -151,8 +151,10 @@ def exact_top_k(
     k: int,
     exclude: Sequence[Collection[int]],
     id_limit: int | None = None,
+    norms: np.ndarray | None = None,
 ) -> list[list[tuple[int, float]]]:
-    """Exact top ``k`` (id, cosine) for unit ``queries`` against unit ``rows``.
+    """Exact top ``k`` (id, cosine) for unit ``queries`` against unit ``rows``, or against
+    any rows with their lengths ``norms`` (then only a few queries: each score is divided).
 
     One query is a BLAS matrix-vector product and a threshold selection; a batch
     goes through one call of FAISS's blocked BLAS search. Only the first
@@ -161,10 +163,12 @@ def exact_top_k(
     searched = rows if id_limit is None else rows[: int(id_limit)]
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     fetch = _candidates_needed(k, exclude, searched.shape[0])
-    if len(queries) <= 4:
+    if norms is not None or len(queries) <= 4:
         ids_rows, score_rows = [], []
         for query in queries:
             scores = searched @ query
+            if norms is not None:
+                scores /= norms[: len(scores)]
             top = top_k_indices(scores, fetch)
             ids_rows.append(top.tolist())
             score_rows.append(scores[top].tolist())

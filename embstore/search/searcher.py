@@ -22,6 +22,7 @@ from .engine import cosmul_top_k, exact_top_k, mean_directions, search_top_k
 EXACT = "exact"
 ANALOGY_METHODS = ("add", "mul")
 Hits = list[list[tuple[int, float]]]
+SCALED_QUERIES = 4  # up to this many exact queries score the rows as loaded and divide by their norms
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,29 @@ class Choice:
     note: str | None = None
 
 
+NORM_BLOCK = 65_536  # rows per step when lengths or unit rows are computed
+
+
 class Searcher:
-    """Top-k search, analogy scoring and pair similarities over one set of unit rows."""
+    """Top-k search, analogy scoring and pair similarities over one set of rows, by cosine.
+
+    The exact rows are the vectors as loaded (``raw_rows``), so that a vector is given back
+    bit for bit; cosine divides by each row's length. One query scores the stored rows and
+    divides the scores (one pass over the rows, as with unit rows); batches, analogies and
+    index builds use unit rows computed once per process, as gensim's ``get_normed_vectors``
+    does (same float32 operations). Stores written before 0.2 hold unit rows."""
 
     def __init__(self, rows: np.ndarray | None, dimension: int, *, storage: str = EXACT,
                  storage_index: faiss.Index | None = None, default: str = EXACT,
-                 indexes: dict[str, AvailableIndex] | None = None, damaged: dict[str, str] | None = None):
-        """``rows``: the exact unit rows; or None with ``storage_index``, the compressed index
-        of kind ``storage`` that holds a store's only rows."""
+                 indexes: dict[str, AvailableIndex] | None = None, damaged: dict[str, str] | None = None,
+                 raw_rows: bool = False):
+        """``rows``: the exact rows (``raw_rows``: as loaded, else unit length); or None with
+        ``storage_index``, the compressed index of kind ``storage`` that holds a store's only
+        (unit) rows."""
         self.dimension = dimension
+        self.raw_rows = raw_rows and rows is not None
+        self._norms: np.ndarray | None = None
+        self._unit: np.ndarray | None = None
         self.storage = storage
         self.storage_index = storage_index
         self.default = default
@@ -64,19 +79,55 @@ class Searcher:
 
     @property
     def rows(self) -> np.ndarray:
-        """The unit rows: the exact rows, or a store's sq8 codes decoded once."""
+        """The rows as stored: the exact rows, or a store's sq8 codes decoded once (unit length)."""
         if self._rows is None:
             self._rows = index_kinds.decoded(self.storage_index, self.dimension)
         return self._rows
 
+    @property
+    def norms(self) -> np.ndarray:
+        """The float32 length of each stored row (gensim's ``norms``), computed once per process."""
+        if self._norms is None:
+            if not self.raw_rows:
+                self._norms = np.ones(self.size, dtype=np.float32)
+            else:
+                self._norms = np.concatenate([np.linalg.norm(self._rows[start: start + NORM_BLOCK], axis=1)
+                                              for start in range(0, self.size, NORM_BLOCK)] or
+                                             [np.zeros(0, dtype=np.float32)]).astype(np.float32)
+        return self._norms
+
+    @property
+    def unit_rows(self) -> np.ndarray:
+        """Every row at unit length (read-only): the stored rows, or for rows as loaded a copy
+        computed once (gensim's ``get_normed_vectors``: float32 rows divided by their norms)."""
+        if not self.raw_rows:
+            return self.rows
+        if self._unit is None:
+            unit = np.empty_like(self._rows)
+            norms = self.norms
+            for start in range(0, self.size, NORM_BLOCK):
+                stop = start + NORM_BLOCK
+                np.divide(self._rows[start:stop], norms[start:stop, None], out=unit[start:stop])
+            unit.flags.writeable = False
+            self._unit = unit
+        return self._unit
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Unit rows for ``ids`` without decoding a whole compressed store (read-only for exact rows)."""
         ids = list(ids)
-        if self._rows is not None:
+        if self._unit is not None or not self.raw_rows and self._rows is not None:
+            rows = self.unit_rows
             if len(ids) == 1:  # a view, not a copy: a word query is short enough for this to show
-                return self._rows[ids[0]: ids[0] + 1]
-            return self._rows[ids]
+                return rows[ids[0]: ids[0] + 1]
+            return rows[ids]
+        if self.raw_rows:
+            stored = self._rows[ids]
+            return stored / np.linalg.norm(stored, axis=1)[:, None]
         return index_kinds.decoded(self.storage_index, self.dimension, ids)
+
+    def stored_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
+        """The rows of ``ids`` exactly as loaded (a copy), or None if the store holds only unit rows."""
+        return np.array(self._rows[list(ids)]) if self.raw_rows else None
 
     def holds_rows(self, kind: str) -> bool:
         """Whether ``kind`` is the compressed index that holds the store's only rows."""
@@ -129,7 +180,9 @@ class Searcher:
         """Top ``k`` (id, score) for each query through ``kind`` (a ``choose``n kind);
         ``row_ids``: the queries are these stored rows."""
         if kind == EXACT:
-            return exact_top_k(self.rows, queries, k, exclude, id_limit)
+            if self.raw_rows and self._unit is None and len(queries) <= SCALED_QUERIES:
+                return exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
+            return exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
         faiss_index = self.index(kind)
         if kind in index_kinds.FLAT_CODE_KINDS and len(queries) > 4:
             # These kinds score every row against its decoded vector anyway; for a batch,
@@ -145,7 +198,7 @@ class Searcher:
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
         if self.holds_rows(kind):
-            return self.rows
+            return self.unit_rows
         if kind not in self._decoded:
             self._decoded[kind] = index_kinds.decoded(faiss_index, self.dimension)
         return self._decoded[kind]
@@ -157,16 +210,19 @@ class Searcher:
         if method not in ANALOGY_METHODS:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
         exclude = [set(row) for row in ids.tolist()]
+        rows = self.unit_rows
         if method == "add":
-            queries = mean_directions(self.rows[ids[:, [1, 2]]], self.rows[ids[:, [0]]])
+            queries = mean_directions(rows[ids[:, [1, 2]]], rows[ids[:, [0]]])
             return self.search(kind, queries, k, exclude, id_limit)
-        return cosmul_top_k(self.rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
+        return cosmul_top_k(rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
 
     def screen_analogies(self, questions: np.ndarray, id_limit: int | None = None) -> Screening:
         """Decide 3CosAdd (a, b, c, d) ID rows without a full search where a bound allows
         (``analogy_screen``); undecided questions must be searched in full."""
-        return screen_analogies(self.rows if id_limit is None else self.rows[:id_limit], questions)
+        rows = self.unit_rows
+        return screen_analogies(rows if id_limit is None else rows[:id_limit], questions)
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of rows."""
-        return np.einsum("ij,ij->i", self.rows[first_ids], self.rows[second_ids])
+        rows = self.unit_rows
+        return np.einsum("ij,ij->i", rows[first_ids], rows[second_ids])

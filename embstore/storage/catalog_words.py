@@ -97,19 +97,40 @@ class WordQueries:
             new_ids = (later - np.searchsorted(doomed_ids, later)).tolist()
             self.conn.executemany("UPDATE words SET id = ?, rank = ? WHERE id = ?", zip(new_ids, new_ids, later.tolist()))
             return
-        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS renumbered(id INTEGER PRIMARY KEY, word TEXT, folded TEXT, "
-                          "norm REAL, digest INTEGER)")
-        self.conn.execute("DELETE FROM temp.renumbered")
-        self.conn.execute("INSERT INTO temp.renumbered(id, word, folded, norm, digest) SELECT ? + row_number() OVER "
-                          "(ORDER BY id) - 1, word, folded, norm, digest FROM words WHERE id > ? ORDER BY id",
-                          (first, first))
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS renumbered_words(id INTEGER PRIMARY KEY, word TEXT, "
+                          "folded TEXT, norm REAL, digest INTEGER, count INTEGER)")
+        self.conn.execute("DELETE FROM temp.renumbered_words")
+        self.conn.execute("INSERT INTO temp.renumbered_words(id, word, folded, norm, digest, count) SELECT ? + "
+                          "row_number() OVER (ORDER BY id) - 1, word, folded, norm, digest, count FROM words "
+                          "WHERE id > ? ORDER BY id", (first, first))
         for name in WORD_INDEXES:
             self.conn.execute(f"DROP INDEX IF EXISTS {name}")
         self.conn.execute("DELETE FROM words WHERE id > ?", (first,))
-        self.conn.execute("INSERT INTO words(id, word, folded, rank, norm, digest) SELECT id, word, folded, id, "
-                          "norm, digest FROM temp.renumbered ORDER BY id")
-        self.conn.execute("DELETE FROM temp.renumbered")
+        self.conn.execute("INSERT INTO words(id, word, folded, rank, norm, digest, count) SELECT id, word, folded, "
+                          "id, norm, digest, count FROM temp.renumbered_words ORDER BY id")
+        self.conn.execute("DELETE FROM temp.renumbered_words")
         index_words(self.db)
+
+    def record_counts(self, pairs: Iterable[tuple[str, int]]) -> None:
+        """Set the count of each (word, count) whose word is stored; other words are ignored."""
+        self.conn.executemany("UPDATE words SET count = ? WHERE word = ?", ((c, w) for w, c in pairs))
+
+    def count_stats(self) -> tuple[int, int]:
+        """(words with a count, words without one)."""
+        with_count, total = self.conn.execute("SELECT count(count), count(*) FROM words").fetchone()
+        return with_count, total - with_count
+
+    def counts_for_ids(self, ids: Sequence[int]) -> list[int | None]:
+        payload = json.dumps([int(i) for i in ids])
+        found = dict(self.conn.execute(
+            "SELECT id, count FROM words WHERE id IN (SELECT value FROM json_each(?))", (payload,)))
+        return [found.get(int(i)) for i in ids]
+
+    def counts_in_order(self) -> bool:
+        """Whether counts never rise from one ID to the next (words without a count aside)."""
+        return self.conn.execute(
+            "SELECT NOT EXISTS (SELECT 1 FROM (SELECT count, lag(count) OVER (ORDER BY id) AS before FROM words "
+            "WHERE count IS NOT NULL) WHERE count > before)").fetchone()[0] == 1
 
     def word_stats(self) -> tuple[int, int | None, int | None]:
         """Return (count, smallest id, largest id)."""

@@ -15,14 +15,16 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import CatalogDamagedError, EmbstoreError, NotAStoreError, StoreNotFoundError
 from ..paths import resolve_store_path
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
 from .file_names import index_file_path, leftover_files
 from .index_files import open_exact_rows, open_index_file, stored_width
-from .schema import FORMAT_VERSION
-from .store_meta import APPROXIMATE_KINDS, EXACT, StoreMeta
+from .schema import FORMAT_VERSION, UNIT_ROWS
+from .store_meta import APPROXIMATE_KINDS, EXACT, RAW_ROWS, StoreMeta
 
 ROWS = "rows"  # the exact rows, the words table or the metadata describing them
 RANKS = "ranks"
@@ -30,6 +32,8 @@ DEFAULT = "default"
 STORAGE = "storage"  # meta.storage names codes while the exact rows are there: repair says exact again
 META = "meta"  # a generation or the format version, which repair can derive again
 DERIVABLE_META = ("format_version", "generation", "rows_generation")
+ROW_VALUES = "row values"  # meta.row_values is missing or says unit rows that are not: repair reads the rows
+ROW_VALUE_SAMPLE = 4096
 
 
 @dataclass
@@ -41,6 +45,7 @@ class CheckReport:
     damaged: set[str] = field(default_factory=set)  # ROWS, RANKS, DEFAULT, or 'index:<kind>'
     stale: set[str] = field(default_factory=set)  # approximate kinds built from older rows
     leftovers: list[Path] = field(default_factory=list)
+    row_values: str | None = None  # what the exact rows are, judged from a sample of them
 
     @property
     def ok(self) -> bool:
@@ -166,7 +171,9 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         file = index_file_path(path, record.kind, record.file)
         checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum)
         if record.kind == EXACT:
-            open_exact_rows(file, **checked, dimension=meta.dimension)
+            rows = open_exact_rows(file, **checked, dimension=meta.dimension)
+            _check_row_values(rows, meta, report)
+            del rows
         else:
             open_index_file(file, **checked, dimension=stored_width(record.kind, meta.dimension), memory_map=True)
     except EmbstoreError as exc:
@@ -186,4 +193,28 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
 
 
-__all__ = ["CheckReport", "check_store"]
+def row_values_of(rows: np.ndarray) -> str:
+    """What a sample of the exact rows says they are: unit length, or values as loaded."""
+    if not len(rows):
+        return RAW_ROWS
+    sample = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), ROW_VALUE_SAMPLE)).astype(np.int64))]
+    lengths = np.linalg.norm(sample.astype(np.float64), axis=1)
+    return UNIT_ROWS if np.all(np.abs(lengths - 1) < 1e-4) else RAW_ROWS
+
+
+def _check_row_values(rows: np.ndarray, meta: StoreMeta, report: CheckReport) -> None:
+    """meta.row_values must be there, and must not call rows unit length that are not (queries
+    would then skip dividing by their norms and rank wrongly)."""
+    report.row_values = found = row_values_of(rows)
+    stated = meta.get("row_values")
+    if stated not in (RAW_ROWS, UNIT_ROWS):
+        report.problem(ROW_VALUES, f"meta.row_values is {str(stated)[:40]!r}, not {RAW_ROWS!r} or {UNIT_ROWS!r}; "
+                                   f"the rows are {found} (repair records that)")
+    elif stated == UNIT_ROWS and found == RAW_ROWS:
+        report.problem(ROW_VALUES, f"meta.row_values says the rows are {UNIT_ROWS}, but they are not: queries "
+                                   "would rank by raw products (repair records what the rows are)")
+    else:
+        report.checked.append(f"row values: {stated}")
+
+
+__all__ = ["CheckReport", "check_store", "row_values_of"]

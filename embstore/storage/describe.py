@@ -26,6 +26,9 @@ class StoreInfo:
     default_index: str = EXACT
     storage: str = EXACT
     changes_since_load: dict | None = None
+    vectors: str = ""  # how exactly vectors are given back
+    counts: int = 0  # words with a count (load --counts)
+    counts_source: str | None = None
 
 
 def describe(files: StoreFiles) -> StoreInfo:
@@ -45,9 +48,18 @@ def describe(files: StoreFiles) -> StoreInfo:
                  "recall": None, "created_at": None, "stale": False, "damaged": why}
                 for kind, why in files.broken.items()]
     meta = files.meta
+    if meta.storage != EXACT:
+        vectors = f"approximate: {meta.storage} codes times the stored norms"
+    elif meta.raw_rows:
+        vectors = "exact: the float32 values as loaded"
+    else:
+        vectors = ("unit rows times the stored norms, within about 1 ulp of the values loaded (a store written "
+                   "before embstore 0.2: load the source again for exact values)")
+    counts, _ = files.catalog.count_stats()
     return StoreInfo(
         path=str(files.path), words=files.size, dimension=meta.dimension, metric=meta.get("metric", "cosine"),
         normalisation=meta.get("normalisation", ""), format_version=meta.format_version,
         source=meta.get("source"), source_format=meta.get("source_format"), created_at=meta.get("created_at"),
         catalog_bytes=files.path.stat().st_size, indexes=indexes, default_index=meta.default_index,
-        storage=meta.storage, changes_since_load=changes_since_load(meta.raw))
+        storage=meta.storage, changes_since_load=changes_since_load(meta.raw), vectors=vectors, counts=counts,
+        counts_source=meta.get("counts_source") or None)

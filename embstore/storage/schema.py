@@ -95,6 +95,18 @@ def _word_digests(db: sqlite_utils.Database) -> None:
     db.execute(f"INSERT OR REPLACE INTO meta(key, value) SELECT 'words_digest', {WORDS_DIGEST_SQL}")
 
 
+UNIT_ROWS = "unit length"  # meta.row_values of stores written before 0.2 (see store_meta.RAW_ROWS)
+
+
+def _word_counts_and_row_values(db: sqlite_utils.Database) -> None:
+    """A count per word (``load --counts``; NULL when the file gave none). Stores written
+    before this step hold unit rows: meta.row_values says so, and new loads record rows as
+    loaded, so a vector is given back bit for bit."""
+    db["words"].add_column("count", int)
+    db.execute("INSERT OR IGNORE INTO meta(key, value) SELECT 'row_values', ? WHERE EXISTS "
+               "(SELECT 1 FROM meta WHERE key = 'dimension')", (UNIT_ROWS,))
+
+
 # The schema's history, in order. Never change a step that has been released: add one.
 MIGRATION_STEPS = (
     ("0001_create_catalog", _create_catalog),
@@ -102,6 +114,7 @@ MIGRATION_STEPS = (
     ("0003_index_staleness", _index_staleness),
     ("0004_index_rows_generation", _index_rows_generation),
     ("0005_word_digests", _word_digests),
+    ("0006_word_counts_and_row_values", _word_counts_and_row_values),
 )
 
 
@@ -113,6 +126,7 @@ APPLIED_MARKERS = {
     "0003_index_staleness": "SELECT 1 FROM pragma_table_info('index_files') WHERE name = 'stale'",
     "0004_index_rows_generation": "SELECT 1 FROM pragma_table_info('index_files') WHERE name = 'rows_generation'",
     "0005_word_digests": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'digest'",
+    "0006_word_counts_and_row_values": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'count'",
 }
 
 

@@ -12,6 +12,7 @@ EXACT = "exact"
 STORAGE_KINDS = (EXACT, "sq8")
 APPROXIMATE_KINDS = ("hnsw", "ivf", "sq8", "pq")  # the kinds search/index_kinds.py builds
 MAX_DIMENSION = 65_536
+RAW_ROWS = "as loaded"  # meta.row_values of stores whose exact rows are the loaded values
 NO_CHANGES = {"added": 0, "deleted": 0, "replaced": 0, "renamed": 0}
 
 
@@ -38,6 +39,7 @@ class StoreMeta:
     rows_generation: int
     storage: str
     default_index: str
+    raw_rows: bool  # the exact rows are the values as loaded (else unit rows, from before 0.2)
 
     @classmethod
     def parse(cls, raw: dict[str, str], path: Path) -> "StoreMeta":
@@ -62,7 +64,7 @@ class StoreMeta:
         return cls(raw=raw, dimension=whole("dimension", 1, MAX_DIMENSION),
                    format_version=whole("format_version", 1, 1 << 30), generation=generation,
                    rows_generation=whole("rows_generation", 0, 1 << 62, default=generation), storage=storage,
-                   default_index=raw.get("default_index") or EXACT)
+                   default_index=raw.get("default_index") or EXACT, raw_rows=raw.get("row_values") == RAW_ROWS)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.raw.get(key, default)

@@ -114,10 +114,14 @@ class Vocabulary:
         return self.catalog.id_for_word(word)
 
     @_catalog_errors
-    def resolve_many(self, words: Sequence[str], on_unknown: str = "raise") -> list[Resolved | UnknownWordError]:
-        """Each word exactly, else its most frequent case-insensitive match, with one catalog
-        query for the exact matches. ``on_unknown="raise"`` raises UnknownWordError (with
-        suggestions) at the first unknown word; ``"report"`` puts the error in its place."""
+    def resolve_many(self, words: Sequence[str], on_unknown: str = "raise",
+                     case_insensitive: bool = False) -> list[Resolved | UnknownWordError]:
+        """Each word exactly as written, with one catalog query; with ``case_insensitive``, a
+        word not found is matched to its most frequent case-insensitive form (the CLI does
+        this, with a note). ``on_unknown="raise"`` raises UnknownWordError (with suggestions)
+        at the first unknown word; ``"report"`` puts the error in its place."""
+        if on_unknown not in ("raise", "report"):
+            raise QueryError(f"on_unknown must be 'raise' or 'report', not {on_unknown!r}")
         words = word_list(words, "resolve_many")
         found = self.catalog.ids_for_words(words)
         resolved: list[Resolved | UnknownWordError] = []
@@ -125,7 +129,7 @@ class Vocabulary:
             if word in found:
                 resolved.append(Resolved(word, word, found[word]))
                 continue
-            match = self.catalog.most_frequent_folded_match(word) if isinstance(word, str) else None
+            match = self.catalog.most_frequent_folded_match(word) if case_insensitive else None
             if match is None:
                 error = self.unknown(word)
                 if on_unknown == "raise":

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import CatalogDamagedError, FormatError, NotAStoreError, StoreError
 from ..formats import EmbeddingReader
+from ..formats.counts import read_counts
 from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
@@ -31,11 +32,11 @@ from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_c
                                   own_paths, remove_files)
 from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
-from ..storage.store_meta import EXACT, NO_CHANGES, STORAGE_KINDS
+from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
 from ..vocabulary.vocabulary import word_problem
 
 METRIC = "cosine"
-NORMALISATION = "unit rows; original norms kept in the catalog"
+NORMALISATION = "none: rows as loaded, divided by their norms at query time; norms also kept in the catalog"
 ZERO_VECTOR_POLICIES = ("error", "skip")
 
 Progress = Callable[[int, int], None]
@@ -71,7 +72,8 @@ def record_written(kind: str, written: WrittenFile, *, params: dict, generation:
 
 def load_store(source: str | os.PathLike, path: Path, *, format: str | None = None, limit: int | None = None,
                unicode_errors: str = "strict", zero_vectors: str = "error", replace: bool = False,
-               progress: Progress | None = None, storage: str = EXACT, bad_words: str = "error") -> LoadReport:
+               progress: Progress | None = None, storage: str = EXACT, bad_words: str = "error",
+               counts: str | os.PathLike | None = None) -> LoadReport:
     """Load ``source`` into a new store at ``path``, or replace the store there. See ``Store.load``."""
     if storage not in STORAGE_KINDS:
         raise ValueError(f"storage must be one of {', '.join(STORAGE_KINDS)}")
@@ -91,13 +93,13 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
             raise NotAStoreError(f"{exc}; embstore never writes over a file that is not a store: choose another "
                                  "--db") from None
         if not replace:
-            raise StoreError(f"a store already exists at {path}; pass --replace to overwrite it, or choose "
-                             "another --db")
+            raise StoreError(f"a store already exists at {path}; replace it with replace=True "
+                             "(--replace on the command line), or choose another path")
 
     def run(how: str) -> LoadReport:
         with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
             path.parent.mkdir(parents=True, exist_ok=True)
-            loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words)
+            loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words, counts)
             return loader.replace() if how == "replace" else loader.create(overwrite=how == "overwrite")
 
     if not exists:
@@ -123,8 +125,9 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 class _Loader:
     def __init__(self, reader: EmbeddingReader, path: Path, zero_vectors: str, progress: Progress | None,
-                 storage: str, started: float, bad_words: str = "error"):
+                 storage: str, started: float, bad_words: str = "error", counts: str | os.PathLike | None = None):
         self.reader, self.path, self.zero_vectors, self.bad_words = reader, path, zero_vectors, bad_words
+        self.counts = counts
         self.bad_words_skipped = 0
         self.progress, self.storage, self.started = progress, storage, started
         self.files = NewFiles()
@@ -191,6 +194,8 @@ class _Loader:
             writer.abort()
             raise
         catalog.finish_bulk_insert()  # word indexes are built now, after the bulk insert
+        if self.counts is not None:
+            report.notes.extend(self._record_counts(catalog))
         catalog.record_index_file(record_written(
             EXACT, written, params={"faiss": "IndexFlatIP"}, generation=1, rows_generation=rows_generation,
             recall={"recall@10": 1.0, "note": "exact search"}))
@@ -204,7 +209,8 @@ class _Loader:
             load_options=json.dumps({"format": self.reader.format, "limit": self.reader.limit,
                                      "unicode_errors": self.reader.unicode_errors, "zero_vectors": self.zero_vectors,
                                      "bad_words": self.bad_words, "storage": self.storage}),
-            changes_since_load=json.dumps(NO_CHANGES), storage=EXACT,
+            changes_since_load=json.dumps(NO_CHANGES), storage=EXACT, row_values=RAW_ROWS,
+            counts_source=os.path.abspath(self.counts) if self.counts is not None else "",
         )
         catalog.delete_meta("default_index")
         if self.storage == EXACT:
@@ -212,10 +218,22 @@ class _Loader:
         self._keep_codes_only(catalog, written, rows_generation)
         return report, [written.path]
 
+    def _record_counts(self, catalog: Catalog) -> list[str]:
+        """Give each stored word its count from the counts file; returns notes for the report."""
+        for block in read_counts(self.counts, self.reader.unicode_errors):
+            catalog.record_counts(block)
+        with_count, without = catalog.count_stats()
+        notes = [f"{without:,} of {with_count + without:,} words have no count in {self.counts}"] if without else []
+        if not catalog.counts_in_order():
+            notes.append(f"the counts in {self.counts} do not fall in the order of {self.reader.name}: IDs and "
+                         "frequency ranks (restrict, completion) follow the file's order, as gensim's index does")
+        return notes
+
     def _keep_codes_only(self, catalog: Catalog, written: WrittenFile, rows_generation: int) -> None:
         """Build the ``storage`` codes from the rows just written and make them the store's only rows."""
         rows = open_exact_rows(written.path, rows=written.rows, size=written.bytes, checksum=written.checksum,
                                dimension=self.reader.dimension)
+        rows = rows / np.linalg.norm(rows, axis=1)[:, None]  # codes hold unit rows
         params = index_kinds.resolve_parameters(self.storage, {}, rows.shape[0], rows.shape[1])
         built, seconds = index_kinds.build(self.storage, rows, params)
         del rows
@@ -233,7 +251,7 @@ class _Loader:
         first_duplicates: list[str] = []
         unit = "entry" if reader.format == "word2vec-bin" else "line"
         for chunk in reader.chunks():
-            exact = chunk.vectors.astype(np.float64)  # norms and unit rows are computed in float64
+            exact = chunk.vectors.astype(np.float64)  # the norms the catalog keeps are computed in float64
             norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))
             keep = np.ones(len(chunk.words), dtype=bool)
             for position in np.flatnonzero(norms == 0):
@@ -241,7 +259,7 @@ class _Loader:
                     raise FormatError(
                         reader.name, int(chunk.lines[position]),
                         f"the vector of {chunk.words[position]!r} is all zeros, which has no direction for cosine search",
-                        hint="--zero-vectors skip leaves such words out",
+                        hint="zero_vectors='skip' (--zero-vectors skip) leaves such words out",
                         unit=unit,
                     )
                 keep[position] = False
@@ -250,7 +268,7 @@ class _Loader:
                 problem = word_problem(word)
                 if problem and self.bad_words == "error":
                     raise FormatError(reader.name, int(chunk.lines[position]), f"word {word!r:.60} {problem}",
-                                      hint="a word has no white space or control characters; --bad-words skip "
+                                      hint="a word has no white space or control characters; bad_words='skip' (--bad-words skip) "
                                            "leaves such words out", unit=unit)
                 if problem:
                     keep[position] = False
@@ -262,12 +280,12 @@ class _Loader:
                         first_duplicates.append(word)
                 elif keep[position]:
                     seen.add(word)
+            rows = chunk.vectors
             if not keep.all():
-                exact, norms = exact[keep], norms[keep]
-            words = [w for w, k in zip(chunk.words, keep) if k] if len(exact) < len(keep) else chunk.words
-            exact /= norms[:, None]
+                rows, norms = rows[keep], norms[keep]
+            words = [w for w, k in zip(chunk.words, keep) if k] if len(rows) < len(keep) else chunk.words
             ids = range(next_id, next_id + len(words))
-            writer.add(exact.astype(np.float32))
+            writer.add(rows)  # the values as read, bit for bit
             catalog.insert_words(ids, words, ids, norms.tolist())
             next_id += len(words)
             if self.progress:

@@ -55,23 +55,23 @@ class WordChanges:
                              "needs exact rows: load the source again without --storage")
         return self.files.rows
 
-    def _commit(self, doing: str, unit_rows: np.ndarray | None, change: Callable[[Catalog], None],
+    def _commit(self, doing: str, new_rows: np.ndarray | None, change: Callable[[Catalog], None],
                 counts: dict[str, int], appended: np.ndarray | None = None) -> None:
-        """Write ``unit_rows`` (the new exact rows, if the rows change) and the approximate
+        """Write ``new_rows`` (the new exact rows, if the rows change) and the approximate
         indexes extended by ``appended``, then commit ``change`` if the store is still at this
         generation. Old files are removed after the commit."""
         files = self.files
         new = NewFiles()
         records = []
         with new.written():
-            rows_generation = files.meta.rows_generation + (unit_rows is not None)
-            if unit_rows is not None:
+            rows_generation = files.meta.rows_generation + (new_rows is not None)
+            if new_rows is not None:
                 old = files.records[EXACT]
                 tmp, final = new_index_file(self.path, EXACT)
                 writer = FlatIndexWriter(new.claim(tmp, final), final, files.dimension)
                 try:
-                    for start in range(0, unit_rows.shape[0], ROW_CHUNK):
-                        writer.add(unit_rows[start: start + ROW_CHUNK])
+                    for start in range(0, new_rows.shape[0], ROW_CHUNK):
+                        writer.add(new_rows[start: start + ROW_CHUNK])
                     written = writer.finish()
                 except BaseException:
                     writer.abort()
@@ -98,7 +98,7 @@ class WordChanges:
                 catalog.set_meta(rows_generation=rows_generation, changes_since_load=json.dumps(
                     {key: totals[key] + counts.get(key, 0) for key in totals}))
                 count, low, high = catalog.word_stats()
-                expected = records[0].rows if unit_rows is not None else files.size
+                expected = records[0].rows if new_rows is not None else files.size
                 if count != expected or (count and (low, high) != (0, count - 1)):
                     raise StoreError(f"internal error: the change left {count} words for {expected} rows; "
                                      "nothing was changed")
@@ -111,12 +111,14 @@ class WordChanges:
         if on_duplicate not in ("error", "skip", "replace"):
             raise QueryError("on_duplicate must be error, skip or replace")
         words = [check_new_word(w, source) for w in word_list(words, "add_words")]
-        unit_rows, norms = _unit_rows(words, vectors, self.files.dimension, source)
+        new_rows, unit_rows, norms = _new_rows(words, vectors, self.files.dimension, source)
+        if not self.files.meta.raw_rows:  # a store from before 0.2 keeps unit rows
+            new_rows = unit_rows
         existing = self.vocabulary.exact_ids(words)
         if existing and on_duplicate == "error":
             shown = ", ".join(repr(w) for w in list(existing)[:5])
             raise QueryError(f"{source}: {len(existing)} word(s) already in the store ({shown}); "
-                             "choose --on-duplicate skip or replace")
+                             "choose on_duplicate='skip' or 'replace' (--on-duplicate)")
         new_positions: dict[str, int] = {}
         replaced: dict[int, int] = {}
         for position, word in enumerate(words):
@@ -132,7 +134,7 @@ class WordChanges:
         if replaced:
             rows = np.array(rows)
             for word_id, position in replaced.items():
-                rows[word_id] = unit_rows[position]
+                rows[word_id] = new_rows[position]
         appended = unit_rows[chosen]
         start = self.files.size
 
@@ -141,7 +143,7 @@ class WordChanges:
             catalog.insert_words(ids, [words[p] for p in chosen], ids, norms[chosen].tolist())
             catalog.update_norms(list(replaced), [norms[p] for p in replaced.values()])
 
-        self._commit("words were being added", np.concatenate([rows, appended]), change,
+        self._commit("words were being added", np.concatenate([rows, new_rows[chosen]]), change,
                      {"added": len(chosen), "replaced": len(replaced)}, appended=None if replaced else appended)
         return {"added": len(chosen), "replaced": len(replaced), "skipped": len(words) - len(chosen) - len(replaced)}
 
@@ -176,7 +178,7 @@ class WordChanges:
             raise self.vocabulary.unknown(missing[0])
         doomed = sorted(set(found.values()))
         if len(doomed) >= self.files.size:
-            raise QueryError("cannot delete every word of a store; load another file with --replace instead")
+            raise QueryError("cannot delete every word of a store; load another file in its place (replace=True, --replace) instead")
         if not doomed:
             return 0
         keep = np.ones(self.files.size, dtype=bool)
@@ -197,14 +199,24 @@ class WordChanges:
                      {"renamed": 1})
 
 
-def _unit_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, source: str) -> tuple[np.ndarray, np.ndarray]:
-    vectors = np.asarray(vectors, dtype=np.float32)
+def _new_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, source: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows as given in float32, the same at unit length, their float64 norms); QueryError
+    for a shape that is not one row of ``dimension`` values per word, or a zero or
+    non-finite vector. One word may come with a 1-D vector."""
+    try:
+        vectors = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise QueryError(f"{source}: vectors must be numbers, one row of {dimension} values per word") from None
+    if vectors.ndim == 1 and len(words) == 1:
+        vectors = vectors[None, :]
     if vectors.ndim != 2 or vectors.shape[1] != dimension or vectors.shape[0] != len(words):
-        raise QueryError(f"{source}: give one vector of {dimension} values (this store's dimension) for each word")
+        raise QueryError(f"{source}: give one vector of {dimension} values (this store's dimension) for each word: "
+                         f"a 2-D array of shape ({len(words)}, {dimension}); got shape {vectors.shape}")
     if not np.isfinite(vectors).all():
         raise QueryError(f"{source}: vectors must be finite numbers")
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
     if (norms == 0).any():
         word = words[int(np.flatnonzero(norms == 0)[0])]
         raise QueryError(f"{source}: the vector of {word!r} is all zeros, which has no direction")
-    return (vectors.astype(np.float64) / norms[:, None]).astype(np.float32), norms
+    return vectors, vectors / np.linalg.norm(vectors, axis=1)[:, None], norms

@@ -1,0 +1,195 @@
+"""Vectors come back exactly as loaded; exports round-trip byte for byte; stores from before
+exact storage keep opening; word counts; the strict API's errors."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors as GensimKeyedVectors
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embstore import FormatError, QueryError, Store, StoreClosedError, UnknownWordError
+from embstore.formats.float_text import format_rows, shortest_digits
+
+OLD_STORE = Path(__file__).parent / "fixtures" / "store-0.1"
+
+
+def write_w2v_binary(path: Path, words: list[str], rows: np.ndarray) -> None:
+    with open(path, "wb") as out:
+        out.write(f"{len(words)} {rows.shape[1]}\n".encode())
+        for word, row in zip(words, rows.astype("<f4")):
+            out.write(word.encode() + b" " + row.tobytes() + b"\n")
+
+
+def test_binary_values_come_back_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((300, 20)).astype(np.float32) * rng.uniform(0.01, 100, (300, 1)).astype(np.float32)
+    rows[0] = [7, 8, 9] + [0] * 17  # the row from the issue: unit storage gave back 6.9999995
+    words = [f"w{i}" for i in range(300)]
+    write_w2v_binary(tmp_path / "v.bin", words, rows)
+    Store.load(tmp_path / "v.bin", tmp_path / "s.db")
+    with Store.open(tmp_path / "s.db") as store:
+        for i in (0, 1, 150, 299):
+            assert store.vector(words[i]).tobytes() == rows[i].tobytes()
+        chunks = list(store.iter_vectors())
+        assert np.concatenate([c[1] for c in chunks]).tobytes() == rows.tobytes()
+        # Cosine still divides by the norm: a scaled row has the same neighbours and scores.
+        unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        expected = np.argsort(-(unit @ unit[0]), kind="stable")[1:6]
+        result = store.nearest("w0", k=5)
+        assert [w for w, _ in result] == [words[i] for i in expected]
+        assert np.allclose([s for _, s in result], (unit @ unit[0])[expected], atol=1e-6)
+
+
+def test_text_values_are_the_float32_parse_of_the_file(small_store, small_matrix):
+    words, matrix = small_matrix
+    for i in (0, 1, 77, 19_999):
+        assert small_store.vector(words[i]).tobytes() == matrix[i].tobytes()
+
+
+@pytest.mark.parametrize("format_name", ["word2vec", "word2vec-bin", "glove"])
+def test_export_load_export_is_byte_identical(tmp_path, small_store, format_name):
+    first = tmp_path / "first.out"
+    small_store.export(first, format_name)
+    Store.load(first, tmp_path / "again.db", format="glove" if format_name == "glove" else None)
+    with Store.open(tmp_path / "again.db") as again:
+        second = tmp_path / "second.out"
+        again.export(second, format_name)
+        assert second.read_bytes() == first.read_bytes()
+        for word in ("the", "king", "queen"):
+            assert again.vector(word).tobytes() == small_store.vector(word).tobytes()
+
+
+def test_text_export_is_what_gensim_writes_and_reads(tmp_path, small_store):
+    """gensim's own save writes str(np.float32); ours writes the same digits, and gensim reads
+    our export back to the identical float32 values."""
+    words = small_store.vocabulary()[:500]
+    out = tmp_path / "ours.txt"
+    small_store.export(out, "word2vec", words)
+    theirs = GensimKeyedVectors.load_word2vec_format(str(out), binary=False)
+    ours = np.stack([small_store.vector(w) for w in words])
+    assert np.array_equal(theirs.vectors.view(np.uint32), ours.view(np.uint32))
+    gensim_out = tmp_path / "gensim.txt"
+    theirs.save_word2vec_format(str(gensim_out), binary=False)
+    for mine, gensim_line in zip(out.read_text().splitlines()[1:], gensim_out.read_text().splitlines()[1:]):
+        mine_values, gensim_values = mine.split(" ")[1:], gensim_line.split(" ")[1:]
+        assert [np.float32(v) for v in mine_values] == [np.float32(v) for v in gensim_values]
+        assert [significant(v) for v in mine_values] == [significant(v) for v in gensim_values]
+
+
+def significant(text: str) -> int:
+    """Significant digits of a decimal text: '0.0418' -> 3, '1.0' -> 1, '-3e+20' -> 1."""
+    mantissa = text.lower().split("e")[0].lstrip("-").replace(".", "").lstrip("0").rstrip("0")
+    return max(1, len(mantissa))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=64))
+def test_shortest_text_reads_back_exactly_and_is_as_short_as_numpy(bits):
+    values = np.array(bits, dtype=np.uint32).view(np.float32)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return
+    line = format_rows(["w"], values[None, :])[0]
+    back = np.array(line.split(" ")[1:], dtype=np.float64).astype(np.float32)
+    assert back.view(np.uint32).tolist() == values.view(np.uint32).tolist()
+    digits = shortest_digits(values)
+    assert digits.tolist() == [significant(str(value)) for value in values]
+
+
+def test_a_store_from_before_exact_storage_still_opens_and_answers(tmp_path):
+    """A store written by embstore 0.1 (unit rows) opens, upgrades its catalog, answers as a
+    new load of the same file does, and says its vectors are within an ulp."""
+    old = tmp_path / "old"
+    shutil.copytree(OLD_STORE, old)
+    Store.load(old / "source.txt", tmp_path / "new.db", format="glove")
+    with Store.open(old / "old.db") as before, Store.open(tmp_path / "new.db") as now:
+        assert "before embstore 0.2" in before.info().vectors
+        assert now.info().vectors.startswith("exact")
+        for word in ("the", "president", "city"):
+            assert before.nearest(word, k=5).words() == now.nearest(word, k=5).words()
+            assert np.allclose(before.vector(word), now.vector(word), rtol=3e-7, atol=0)
+        before.add_words(["newword"], np.arange(1, 51, dtype=np.float32))
+        assert np.allclose(before.vector("newword"), np.arange(1, 51), rtol=3e-7)
+        assert before.nearest("newword", k=1).neighbours[0].word == now.nearest_to_vector(np.arange(1, 51), k=1)[0].word
+    conn = sqlite3.connect(old / "old.db")
+    assert dict(conn.execute("SELECT key, value FROM meta"))["row_values"] == "unit length"
+
+
+def test_counts_are_stored_and_shown(tmp_path, run):
+    source = tmp_path / "v.txt"
+    words = ["alpha", "beta", "gamma", "delta"]
+    source.write_text("".join(f"{w} {i + 1} {i + 2}\n" for i, w in enumerate(words)))
+    counts = tmp_path / "vocab.txt"
+    counts.write_text("alpha 40\nbeta 30\ngamma 20\nunknownword 5\n")
+    Store.load(source, tmp_path / "s.db", format="glove", counts=counts)
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert dict(conn.execute("SELECT word, count FROM words")) == {"alpha": 40, "beta": 30, "gamma": 20, "delta": None}
+    result = run("info", "--db", tmp_path / "s.db")
+    assert "3 words, from" in result.output
+    result = run("load", source, "--db", tmp_path / "t.db", "--counts", counts, "--format", "glove")
+    assert "1 of 4 words have no count" in result.output
+    bad = tmp_path / "bad.txt"
+    bad.write_text("alpha 4\nbeta four\n")
+    with pytest.raises(FormatError, match="bad.txt, line 2: expected 'word count'"):
+        Store.load(source, tmp_path / "u.db", format="glove", counts=bad)
+    assert not (tmp_path / "u.db").exists()
+
+
+def test_api_errors_are_the_projects_own(small_store_path, tmp_path):
+    store = Store.open(small_store_path)
+    for bad_k in (None, -1, 2.5, "3"):
+        with pytest.raises(QueryError, match="k \\(the number of answers\\) must be a whole number"):
+            store.nearest("king", k=bad_k)
+    assert store.nearest("king", k=0).neighbours == []
+    with pytest.raises(QueryError, match="restrict must be a whole number"):
+        store.nearest("king", restrict=0)
+    with pytest.raises(TypeError, match="use nearest_many"):
+        store.nearest(["king", "queen"])
+    with pytest.raises(TypeError, match="not a string"):
+        store.most_similar("king")
+    with pytest.raises(UnknownWordError) as caught:
+        store.nearest("War")
+    assert isinstance(caught.value, KeyError) and "war" in caught.value.suggestions
+    store.close()
+    for use in (lambda: store.nearest("king"), lambda: len(store), lambda: "king" in store, store.info,
+                lambda: store.vector("king"), lambda: store.add_words(["x"], np.ones(50))):
+        with pytest.raises(StoreClosedError, match="is closed; open it again"):
+            use()
+
+
+def test_add_words_takes_a_1d_vector_for_one_word_and_says_what_shape_it_needs(store_copy):
+    with Store.open(store_copy) as store:
+        store.add_words(["brandnew"], np.arange(50, dtype=np.float32) + 1)
+        assert store.vector("brandnew").tolist() == list(range(1, 51))
+        with pytest.raises(QueryError, match=r"a 2-D array of shape \(2, 50\); got shape \(50,\)"):
+            store.add_words(["one", "two"], np.ones(50))
+        with pytest.raises(QueryError, match="vectors must be numbers"):
+            store.add_words(["one"], ["a"] * 50)
+
+
+@pytest.mark.parametrize("damage", ["DELETE FROM meta WHERE key = 'row_values'",
+                                    "UPDATE meta SET value = 'unit length' WHERE key = 'row_values'"])
+def test_check_finds_and_repair_mends_a_wrong_row_values_record(store_copy, damage):
+    """Saying unit rows for rows as loaded would rank by raw products: check must see it."""
+    from embstore.repair import repair_store
+    from embstore.storage.check import check_store
+
+    with Store.open(store_copy) as store:
+        before = store.nearest("king", k=10).words()
+    conn = sqlite3.connect(store_copy)
+    conn.execute(damage)
+    conn.commit()
+    conn.close()
+    report = check_store(store_copy)
+    assert not report.ok and any("meta.row_values" in p for p in report.problems), report.problems
+    repaired = repair_store(store_copy)
+    assert any("recorded what the exact rows are" in a for a in repaired.actions), repaired.actions
+    assert check_store(store_copy).ok
+    with Store.open(store_copy) as store:
+        assert store.nearest("king", k=10).words() == before
