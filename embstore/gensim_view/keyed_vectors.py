@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Mapping
 from numbers import Integral
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 
