@@ -1,7 +1,6 @@
-"""Entry point of the ``embstore`` console script: the group with every command registered."""
+"""Entry point of the ``embstore`` console script."""
 
-from . import change_commands, eval_commands, explore_commands, index_commands, query_commands, store_commands  # noqa: F401  (registers the commands)
-from .main import cli
+from .main import cli  # each command's module is imported when the command runs (main.COMMAND_MODULES)
 
 
 def main() -> None:

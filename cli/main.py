@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sqlite3
 import sys
@@ -14,8 +15,28 @@ from embstore import EmbstoreError, Store, __version__
 from embstore.paths import STORE_ENV_VAR
 
 
+# Each command's module, imported only when that command runs (or help lists them all):
+# `embstore nearest` does not pay for loading, evaluation, plotting or index building.
+COMMAND_MODULES = {
+    "load": "store_commands", "info": "store_commands", "export": "store_commands",
+    "nearest": "query_commands", "analogy": "query_commands", "similarity": "query_commands",
+    "odd-one-out": "query_commands", "vector": "query_commands",
+    "add": "change_commands", "delete": "change_commands", "rename": "change_commands",
+    "check": "change_commands", "repair": "change_commands",
+    "eval": "eval_commands", "index": "index_commands", "plot": "explore_commands", "shell": "explore_commands",
+}
+
+
 class EmbstoreGroup(click.Group):
     """Turns embstore's own errors into one 'Error: ...' line and exit code 1."""
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name not in self.commands and name in COMMAND_MODULES:
+            importlib.import_module(f"{__package__}.{COMMAND_MODULES[name]}")  # registers its commands
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -26,8 +26,20 @@ from .errors import (
 from .paths import default_store_path, resolve_store_path
 from .results import Neighbour, QueryResult, Resolved
 from .store import Store, StoreInfo
-from .gensim_view import KeyedVectors
-from .writes.loading import LoadReport
+
+
+def __getattr__(name: str):
+    """``KeyedVectors`` and ``LoadReport`` are imported when first asked for: a query needs neither."""
+    if name == "KeyedVectors":
+        from .gensim_view import KeyedVectors
+
+        return KeyedVectors
+    if name == "LoadReport":
+        from .writes.loading import LoadReport
+
+        return LoadReport
+    raise AttributeError(f"module 'embstore' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

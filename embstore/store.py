@@ -15,20 +15,21 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
 from .errors import EmbstoreError, StoreChangedError, StoreClosedError
-from .export import export_store, iter_vectors
 from .paths import resolve_store_path
 from .results import Neighbour, QueryResult, Resolved
 from .search.searcher import EXACT, AvailableIndex, Hits, Searcher
 from .storage.catalog import Catalog
-from .storage.catalog_indexes import IndexFileRecord
 from .storage.describe import StoreInfo, describe
 from .storage.store_files import StoreFiles
 from .vocabulary.vocabulary import Vocabulary
 from .word_queries import WordQueries
-from .writes.index_manager import IndexManager
-from .writes.loading import LoadReport, Progress, load_store
-from .writes.word_changes import WordChanges
+
+if TYPE_CHECKING:  # loading, writing and exporting are imported when used: a query does not need them
+    from .storage.catalog_indexes import IndexFileRecord
+    from .writes.loading import LoadReport, Progress
 
 CHANGE_ATTEMPTS = 3  # a word change that finds the store changed under it is redone on the new state
 
@@ -68,17 +69,20 @@ class Store:
                                      kind: AvailableIndex(kind, record.params, files.is_current(kind),
                                                           functools.partial(files.index, kind))
                                      for kind, record in files.records.items() if kind not in (EXACT, self.storage)},
-                                 damaged=files.broken, raw_rows=files.meta.raw_rows)
+                                 damaged=files.broken, raw_rows=files.meta.raw_rows, norms=files.norms,
+                                 guard=files.rows_intact)
         self._queries = WordQueries(self.vocab, self.searcher)
 
     # -- opening, closing, loading ----------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, *, verify: bool = True,
+    def open(cls, path: str | os.PathLike | None = None, *, verify: bool = False,
              words_in_memory: bool | None = None) -> "Store":
-        """Open the store at ``path`` (resolved as the CLI does when None), checking that the
-        catalog and the exact rows agree (rows, IDs, size, and when ``verify`` the SHA-256).
-        A store that cannot be written here opens read-only. ``words_in_memory``: True holds
+        """Open the store at ``path`` (resolved as the CLI does when None), checking in constant
+        time that the catalog and the files agree (rows, IDs, sizes, headers, the rows file's
+        fingerprint); ``verify=True`` also reads every byte of the rows for their SHA-256, as
+        ``embstore check`` does. The rows are memory-mapped. A store that cannot be written
+        here opens read-only. ``words_in_memory``: True holds
         the words in a table in memory now (0.25 s and 5 MB at 400k words), False never, None
         once an eighth of the vocabulary has been looked up through SQLite."""
         return cls(StoreFiles.open(resolve_store_path(path), verify=verify), words_in_memory)
@@ -93,6 +97,8 @@ class Store:
         'skip'; ``bad_words`` (white space or control characters in a word) 'error' or 'skip';
         ``storage="sq8"`` keeps only 8-bit codes; ``counts``: a 'word count' file (word2vec's
         -save-vocab, gensim's fvocab). Vectors are kept exactly as read. Raises FormatError, StoreError."""
+        from .writes.loading import load_store
+
         return load_store(source, resolve_store_path(path), format=format, limit=limit,
                           unicode_errors=unicode_errors, zero_vectors=zero_vectors, replace=replace,
                           progress=progress, storage=storage, bad_words=bad_words, counts=counts)
@@ -148,13 +154,18 @@ class Store:
             except EmbstoreError:
                 pass
 
-    def _manage_indexes(self, operation: Callable, *args, **kwargs):
-        return self._write(lambda writer: operation(IndexManager(self._files, writer), *args, **kwargs))
+    def _manage_indexes(self, operation: str, *args, **kwargs):
+        """``IndexManager.<operation>`` on this generation, with a catalog connection of its own."""
+        from .writes.index_manager import IndexManager
 
-    def _change_words(self, change: Callable, *args, **kwargs):
-        """A word change, redone on the new state if another writer committed first."""
-        return self._write(lambda writer: change(WordChanges(self._files, self.vocab, writer), *args, **kwargs),
-                           CHANGE_ATTEMPTS)
+        return self._write(lambda writer: getattr(IndexManager(self._files, writer), operation)(*args, **kwargs))
+
+    def _change_words(self, change: str, *args, **kwargs):
+        """``WordChanges.<change>``, redone on the new state if another writer committed first."""
+        from .writes.word_changes import WordChanges
+
+        return self._write(lambda writer: getattr(WordChanges(self._files, self.vocab, writer), change)(
+            *args, **kwargs), CHANGE_ATTEMPTS)
 
     # -- the vocabulary ---------------------------------------------------------------
 
@@ -276,24 +287,24 @@ class Store:
     def build_index(self, kind: str, *, make_default: bool = False, progress: Progress | None = None,
                     **params: int | None) -> IndexFileRecord:
         """Build an approximate or compressed index from the rows and record it atomically."""
-        return self._manage_indexes(IndexManager.build, kind, self.searcher.unit_rows, make_default=make_default,
+        return self._manage_indexes("build", kind, self.searcher.unit_rows, make_default=make_default,
                                     progress=progress, **params)
 
     def drop_index(self, kind: str) -> None:
         """Remove an approximate index (the exact rows cannot be dropped)."""
-        self._manage_indexes(IndexManager.drop, kind)
+        self._manage_indexes("drop", kind)
 
     def set_default_index(self, kind: str) -> None:
         """Make ``kind`` the index queries use when none is named ('exact' to reset)."""
-        self._manage_indexes(IndexManager.set_default, kind)
+        self._manage_indexes("set_default", kind)
 
     def tune_index(self, kind: str, **settings: int | None) -> IndexFileRecord:
         """Change hnsw ``ef_search``/``ef_search_words`` or ivf ``nprobe`` without a rebuild."""
-        return self._manage_indexes(IndexManager.tune, kind, **settings)
+        return self._manage_indexes("tune", kind, **settings)
 
     def record_index_measurements(self, kind: str, figures: dict) -> bool:
         """Store measured recall and latency with the ``kind`` file they were measured on."""
-        return self._manage_indexes(IndexManager.record_measurements, kind, figures)
+        return self._manage_indexes("record_measurements", kind, figures)
 
     # -- changes ----------------------------------------------------------------------
 
@@ -301,19 +312,19 @@ class Store:
                   source: str = "add") -> dict:
         """Add words with their vectors in one atomic change. ``on_duplicate``: 'error', 'skip'
         (keep the old vector) or 'replace' (same ID, new vector). New words get the next IDs."""
-        return self._change_words(WordChanges.add_words, words, vectors, on_duplicate, source)
+        return self._change_words("add_words", words, vectors, on_duplicate, source)
 
     def append_file(self, source: str | os.PathLike, **options) -> dict:
         """Add the words of an embedding file (``load --append``); one atomic change."""
-        return self._change_words(WordChanges.append_file, source, **options)
+        return self._change_words("append_file", source, **options)
 
     def delete_words(self, words: Sequence[str]) -> int:
         """Delete words (exact spelling) in one atomic change; later IDs move down to stay dense."""
-        return self._change_words(WordChanges.delete_words, words)
+        return self._change_words("delete_words", words)
 
     def rename_word(self, old: str, new: str) -> None:
         """Give a word a new spelling; its ID and vector stay."""
-        self._change_words(WordChanges.rename_word, old, new)
+        self._change_words("rename_word", old, new)
 
     def keyed_vectors(self, index: str | None = None):
         """This store as gensim's ``KeyedVectors`` (``embstore.KeyedVectors``); closing the view
@@ -331,10 +342,14 @@ class Store:
     def iter_vectors(self, words: Sequence[str] | None = None, batch: int = 50_000
                      ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Yield (words, original vectors) chunks: all words in ID order, or just ``words``."""
+        from .export import iter_vectors
+
         return iter_vectors(self.vocab, self.searcher, words, batch)
 
     def export(self, output: str | os.PathLike, format: str, words: Sequence[str] | None = None,
                case_insensitive: bool = False) -> list[Path]:
         """Write the store (or only ``words``) as word2vec text/binary, GloVe text or .npy; '-' is stdout.
         Values are written exactly: binary as stored, text as the shortest decimal of each float32."""
+        from .export import export_store
+
         return export_store(self.path, self.vocab, self.searcher, output, format, words, case_insensitive)

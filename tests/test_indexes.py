@@ -284,10 +284,14 @@ def test_corrupt_approximate_index_is_refused(store_copy):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x55
     path.write_bytes(bytes(data))
-    with Store.open(store_copy) as store:
+    with Store.open(store_copy, verify=True) as store:  # verify: every file's SHA-256 when first used
         store.nearest("king")  # the exact rows are intact
         with pytest.raises(CatalogMismatchError, match="checksum"):
             store.nearest("king", index="sq8")
+    from embstore.storage.check import check_store
+
+    report = check_store(store_copy)  # a default open checks sizes and headers only; check reads every byte
+    assert "index:sq8" in report.damaged and any("checksum" in p for p in report.problems), report.problems
 
 
 def test_measured_recall_matches_brute_force_on_the_same_words(store_copy, small_matrix):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import mmap
 import sqlite3
 
-import faiss
 import numpy as np
 import pytest
 
@@ -67,37 +67,52 @@ def test_truncated_index_is_refused_with_repair_hint(store_copy):
         Store.open(store_copy)
 
 
-def test_changed_index_bytes_fail_the_checksum(store_copy):
+def test_changed_index_bytes_are_found(store_copy):
+    """Opening checks the file's ends in constant time; a byte changed in the middle of the rows
+    is found by verify=True and by check, which read every byte."""
+    from embstore.storage.check import check_store
+
     path = index_file(store_copy)
-    data = bytearray(path.read_bytes())
-    data[-10] ^= 0xFF
+    pristine = path.read_bytes()
+    data = bytearray(pristine)
+    data[-10] ^= 0xFF  # inside the stored norms, at the end of the file
     path.write_bytes(bytes(data))
-    with pytest.raises(CatalogMismatchError, match="checksum"):
+    with pytest.raises(CatalogMismatchError, match="not the file the catalog recorded"):
         Store.open(store_copy)
-    Store.open(store_copy, verify=False).close()  # size still agrees, so an unverified open proceeds
+    data = bytearray(pristine)
+    data[len(data) // 2] ^= 0x01  # one bit of one row value
+    path.write_bytes(bytes(data))
+    Store.open(store_copy).close()  # sizes, header and ends agree: a constant-time open proceeds
+    with pytest.raises(CatalogMismatchError, match="checksum"):
+        Store.open(store_copy, verify=True)
+    report = check_store(store_copy)
+    assert not report.ok and any("checksum" in p for p in report.problems), report.problems
 
 
-def test_exact_rows_read_directly_equal_what_faiss_parses(store_copy):
+def test_exact_rows_are_mapped_aligned_and_equal_what_faiss_parses(store_copy):
+    from embstore.storage.index_files import faiss_part
+
     path = index_file(store_copy)
     with Store.open(store_copy) as store:
         rows = store.searcher.rows
-        assert rows.flags["ALIGNED"] and not rows.flags["WRITEABLE"]
-    parsed_index = faiss.read_index(str(path))  # kept alive: flat_rows is a view of its memory
+        assert rows.flags["ALIGNED"] and not rows.flags["WRITEABLE"] and rows.ctypes.data % 64 == 0
+        assert isinstance(rows.base, mmap.mmap) or isinstance(getattr(rows.base, "obj", None), mmap.mmap)
+        norms = store.searcher.norms
+    parsed_index = faiss_part(path)  # FAISS reads its own part of the file as it is
     parsed = flat_rows(parsed_index)
     assert rows.shape == parsed.shape == (20_000, 50) and np.array_equal(rows, parsed)
+    assert np.array_equal(norms, np.linalg.norm(parsed, axis=1).astype(np.float32))
 
 
-@pytest.mark.parametrize("where", [0, 20, 44])
-def test_changed_header_bytes_are_refused(store_copy, where):
+@pytest.mark.parametrize("where, message", [(0, "cannot be read"), (20, "of dimension 51"),
+                                            (40, "layout its header describes"), (100, "layout its header")])
+def test_changed_header_bytes_are_refused(store_copy, where, message):
     path = index_file(store_copy)
     data = bytearray(path.read_bytes())
-    data[where] ^= 0x01  # FAISS's header: no longer the layout embstore writes, so FAISS parses it
+    data[where] ^= 0x01  # embstore's header (0-63) or FAISS's (83-127): never read past
     path.write_bytes(bytes(data))
-    with pytest.raises(CatalogMismatchError, match="checksum"):
+    with pytest.raises(CatalogMismatchError, match=message):
         Store.open(store_copy)
-    if where == 20:  # a byte FAISS ignores: unverified, FAISS parses the file and the rows are intact
-        with Store.open(store_copy, verify=False) as store:
-            assert store.nearest("king", k=1).neighbours[0].word == "prince"
 
 
 def test_missing_index_file(store_copy):
@@ -162,4 +177,4 @@ def test_info_reports_source_and_sizes(small_store, glove_small):
     info = small_store.info()
     assert info.words == 20_000 and info.dimension == 50
     assert info.source == str(glove_small.resolve()) and info.source_format == "glove"
-    assert info.indexes[0]["bytes_on_disk"] == 20_000 * 50 * 4 + 45
+    assert info.indexes[0]["bytes_on_disk"] == 128 + 20_000 * 50 * 4 + 20_000 * 4  # header, rows, norms

@@ -25,7 +25,6 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import QueryError, UnknownWordError
-from ..search.engine import top_k_indices
 from ..store import Store
 from . import word2vec_files
 
@@ -65,6 +64,16 @@ def _ensure_list(value):
     if isinstance(value, _KEY_TYPES) or (isinstance(value, np.ndarray) and value.ndim == 1):
         return [value]
     return list(value)
+
+
+def _best(scores: np.ndarray, topn: int) -> np.ndarray:
+    """Indices of the ``topn`` highest scores, best first, chosen as gensim's ``matutils.argsort``
+    chooses them (a partition, then a sort of the chosen), so exact ties fall as in gensim."""
+    negated = -scores
+    if topn >= negated.size:
+        return np.argsort(negated)[:topn]
+    chosen = np.argpartition(negated, topn)[:topn]
+    return chosen.take(np.argsort(negated.take(chosen)))
 
 
 def _unitvec(vector: np.ndarray) -> np.ndarray:
@@ -374,7 +383,7 @@ class KeyedVectors:
         dists = self._scores(mean, clip_start, clip_end)
         if not topn:
             return dists
-        best = top_k_indices(dists, min(topn + len(all_keys), len(dists)))
+        best = _best(dists, topn + len(all_keys))
         result = [(self.index_to_key_at(sim + clip_start), float(dists[sim]))
                   for sim in best.tolist() if (sim + clip_start) not in all_keys]
         return result[:topn]
@@ -426,7 +435,7 @@ class KeyedVectors:
         dists = np.prod(pos_dists, axis=0) / (np.prod(neg_dists, axis=0) + 0.000001)
         if not topn:
             return dists
-        best = top_k_indices(dists, min(topn + len(all_words), len(dists)))
+        best = _best(dists, topn + len(all_words))
         result = [(self.index_to_key_at(sim), float(dists[sim])) for sim in best.tolist() if sim not in all_words]
         return result[:topn]
 

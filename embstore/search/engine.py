@@ -20,7 +20,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Collection, Sequence
 
-import faiss
+from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import QueryError
@@ -163,7 +163,9 @@ def exact_top_k(
     searched = rows if id_limit is None else rows[: int(id_limit)]
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     fetch = _candidates_needed(k, exclude, searched.shape[0])
-    if norms is not None or len(queries) <= 4:
+    if norms is not None and len(queries) > 4:
+        ids_rows, score_rows = _scaled_batch(searched, norms, queries, fetch)
+    elif norms is not None or len(queries) <= 4:
         ids_rows, score_rows = [], []
         for query in queries:
             scores = searched @ query
@@ -177,6 +179,29 @@ def exact_top_k(
             scores, ids = faiss.knn(queries, searched, fetch, metric=faiss.METRIC_INNER_PRODUCT)
         ids_rows, score_rows = ids.tolist(), scores.tolist()
     return _drop_excluded(ids_rows, score_rows, exclude, k)
+
+
+SCALED_BLOCK_ROWS = 65_536  # rows made unit length at a time for a batch over rows as loaded
+
+
+def _scaled_batch(rows: np.ndarray, norms: np.ndarray, queries: np.ndarray, fetch: int) -> tuple[list, list]:
+    """Top ``fetch`` (ids, scores) per query over rows as loaded: each block of rows is divided
+    by its norms (gensim's unit rows, one block at a time, so no copy of all the rows is
+    made) and searched with one FAISS call; the blocks' best lists are merged."""
+    best_scores, best_ids = [], []
+    with _blas_blocks(query_block=256, row_block=4096):
+        for start in range(0, rows.shape[0], SCALED_BLOCK_ROWS):
+            block = rows[start: start + SCALED_BLOCK_ROWS]
+            unit_block = block / norms[start: start + len(block), None]
+            scores, ids = faiss.knn(queries, unit_block, min(fetch, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+            best_scores.append(scores)
+            best_ids.append(np.where(ids >= 0, ids + start, -1))
+    scores, ids = np.concatenate(best_scores, axis=1), np.concatenate(best_ids, axis=1)
+    if scores.shape[1] > fetch:
+        top = np.argpartition(-scores, fetch - 1, axis=1)[:, :fetch]
+        scores, ids = np.take_along_axis(scores, top, axis=1), np.take_along_axis(ids, top, axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1).tolist(), np.take_along_axis(scores, order, axis=1).tolist()
 
 
 def search_top_k(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import faiss
+from ..lazy_modules import faiss
 import numpy as np
 
 CHUNK = 20_000

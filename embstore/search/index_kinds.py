@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import faiss
+from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import QueryError

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, Sequence
 
-import faiss
+from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import QueryError
@@ -58,13 +58,15 @@ class Searcher:
     def __init__(self, rows: np.ndarray | None, dimension: int, *, storage: str = EXACT,
                  storage_index: faiss.Index | None = None, default: str = EXACT,
                  indexes: dict[str, AvailableIndex] | None = None, damaged: dict[str, str] | None = None,
-                 raw_rows: bool = False):
+                 raw_rows: bool = False, norms: np.ndarray | None = None, guard: Callable[[], None] | None = None):
         """``rows``: the exact rows (``raw_rows``: as loaded, else unit length); or None with
         ``storage_index``, the compressed index of kind ``storage`` that holds a store's only
-        (unit) rows."""
+        (unit) rows. ``norms``: the rows' float32 norms if known (else computed when first
+        needed); ``guard``: called before the rows are read, raises if their file was damaged."""
         self.dimension = dimension
         self.raw_rows = raw_rows and rows is not None
-        self._norms: np.ndarray | None = None
+        self._norms: np.ndarray | None = norms if self.raw_rows else None
+        self._guard = guard or (lambda: None)
         self._unit: np.ndarray | None = None
         self.storage = storage
         self.storage_index = storage_index
@@ -102,6 +104,7 @@ class Searcher:
         computed once (gensim's ``get_normed_vectors``: float32 rows divided by their norms)."""
         if not self.raw_rows:
             return self.rows
+        self._guard()
         if self._unit is None:
             unit = np.empty_like(self._rows)
             norms = self.norms
@@ -114,6 +117,7 @@ class Searcher:
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Unit rows for ``ids`` without decoding a whole compressed store (read-only for exact rows)."""
+        self._guard()
         ids = list(ids)
         if self._unit is not None or not self.raw_rows and self._rows is not None:
             rows = self.unit_rows
@@ -127,6 +131,7 @@ class Searcher:
 
     def stored_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
         """The rows of ``ids`` exactly as loaded (a copy), or None if the store holds only unit rows."""
+        self._guard()
         return np.array(self._rows[list(ids)]) if self.raw_rows else None
 
     def holds_rows(self, kind: str) -> bool:
@@ -180,7 +185,8 @@ class Searcher:
         """Top ``k`` (id, score) for each query through ``kind`` (a ``choose``n kind);
         ``row_ids``: the queries are these stored rows."""
         if kind == EXACT:
-            if self.raw_rows and self._unit is None and len(queries) <= SCALED_QUERIES:
+            self._guard()
+            if self.raw_rows and self._unit is None:
                 return exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
             return exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
         faiss_index = self.index(kind)

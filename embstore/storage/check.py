@@ -171,9 +171,11 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         file = index_file_path(path, record.kind, record.file)
         checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum)
         if record.kind == EXACT:
-            rows = open_exact_rows(file, **checked, dimension=meta.dimension)
-            _check_row_values(rows, meta, report)
-            del rows
+            exact = open_exact_rows(file, **checked, dimension=meta.dimension)
+            _check_row_values(exact.rows, meta, report)
+            if exact.norms is not None:
+                _check_norms(exact.rows, exact.norms, label, report)
+            del exact
         else:
             open_index_file(file, **checked, dimension=stored_width(record.kind, meta.dimension), memory_map=True)
     except EmbstoreError as exc:
@@ -200,6 +202,17 @@ def row_values_of(rows: np.ndarray) -> str:
     sample = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), ROW_VALUE_SAMPLE)).astype(np.int64))]
     lengths = np.linalg.norm(sample.astype(np.float64), axis=1)
     return UNIT_ROWS if np.all(np.abs(lengths - 1) < 1e-4) else RAW_ROWS
+
+
+def _check_norms(rows: np.ndarray, norms: np.ndarray, label: str, report: CheckReport) -> None:
+    """The norms stored after the rows must be the rows' norms (the SHA-256 covers both, but
+    a file written wrong would pass it)."""
+    wrong = 0
+    for start in range(0, len(rows), 65_536):
+        block = rows[start: start + 65_536]
+        wrong += int(np.count_nonzero(np.linalg.norm(block, axis=1).astype(np.float32) != norms[start: start + 65_536]))
+    if wrong:
+        report.problem(ROWS, f"{label}: {wrong:,} stored norms differ from their rows' norms")
 
 
 def _check_row_values(rows: np.ndarray, meta: StoreMeta, report: CheckReport) -> None:

@@ -1,15 +1,27 @@
 """FAISS index files: streamed writing of the exact rows, checksums, and verified opening.
 
-Knows nothing of SQLite. The exact index is an ``IndexFlatIP`` over unit-length rows,
-so inner product is cosine similarity and FAISS ID i is row i. It is written here in
-FAISS's own serialisation, one chunk at a time, so a load never holds the whole matrix.
+Knows nothing of SQLite. The exact rows file (layout 2) is
+
+    bytes 0-63     header: magic, layout, dimension, rows, where FAISS's part and the norms start
+    bytes 64-82    zeros
+    bytes 83-      FAISS's serialisation of an ``IndexFlatIP`` holding the rows, so that its
+                   rows start at byte 128, on a 64-byte boundary
+    after the rows each row's float32 norm
+
+so the rows are memory-mapped, aligned for BLAS, in constant time and shared between
+processes through the page cache; FAISS reads its part as it is; FAISS ID i is row i.
+It is written one chunk at a time, so a load never holds the whole matrix. Files of
+layout 1 (FAISS's serialisation alone, rows at the unaligned byte 45) are read into
+memory, as before.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
+import mmap
 import os
 import queue
 import stat
@@ -20,13 +32,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import faiss
+from ..lazy_modules import faiss
 import numpy as np
 
 from .durable import fsync_directory
 from ..errors import CatalogMismatchError, StoreError
 
 _HASH_BLOCK = 8 << 20
+ROWS_MAGIC = b"embstore rows\x00\x00\x00"  # 16 bytes
+ROWS_LAYOUT = 2
+HEADER = struct.Struct("<16sIIQQQ16s")  # magic, layout, dimension, rows, FAISS offset, norms offset, reserved
+FAISS_OFFSET = 83  # + FAISS's 45 header bytes = 128: the first row on a 64-byte boundary
+ROWS_OFFSET = 128
+FINGERPRINT_BYTES = 64 << 10  # the fingerprint hashes this much at each end of the file
 
 
 def faiss_reason(exc: BaseException) -> str:
@@ -61,6 +79,32 @@ class WrittenFile:
     rows: int
     bytes: int
     checksum: str
+    fingerprint: str | None = None  # exact rows: checked at every open, in constant time
+
+
+@dataclass(frozen=True)
+class ExactRows:
+    """The exact rows of one file: memory-mapped (layout 2) or read into memory (layout 1)."""
+
+    rows: np.ndarray  # (n, d) float32, read-only
+    norms: np.ndarray | None  # each row's float32 norm, when the file holds them
+    mapped: bool
+
+
+def rows_file_size(rows: int, dimension: int) -> int:
+    """The size of a layout 2 exact rows file."""
+    return ROWS_OFFSET + 4 * rows * dimension + 4 * rows
+
+
+def fingerprint_of(handle: BinaryIO, size: int) -> str:
+    """A hash of the first and last 64 KiB of a file: a constant-time check that an open file is
+    the one written (a full SHA-256 is ``check``'s and ``verify=True``'s)."""
+    digest = hashlib.sha256(struct.pack("<Q", size))
+    handle.seek(0)
+    digest.update(handle.read(FINGERPRINT_BYTES))
+    handle.seek(max(0, size - FINGERPRINT_BYTES))
+    digest.update(handle.read(FINGERPRINT_BYTES))
+    return "sha256-ends:" + digest.hexdigest()[:32]
 
 
 def file_checksum(path: Path) -> str:
@@ -73,29 +117,35 @@ def file_checksum(path: Path) -> str:
 
 
 def _flat_ip_layout(dimension: int) -> tuple[bytes, bytes]:
-    """FAISS's serialisation of an empty IndexFlatIP: (bytes before ntotal, bytes after it).
+    """FAISS's serialisation of an empty IndexFlatIP: (bytes before ntotal, bytes after it):
+    'IxFI', the dimension, then two unused int64 fields, is_trained and the metric (inner
+    product). Written out here so that opening a store needs no FAISS; a writer checks it
+    against FAISS's own output first (``_faiss_layout_checked``)."""
+    return b"IxFI" + struct.pack("<i", dimension), struct.pack("<qqBi", 1 << 20, 1 << 20, 1, 0)
 
-    Checked against FAISS's own output for a one-row index, so a change in FAISS's
-    format is caught here rather than written to disk.
-    """
+
+@functools.lru_cache(maxsize=None)
+def _faiss_layout_checked(dimension: int) -> tuple[bytes, bytes]:
+    """``_flat_ip_layout``, checked against FAISS's own output for an empty and a one-row
+    index, so a change in FAISS's format is caught here rather than written to disk."""
     empty = faiss.IndexFlatIP(dimension)
     blank = faiss.serialize_index(empty).tobytes()
     empty.add(np.zeros((1, dimension), dtype=np.float32))
     one = faiss.serialize_index(empty).tobytes()
-    before, after = blank[:8], blank[16:-8]
+    before, after = _flat_ip_layout(dimension)
     expected_one = before + struct.pack("<q", 1) + after + struct.pack("<Q", dimension) + bytes(4 * dimension)
-    if blank[8:16] != struct.pack("<q", 0) or blank[-8:] != struct.pack("<Q", 0) or one != expected_one:
+    if blank != before + struct.pack("<q", 0) + after + struct.pack("<Q", 0) or one != expected_one:
         raise RuntimeError("this FAISS version serialises IndexFlatIP differently; embstore cannot stream it")
     return before, after
 
 
 class FlatIndexWriter:
-    """Write unit rows into a FAISS IndexFlatIP file chunk by chunk, then sync it.
+    """Write rows into an exact rows file (layout 2) chunk by chunk, then sync it.
 
-    The file is written at ``tmp_path``; ``finish`` fills in the row count, fsyncs and
-    renames it to ``final_path``. ``abort`` removes the temporary file. Writes happen on
-    a background thread (at most ``_QUEUED_CHUNKS`` chunks wait), so the disk works while
-    the caller parses the next chunk; a failed write is raised by the next call.
+    The file is written at ``tmp_path``; ``finish`` appends the norms, fills in the row
+    count, fsyncs and renames it to ``final_path``. ``abort`` removes the temporary file.
+    Writes happen on a background thread (at most ``_QUEUED_CHUNKS`` chunks wait), so the
+    disk works while the caller parses the next chunk; a failed write is raised by the next call.
     """
 
     _QUEUED_CHUNKS = 2
@@ -105,8 +155,10 @@ class FlatIndexWriter:
         self.final_path = final_path
         self.dimension = dimension
         self.rows = 0
-        self._before, self._after = _flat_ip_layout(dimension)
+        self._before, self._after = _faiss_layout_checked(dimension)
+        self._norms: list[np.ndarray] = []
         self._handle = open(tmp_path, "wb")
+        self._handle.write(_header(dimension, 0))
         self._handle.write(self._before + struct.pack("<q", 0) + self._after + struct.pack("<Q", 0))
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=self._QUEUED_CHUNKS)
         self._failure: BaseException | None = None
@@ -134,6 +186,7 @@ class FlatIndexWriter:
             raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
         if not rows.size:  # a chunk whose every word was a duplicate
             return
+        self._norms.append(np.linalg.norm(rows, axis=1).astype("<f4"))  # gensim's norms, row by row
         self._queue.put(rows)
         self.rows += rows.shape[0]
 
@@ -146,11 +199,15 @@ class FlatIndexWriter:
         self._stop()
         self._raise_failure()
         handle = self._handle
-        handle.seek(len(self._before))
-        handle.write(struct.pack("<q", self.rows))
-        handle.seek(len(self._before) + 8 + len(self._after))
-        handle.write(struct.pack("<Q", self.rows * self.dimension))
         try:
+            for norms in self._norms:
+                handle.write(memoryview(norms).cast("B"))
+            handle.seek(0)
+            handle.write(_header(self.dimension, self.rows))
+            handle.seek(FAISS_OFFSET + len(self._before))
+            handle.write(struct.pack("<q", self.rows))
+            handle.seek(FAISS_OFFSET + len(self._before) + 8 + len(self._after))
+            handle.write(struct.pack("<Q", self.rows * self.dimension))
             handle.flush()
             os.fsync(handle.fileno())
             handle.close()
@@ -158,9 +215,11 @@ class FlatIndexWriter:
             raise StoreError(f"cannot write {self.final_path}: {exc.strerror or exc}") from None
         checksum = file_checksum(self.tmp_path)
         size = self.tmp_path.stat().st_size
+        with open(self.tmp_path, "rb") as written:
+            fingerprint = fingerprint_of(written, size)
         os.replace(self.tmp_path, self.final_path)
         fsync_directory(self.final_path.parent)
-        return WrittenFile(self.final_path, self.rows, size, checksum)
+        return WrittenFile(self.final_path, self.rows, size, checksum, fingerprint)
 
     def abort(self) -> None:
         try:
@@ -168,6 +227,12 @@ class FlatIndexWriter:
             self._handle.close()
         finally:
             self.tmp_path.unlink(missing_ok=True)
+
+
+def _header(dimension: int, rows: int) -> bytes:
+    norms_offset = ROWS_OFFSET + 4 * rows * dimension
+    return HEADER.pack(ROWS_MAGIC, ROWS_LAYOUT, dimension, rows, FAISS_OFFSET, norms_offset, bytes(16)) + \
+        bytes(FAISS_OFFSET - HEADER.size)
 
 
 def write_index_file(index: faiss.Index, tmp_path: Path, final_path: Path) -> WrittenFile:
@@ -234,14 +299,21 @@ def open_index_file(path: Path, *, rows: int, size: int, checksum: str | None, d
 
 
 def open_exact_rows(path: Path, *, rows: int, size: int, checksum: str | None, dimension: int,
-                    source: str | None = None) -> np.ndarray:
-    """The unit rows of an exact index file, read and checked in one pass (read-only array).
+                    source: str | None = None, fingerprint: str | None = None) -> ExactRows:
+    """The rows of an exact rows file, checked against what the catalog recorded.
 
-    A file in the layout ``FlatIndexWriter`` writes (FAISS's IndexFlatIP serialisation) is
-    read straight into an aligned array while its SHA-256 is computed, instead of hashing
-    it and then letting FAISS parse and copy it: 1M x 300 rows open in about half the time.
-    Anything else goes through ``open_index_file`` and its checks and messages.
+    Layout 2 is memory-mapped: opening checks, in constant time, the size, the header (magic,
+    layout, dimension, rows, offsets), FAISS's header bytes and, when given, the fingerprint
+    of the file's ends; with ``checksum`` it also reads the whole file for its SHA-256 (that is
+    ``check``'s and ``verify=True``'s work). A layout 1 file is read into memory in one pass
+    that computes its SHA-256 when asked. Anything else goes through ``open_index_file`` and
+    its checks and messages. Raises CatalogMismatchError.
     """
+    with _open_sized(path, size, source) as handle:
+        head = handle.read(ROWS_OFFSET)
+        if head[:16] == ROWS_MAGIC:
+            return _map_rows(path, handle, head, rows=rows, size=size, checksum=checksum, dimension=dimension,
+                             fingerprint=fingerprint)
     before, after = _flat_ip_layout(dimension)
     header = before + struct.pack("<q", rows) + after + struct.pack("<Q", rows * dimension)
     if size == len(header) + 4 * rows * dimension:  # else the catalog is wrong: FAISS's path says how
@@ -255,11 +327,55 @@ def open_exact_rows(path: Path, *, rows: int, size: int, checksum: str | None, d
                 if checksum is not None:
                     _check_digest(path, digest, checksum)
                 out.flags.writeable = False
-                return out
+                return ExactRows(out, None, mapped=False)
     index = open_index_file(path, rows=rows, size=size, checksum=checksum, dimension=dimension, source=source)
     out = flat_rows(index).copy()  # a copy: the view dies with ``index``
     out.flags.writeable = False
-    return out
+    return ExactRows(out, None, mapped=False)
+
+
+def _map_rows(path: Path, handle: BinaryIO, head: bytes, *, rows: int, size: int, checksum: str | None,
+              dimension: int, fingerprint: str | None) -> ExactRows:
+    if len(head) < ROWS_OFFSET:
+        raise CatalogMismatchError(f"index file {path.name} is too short to hold its header")
+    magic, layout, file_dimension, file_rows, faiss_offset, norms_offset, _ = HEADER.unpack_from(head)
+    if layout != ROWS_LAYOUT:
+        raise CatalogMismatchError(f"index file {path.name} has rows layout {layout}; this embstore reads "
+                                   f"layout {ROWS_LAYOUT} (a newer embstore wrote it?)")
+    if (file_rows, file_dimension) != (rows, dimension):
+        raise CatalogMismatchError(f"index file {path.name} holds {file_rows:,} rows of dimension {file_dimension}; "
+                                   f"the catalog expects {rows:,} of dimension {dimension}")
+    before, after = _flat_ip_layout(dimension)
+    faiss_head = before + struct.pack("<q", rows) + after + struct.pack("<Q", rows * dimension)
+    if (faiss_offset, norms_offset, size) != (FAISS_OFFSET, ROWS_OFFSET + 4 * rows * dimension,
+                                              rows_file_size(rows, dimension)) \
+            or head[FAISS_OFFSET:ROWS_OFFSET] != faiss_head:
+        raise CatalogMismatchError(f"index file {path.name} does not have the layout its header describes")
+    if fingerprint is not None and fingerprint_of(handle, size) != fingerprint:
+        raise CatalogMismatchError(f"index file {path.name} is not the file the catalog recorded (its ends differ)")
+    try:
+        mapped = mmap.mmap(handle.fileno(), size, prot=mmap.PROT_READ)
+    except (OSError, ValueError) as exc:
+        raise CatalogMismatchError(f"index file {path.name} cannot be mapped: {exc}") from None
+    if checksum is not None:
+        digest = hashlib.sha256()
+        view = memoryview(mapped)
+        for start in range(0, size, _HASH_BLOCK):
+            digest.update(view[start: start + _HASH_BLOCK])
+        view.release()
+        _check_digest(path, digest, checksum)
+    matrix = np.ndarray((rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
+    norms = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=norms_offset)
+    return ExactRows(matrix, norms, mapped=True)
+
+
+def faiss_part(path: Path) -> faiss.Index:
+    """The FAISS index inside an exact rows file, read by FAISS itself (a copy in memory)."""
+    data = np.fromfile(path, dtype=np.uint8)
+    if data[:16].tobytes() == ROWS_MAGIC:
+        data = data[FAISS_OFFSET: ROWS_OFFSET + 4 * HEADER.unpack_from(data[:64].tobytes())[3] *
+                    HEADER.unpack_from(data[:64].tobytes())[2]]
+    return faiss.deserialize_index(data)
 
 
 def _read_all(handle: BinaryIO, body: memoryview, digest=None) -> bool:

@@ -14,7 +14,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-import faiss
+from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import CatalogDamagedError, CatalogMismatchError, StoreBusyError, StoreNotFoundError
@@ -71,15 +71,18 @@ class StoreFiles:
     the newest generation, reusing what has not changed."""
 
     def __init__(self, path: Path, catalog: Catalog, meta: StoreMeta, held: dict[str, HeldFile],
-                 rows: np.ndarray | None, storage_index: faiss.Index | None, size: int):
+                 rows: np.ndarray | None, storage_index: faiss.Index | None, size: int,
+                 norms: np.ndarray | None = None):
         self.path = path
         self.catalog = catalog
         self.meta = meta
         self.held = held
-        self.rows = rows  # the exact unit rows (read-only), unless the store keeps only compressed codes
+        self.rows = rows  # the exact rows (read-only, mapped), unless the store keeps only compressed codes
+        self.norms = norms  # their float32 norms, when the rows file holds them
         self.storage_index = storage_index  # the sq8 index holding the rows, for --storage sq8 stores
         self.size = size
         self.broken: dict[str, str] = {}  # approximate indexes that cannot be used, and why
+        self.verify = False  # whether files are checked against their SHA-256 when opened
 
     @property
     def records(self) -> dict[str, IndexFileRecord]:
@@ -99,8 +102,10 @@ class StoreFiles:
         return held is not None and held.record.rows_generation == self.meta.rows_generation \
             and held.record.rows == self.size
 
-    def index(self, kind: str, *, verify: bool = True) -> faiss.Index:
-        """The ``kind`` file as a FAISS index, memory-mapped and checked (size, SHA-256, rows) on first use."""
+    def index(self, kind: str, *, verify: bool | None = None) -> faiss.Index:
+        """The ``kind`` file as a FAISS index, memory-mapped and checked (size, rows; the SHA-256
+        when the store was opened with ``verify``) on first use."""
+        verify = self.verify if verify is None else verify
         held = self.held[kind]
         if held.opened is None:
             record = held.record
@@ -118,7 +123,7 @@ class StoreFiles:
                                dimension=stored_width(kind, self.dimension), source=held.source)
 
     @classmethod
-    def open(cls, path: Path, *, verify: bool = True, readonly: bool = False) -> "StoreFiles":
+    def open(cls, path: Path, *, verify: bool = False, readonly: bool = False) -> "StoreFiles":
         """Open the store at ``path``: CatalogMismatchError (with what to do) if catalog and files
         disagree, StoreNotFoundError if there is none."""
         if not os.path.lexists(path):
@@ -133,10 +138,11 @@ class StoreFiles:
         finally:
             probe.close()
 
-    def reopen(self, *, verify: bool = True) -> "StoreFiles":
+    def reopen(self) -> "StoreFiles":
         """The newest generation, opened on a connection of its own and reusing what has not
         changed; then this one is closed. If opening fails, this one is left as it was."""
-        fresh = StoreFiles._open(self.path, Catalog.open(self.path, readonly=self.catalog.readonly), self, verify)
+        fresh = StoreFiles._open(self.path, Catalog.open(self.path, readonly=self.catalog.readonly), self,
+                                 self.verify)
         self.close()
         return fresh
 
@@ -182,6 +188,7 @@ class StoreFiles:
                                      "try again")
         try:
             files = cls._read_rows(path, catalog, meta, held, (count, low, high), previous, verify)
+            files.verify = verify
             files.broken = {kind: why for kind, why in broken.items() if kind != meta.storage}
             return files
         except BaseException:
@@ -232,20 +239,33 @@ class StoreFiles:
                 f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows")
         reuse = previous is not None and previous.held.get(meta.storage) is not None \
             and previous.held[meta.storage].record == record
-        rows = storage_index = None
+        rows = storage_index = norms = None
         if meta.storage == EXACT:
-            rows = previous.rows if reuse else open_exact_rows(
-                storage.path, rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
-                dimension=meta.dimension, source=storage.source)
+            if reuse:
+                rows, norms = previous.rows, previous.norms
+            else:
+                exact = open_exact_rows(storage.path, rows=record.rows, size=record.bytes,
+                                        checksum=record.checksum if verify else None, dimension=meta.dimension,
+                                        source=storage.source, fingerprint=record.params.get("fingerprint"))
+                rows, norms = exact.rows, exact.norms
         else:
             storage_index = previous.storage_index if reuse else open_index_file(
                 storage.path, rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
                 dimension=stored_width(meta.storage, meta.dimension), source=storage.source)
-        return cls(path, catalog, meta, held, rows, storage_index, count)
+        return cls(path, catalog, meta, held, rows, storage_index, count, norms)
 
     def close(self) -> None:
         for held in self.held.values():
             held.close()
         self.held = {}
-        self.rows = self.storage_index = None
+        self.rows = self.storage_index = self.norms = None
         self.catalog.close()
+
+    def rows_intact(self) -> None:
+        """Raise CatalogMismatchError if the exact rows file shrank after it was opened: reading
+        a mapped page past its end would kill the process (SIGBUS). embstore never changes a
+        file in place; only another program can. One fstat, about a microsecond."""
+        held = self.held.get(EXACT)
+        if held is not None and held.fd >= 0 and os.fstat(held.fd).st_size < held.record.bytes:
+            raise CatalogMismatchError(f"index file {held.path} shrank after it was opened (another program "
+                                       f"changed it); run 'embstore check --db {self.path}'")

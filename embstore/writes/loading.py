@@ -65,6 +65,8 @@ def now() -> str:
 def record_written(kind: str, written: WrittenFile, *, params: dict, generation: int, rows_generation: int,
                    recall: dict | None) -> IndexFileRecord:
     """The catalog record of an index file that has just been written, synced and renamed."""
+    if written.fingerprint is not None:  # the exact rows: what every open checks in constant time
+        params = {**params, "fingerprint": written.fingerprint}
     return IndexFileRecord(kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
                            checksum=written.checksum, params=params, generation=generation, created_at=now(),
                            recall=recall, rows_generation=rows_generation)
@@ -232,7 +234,7 @@ class _Loader:
     def _keep_codes_only(self, catalog: Catalog, written: WrittenFile, rows_generation: int) -> None:
         """Build the ``storage`` codes from the rows just written and make them the store's only rows."""
         rows = open_exact_rows(written.path, rows=written.rows, size=written.bytes, checksum=written.checksum,
-                               dimension=self.reader.dimension)
+                               dimension=self.reader.dimension).rows
         rows = rows / np.linalg.norm(rows, axis=1)[:, None]  # codes hold unit rows
         params = index_kinds.resolve_parameters(self.storage, {}, rows.shape[0], rows.shape[1])
         built, seconds = index_kinds.build(self.storage, rows, params)
