@@ -213,11 +213,62 @@ def shared_memory(db: Path, readers: int = 4) -> dict:
     return {"readers": readers, "pss_mb": pss / 1e6, "rss_mb": rss / 1e6, "rows_mb": rows_bytes / 1e6}
 
 
+def growth(source: Path, largest: int) -> str:
+    """Open time, cold query, warm exact nearest, load time and peak, and store size for the
+    first N rows of ``source``, from 50k rows to ``largest``: opening should stay flat."""
+    lines = ["| rows | load (s) | load peak (MB) | store (MB) | open (ms) | cold `embstore nearest` (s) | "
+             "warm exact nearest (ms) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for rows in [n for n in (50_000, 100_000, 200_000, 400_000, 1_000_000, 2_000_000, 3_000_000) if n <= largest]:
+        db = CACHE / f"growth.{rows // 1000}k.db"
+        for old in db.parent.glob(db.name + "*"):
+            old.unlink()
+        loaded = run_python(f"""
+            import json, time
+            started = time.perf_counter()
+            from embstore import Store
+            Store.load({str(source)!r}, {str(db)!r}, limit={rows})
+            print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}}}))
+        """)
+        opened = statistics.median(run_python(f"""
+            import json, time
+            from embstore import Store
+            started = time.perf_counter()
+            Store.open({str(db)!r}).close()
+            print(json.dumps({{"open": time.perf_counter() - started}}))
+        """)["open"] for _ in range(3))
+        warm = run_python(f"""
+            import json, time
+            from embstore import Store
+            store = Store.open({str(db)!r}, words_in_memory=True)
+            words = store.vocabulary()
+            chosen = [words[i] for i in range(0, len(words), len(words) // 50)][:50]
+            store.nearest(chosen[0], k=10)
+            started = time.perf_counter()
+            for word in chosen:
+                store.nearest(word, k=10)
+            print(json.dumps({{"ms": (time.perf_counter() - started) / len(chosen) * 1000}}))
+        """)
+        size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if not p.name.endswith(("-wal", "-shm")))
+        lines.append(f"| {rows:,} | {loaded['seconds']:.1f} | {loaded['peak_mb']:.0f} | {size / 1e6:.0f} | "
+                     f"{opened * 1000:.0f} | {cold_query(db, 'king'):.3f} | {warm['ms']:.1f} |")
+        for old in db.parent.glob(db.name + "*"):
+            old.unlink()
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=3_000_000)
+    parser.add_argument("--growth", action="store_true", help="only the growth table, 50k rows to --rows")
     args = parser.parse_args()
     source = synthetic_file(args.rows)
+    if args.growth:
+        table = growth(source, args.rows)
+        print(table)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "growth.md").write_text(f"# Growth, {DIMENSION}-d synthetic rows (`python bench/big.py --growth "
+                                           f"--rows {args.rows}`)\n\n{table}\n")
+        return
     db = CACHE / f"big.{args.rows // 1000}k.db"
     saved = CACHE / f"big.{args.rows // 1000}k.kv"
     figures = {"rows": args.rows, "dimension": DIMENSION}

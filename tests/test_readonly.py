@@ -165,3 +165,27 @@ def test_a_read_only_reader_stays_whole_while_the_owner_writes(shared_store, tmp
     out, err = reader.communicate(timeout=120)
     report = json.loads(out.strip().splitlines()[-1])
     assert report["errors"] == 0 and report["checked"] > 5, (report, err[-2000:])
+
+
+def test_a_read_only_store_from_before_exact_storage_answers_info_and_check():
+    """A store written by embstore 0.1 that this user cannot write is read as it is (its
+    catalog cannot take migration 0006): queries, info, vector and check all work."""
+    folder = Path(tempfile.mkdtemp(prefix="embstore-ro-old-", dir="/tmp"))
+    try:
+        shutil.copytree(Path(__file__).parent / "fixtures" / "store-0.1", folder / "old")
+        os.chmod(folder, 0o755)
+        os.chmod(folder / "old", 0o755)
+        for file in (folder / "old").iterdir():
+            os.chmod(file, 0o644)
+        db = str(folder / "old" / "old.db")
+        before = _snapshot(folder / "old")
+        nearest = as_nobody("nearest", "president", "-k", "3", "--json", "--db", db)
+        assert nearest.returncode == 0, nearest.stderr
+        assert [n["word"] for n in json.loads(nearest.stdout)["neighbours"]] == ["former", "general", "chief"]
+        info = as_nobody("info", "--db", db)
+        assert info.returncode == 0 and "before embstore 0.2" in info.stdout, info.stderr
+        check = as_nobody("check", "--db", db)
+        assert check.returncode == 0 and "row values: unit length" in check.stdout, check.stdout + check.stderr
+        assert _snapshot(folder / "old") == before
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -117,7 +117,7 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
         report.problem(STORAGE, f"meta.storage says the rows are {meta.storage} codes, but the exact rows are recorded")
     for kind, record in records.items():
         part = ROWS if kind == meta.storage else f"index:{kind}"
-        _check_index_file(path, record, meta, count, part, report)
+        _check_index_file(path, record, meta, count, part, report, catalog._has_counts())
     if meta.default_index != EXACT and meta.default_index not in records \
             and f"index:{meta.default_index}" not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
@@ -163,7 +163,7 @@ def _check_words(catalog: Catalog, report: CheckReport) -> int:
 
 
 def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, words: int, part: str,
-                      report: CheckReport) -> None:
+                      report: CheckReport, upgraded: bool = True) -> None:
     """Open the file of ``record`` as queries do (name, size, SHA-256, FAISS's reading, rows
     and width), then compare its rows with the words."""
     label = f"{record.kind} index {record.file}"
@@ -172,7 +172,7 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum)
         if record.kind == EXACT:
             exact = open_exact_rows(file, **checked, dimension=meta.dimension)
-            _check_row_values(exact.rows, meta, report)
+            _check_row_values(exact.rows, meta, report, upgraded)
             if exact.norms is not None:
                 _check_norms(exact.rows, exact.norms, label, report)
             del exact
@@ -215,11 +215,11 @@ def _check_norms(rows: np.ndarray, norms: np.ndarray, label: str, report: CheckR
         report.problem(ROWS, f"{label}: {wrong:,} stored norms differ from their rows' norms")
 
 
-def _check_row_values(rows: np.ndarray, meta: StoreMeta, report: CheckReport) -> None:
+def _check_row_values(rows: np.ndarray, meta: StoreMeta, report: CheckReport, upgraded: bool = True) -> None:
     """meta.row_values must be there, and must not call rows unit length that are not (queries
     would then skip dividing by their norms and rank wrongly)."""
     report.row_values = found = row_values_of(rows)
-    stated = meta.get("row_values")
+    stated = meta.get("row_values", None if upgraded else UNIT_ROWS)  # not upgraded: read-only, from before 0006
     if stated not in (RAW_ROWS, UNIT_ROWS):
         report.problem(ROW_VALUES, f"meta.row_values is {str(stated)[:40]!r}, not {RAW_ROWS!r} or {UNIT_ROWS!r}; "
                                    f"the rows are {found} (repair records that)")
