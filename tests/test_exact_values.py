@@ -193,3 +193,80 @@ def test_check_finds_and_repair_mends_a_wrong_row_values_record(store_copy, dama
     assert check_store(store_copy).ok
     with Store.open(store_copy) as store:
         assert store.nearest("king", k=10).words() == before
+
+
+def test_vectors_whose_float32_length_is_unusable_are_refused(tmp_path, store_copy):
+    """A length that rounds to 0 or overflows in float32 (what queries divide by) would rank
+    as inf or 0: refused by add and load (or skipped with zero_vectors='skip')."""
+    with Store.open(store_copy) as store:
+        for values in (np.full(50, 1e-45, np.float32), np.full(50, 1e20, np.float32)):
+            with pytest.raises(QueryError, match="float32 cannot hold"):
+                store.add_words(["odd"], values)
+    source = tmp_path / "v.txt"
+    source.write_text("good 1 2\ntiny 1e-45 1e-45\nhuge 1e20 3e20\nfine 2 1\n")
+    with pytest.raises(FormatError, match="line 2: the vector of 'tiny' has a length float32 cannot hold"):
+        Store.load(source, tmp_path / "s.db", format="glove")
+    report = Store.load(source, tmp_path / "s.db", format="glove", zero_vectors="skip")
+    assert report.words == 2 and report.zero_vectors_skipped == 2
+
+
+def test_a_missing_row_values_record_stops_opening_until_repaired(store_copy):
+    from embstore import CatalogMismatchError
+    from embstore.repair import repair_store
+
+    conn = sqlite3.connect(store_copy)
+    conn.execute("UPDATE meta SET value = 'garbage' WHERE key = 'row_values'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CatalogMismatchError, match="meta.row_values is 'garbage'.*embstore repair"):
+        Store.open(store_copy)
+    repair_store(store_copy)
+    with Store.open(store_copy) as store:
+        assert store.nearest("king", k=1).words() == ["prince"]
+
+
+def test_repair_tells_unit_length_vectors_as_loaded_from_an_old_stores_unit_rows(tmp_path):
+    """Vectors that were unit length in the file are 'as loaded' (their recorded norms are 1);
+    an old store's unit rows are not (its recorded norms are the original lengths)."""
+    from embstore.repair import repair_store
+
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((50, 8)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    write_w2v_binary(tmp_path / "u.bin", [f"u{i}" for i in range(50)], rows)
+    Store.load(tmp_path / "u.bin", tmp_path / "u.db")
+    old = tmp_path / "old"
+    shutil.copytree(OLD_STORE, old)
+    for db in (tmp_path / "u.db", old / "old.db"):
+        Store.open(db).close()  # an old store is upgraded (migration 0006) when opened
+        conn = sqlite3.connect(db)
+        stated = dict(conn.execute("SELECT key, value FROM meta"))["row_values"]
+        conn.execute("DELETE FROM meta WHERE key = 'row_values'")
+        conn.commit()
+        conn.close()
+        repair_store(db)
+        conn = sqlite3.connect(db)
+        assert dict(conn.execute("SELECT key, value FROM meta"))["row_values"] == stated
+        conn.close()
+    with Store.open(tmp_path / "u.db") as store:
+        assert store.vector("u7").tobytes() == rows[7].tobytes()
+
+
+def test_compressed_exports_are_byte_identical_run_to_run(tmp_path, small_store):
+    small_store.export(tmp_path / "a.txt.gz", "word2vec", small_store.vocabulary()[:300])
+    small_store.export(tmp_path / "b.txt.gz", "word2vec", small_store.vocabulary()[:300])
+    assert (tmp_path / "a.txt.gz").read_bytes() == (tmp_path / "b.txt.gz").read_bytes()
+    assert b".tmp" not in (tmp_path / "a.txt.gz").read_bytes()[:64]  # no temporary name in the gzip header
+
+
+def test_counts_files_take_any_white_space_and_refuse_absurd_counts(tmp_path):
+    source = tmp_path / "v.txt"
+    source.write_text("alpha 1 2\nbeta 2 1\n")
+    counts = tmp_path / "c.txt"
+    counts.write_bytes(b"\xef\xbb\xbfalpha\t7\nbeta  5\n")
+    Store.load(source, tmp_path / "s.db", format="glove", counts=counts)
+    conn = sqlite3.connect(tmp_path / "s.db")
+    assert dict(conn.execute("SELECT word, count FROM words")) == {"alpha": 7, "beta": 5}
+    counts.write_text("alpha 99999999999999999999999\n")
+    with pytest.raises(FormatError, match="line 1: expected 'word count'"):
+        Store.load(source, tmp_path / "t.db", format="glove", counts=counts)

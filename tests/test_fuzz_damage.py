@@ -784,6 +784,11 @@ class KnownBug(NamedTuple):
 
 
 KNOWN_BUGS = [
+    KnownBug("query: an answer's ID has no word", lambda folder, db: xor_bytes(db, [(24549, 1)]),
+             "after damage: cli nearest --index: traceback",
+             f"{RAW}: one bit of a words-table page: a neighbour's ID is not found when its word is looked up, "
+             "and WordQueries._result (word_queries.py) raised KeyError; Vocabulary.words_for now says the "
+             "catalog is damaged"),
     KnownBug("check: malformed catalog", xor_in_page_of("words_by_word", 0, 1),
              "check after damage raised DatabaseError",
              f"{RAW}: check_store raises sqlite3.DatabaseError 'database disk image is malformed' from the COMMIT "

@@ -214,3 +214,28 @@ def test_a_view_of_an_open_store_follows_its_writes(store_copy):
         assert len(store) == before + 1  # closing the view leaves the store open
         with pytest.raises(QueryError):
             store.keyed_vectors(index="hnsw").most_similar("king")  # no such index: said, not ignored
+
+
+def test_view_fixes_found_by_a_hostile_run(pair, tmp_path, store_copy):
+    ours, theirs = pair
+    # get_vecattr reads cached counts (numpy ints, as gensim gives), not the catalog per call
+    assert type(ours.get_vecattr("king", "count")) is type(theirs.get_vecattr("king", "count"))
+    assert sorted(ours.index_to_key[:50], key=lambda k: -ours.get_vecattr(k, "count")) == ours.index_to_key[:50]
+    # save_word2vec_format compresses by name, as gensim does
+    ours.save_word2vec_format(str(tmp_path / "v.txt.gz"), fvocab=str(tmp_path / "vocab.gz"))
+    back = GensimKeyedVectors.load_word2vec_format(str(tmp_path / "v.txt.gz"), fvocab=str(tmp_path / "vocab.gz"))
+    assert back.index_to_key[:5] == theirs.index_to_key[:5] and np.array_equal(back.vectors, theirs.vectors)
+    # the first add to an empty view checks words as any add does
+    empty = KeyedVectors(3)
+    with pytest.raises(QueryError, match="white space"):
+        empty.add_vectors(["a b"], np.ones((1, 3)))
+    empty.close()
+    # through an approximate index: clip_end is honoured, and k beyond its candidate list is answered
+    with Store.open(store_copy) as store:
+        store.build_index("hnsw", m=8, ef_construction=32)
+        view = store.keyed_vectors(index="hnsw")
+        exact = store.keyed_vectors()
+        assert [w for w, _ in view.most_similar("king", topn=3, clip_end=100)] == \
+            [w for w, _ in exact.most_similar("king", topn=3, clip_end=100)]
+        assert len(view.most_similar(positive=[store.vector("king")], topn=3000)) == 3000
+        assert len(store.nearest_to_vector(store.vector("king"), k=3000, index="hnsw")) == 3000

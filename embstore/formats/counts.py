@@ -39,17 +39,21 @@ def _blocks(name: str, handle, unicode_errors: str) -> Iterator[list[tuple[str, 
         number += 1
         if len(raw) > MAX_LINE_BYTES:
             raise FormatError(name, number, f"line is longer than {MAX_LINE_BYTES >> 10} KiB: not a counts file")
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a UTF-8 byte order mark
         line = raw.rstrip(b"\r\n")
-        if not line.strip():
+        fields = line.split()
+        if not fields:
             continue
-        word, _, count = line.rpartition(b" ")
+        word, count = (fields[0], fields[1]) if len(fields) == 2 else (b"", b"")
         try:
             text = word.decode("utf-8", unicode_errors)
         except UnicodeDecodeError:
             raise FormatError(name, number, "the word is not valid UTF-8",
                               hint="unicode_errors='replace' or 'ignore' reads it anyway") from None
-        if not text or not count.isdigit():
-            raise FormatError(name, number, "expected 'word count' (a word, a space and a whole number), "
+        if not text or not count.isdigit() or len(count) > 18:
+            raise FormatError(name, number, "expected 'word count' (a word, white space and a whole number "
+                                            "below 10**18), "
                                             f"found {line[:60].decode('utf-8', 'replace')!r}")
         block.append((text, int(count)))
         if len(block) >= COUNT_BLOCK:

@@ -21,8 +21,8 @@ from ..errors import FormatError
 from .float_text import format_rows
 
 EXPORT_FORMATS = ("word2vec", "word2vec-bin", "glove", "npy")
-_COMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
-    ".gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="wb", mtime=0),
+COMPRESSORS: dict[str, Callable[[BinaryIO], BinaryIO]] = {
+    ".gz": lambda raw: gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0),  # no temporary name inside
     ".bz2": lambda raw: bz2.BZ2File(raw, mode="wb"),
     ".xz": lambda raw: lzma.LZMAFile(raw, mode="wb"),
 }
@@ -68,7 +68,7 @@ def _write_binary(stream: BinaryIO, chunks: Chunks, output: Path, header: bytes)
 def _atomic_stream_write(output: Path, write: Callable[[BinaryIO], None]) -> None:
     """Run ``write`` on a temporary file beside ``output``, then rename it into place."""
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    compress = _COMPRESSORS.get(output.suffix.lower())
+    compress = COMPRESSORS.get(output.suffix.lower())
     try:
         with open(tmp, "wb") as raw:
             if compress:

@@ -260,11 +260,8 @@ class KeyedVectors:
         index = self.get_index(key)
         if attr != "count":
             raise KeyError(attr)
-        counts = self.store.vocab.catalog.counts_for_ids([index])
-        if counts[0] is not None:
-            return counts[0]
-        with_counts, _ = self.store.vocab.catalog.count_stats()
-        return None if with_counts else len(self) - index
+        count = self.expandos["count"][index]  # cached per store generation: a loop over words stays cheap
+        return None if count < 0 else count
 
     def __len__(self) -> int:
         return len(self._store) if self._store is not None else 0
@@ -378,7 +375,7 @@ class KeyedVectors:
         all_keys = [self.get_index(key) for key in keys if isinstance(key, _KEY_TYPES) and self.has_index_for(key)]
         if indexer is not None and isinstance(topn, int):
             return indexer.most_similar(mean, topn)
-        if topn and self.index is not None and clip_start == 0:
+        if topn and self.index is not None and clip_start == 0 and clip_end == len(self):
             return self._through_index(mean, topn, all_keys, restrict_vocab or None)
         dists = self._scores(mean, clip_start, clip_end)
         if not topn:
@@ -579,7 +576,11 @@ class KeyedVectors:
             keys, weights = [keys], np.asarray(weights, dtype=REAL).reshape(1, -1)
         weights = np.vstack([np.asarray(w, dtype=REAL) for w in weights]) if isinstance(weights, list) else weights
         if self._store is None:
-            word2vec_files.create(self, list(keys), np.asarray(weights, dtype=REAL))
+            from ..writes.word_changes import check_new_word, checked_rows
+
+            keys = [check_new_word(key, "add_vectors") for key in keys]
+            checked_rows(keys, weights, self.vector_size, "add_vectors")  # the checks a store's add makes
+            word2vec_files.create(self, keys, np.asarray(weights, dtype=REAL))
             return
         self.store.add_words(list(keys), weights, on_duplicate="replace" if replace else "skip")
 

@@ -7,15 +7,18 @@ exact: binary rows as stored, text values as the shortest decimal of each float3
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import weakref
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from ..formats.float_text import format_rows
+from ..formats.writing import COMPRESSORS
 from ..store import Store
 
 REAL = np.float32
@@ -93,14 +96,15 @@ def save(view, fname, *, fvocab, binary, total_vec, write_header, prefix, append
     elif sort_attr is not None:
         raise ValueError(f"Cannot sort by {sort_attr!r}: the only stored attribute is 'count'")
     mode = "ab" if append else "wb"
-    if fvocab is not None:
+    if fvocab is not None:  # words without a count (a store loaded with a partial counts file) are left out
         counts = view.expandos["count"]
-        with open(fvocab, mode) as out:
+        with _open_for_writing(fvocab, mode) as out:
             for start in range(0, size, SAVE_BATCH):
                 ids = np.arange(start, min(start + SAVE_BATCH, size)) if order is None else order[start: start + SAVE_BATCH]
                 words = store.vocab.words_for(ids.tolist())
-                out.write("".join(f"{prefix}{words[i]} {counts[i]}\n" for i in ids.tolist()).encode("utf-8"))
-    with open(fname, mode) as out:
+                out.write("".join(f"{prefix}{words[i]} {counts[i]}\n" for i in ids.tolist()
+                                  if counts[i] >= 0).encode("utf-8"))
+    with _open_for_writing(fname, mode) as out:
         if write_header:
             out.write(f"{total_vec} {view.vector_size}\n".encode("utf-8"))
         vectors = view.vectors
@@ -114,4 +118,17 @@ def save(view, fname, *, fvocab, binary, total_vec, write_header, prefix, append
             else:
                 out.write(("\n".join(format_rows(keys, rows)) + "\n").encode("utf-8"))
         out.flush()
-        os.fsync(out.fileno())
+
+
+@contextlib.contextmanager
+def _open_for_writing(path, mode: str) -> Iterator[BinaryIO]:
+    """``path`` opened for writing, compressed when its name ends in .gz, .bz2 or .xz, as gensim does."""
+    with open(path, mode) as raw:
+        compress = COMPRESSORS.get(Path(path).suffix.lower())
+        if compress is None:
+            yield raw
+        else:
+            with compress(raw) as stream:
+                yield stream
+        raw.flush()
+        os.fsync(raw.fileno())

@@ -227,6 +227,10 @@ def search_top_k(
     fetch = _candidates_needed(k, exclude, int(id_limit) if limited else index.ntotal)
     if limited and (parameters is None or getattr(parameters, "sel", None) is None):
         fetch = min(index.ntotal, 2 * fetch * -(-index.ntotal // int(id_limit)))
+    if isinstance(parameters, faiss.SearchParametersHNSW) and parameters.efSearch < fetch:
+        wider = faiss.SearchParametersHNSW()  # a candidate list shorter than k would return fewer than k
+        wider.efSearch, wider.sel = fetch, parameters.sel
+        parameters = wider
     with _OneThreadFor(len(queries)):
         if row_ids is not None and not limited and isinstance(index, faiss.IndexHNSW):
             scores, ids = search_from_rows(index, queries, row_ids, fetch, row_parameters)

@@ -216,11 +216,11 @@ class Searcher:
         if method not in ANALOGY_METHODS:
             raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
         exclude = [set(row) for row in ids.tolist()]
-        rows = self.unit_rows
-        if method == "add":
-            queries = mean_directions(rows[ids[:, [1, 2]]], rows[ids[:, [0]]])
+        if method == "add":  # the terms' unit rows only: the search itself divides by the norms
+            terms = self.vectors(ids.ravel()).reshape(ids.shape[0], 3, self.dimension)
+            queries = mean_directions(terms[:, [1, 2]], terms[:, [0]])
             return self.search(kind, queries, k, exclude, id_limit)
-        return cosmul_top_k(rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
+        return cosmul_top_k(self.unit_rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
 
     def screen_analogies(self, questions: np.ndarray, id_limit: int | None = None) -> Screening:
         """Decide 3CosAdd (a, b, c, d) ID rows without a full search where a bound allows
@@ -230,5 +230,4 @@ class Searcher:
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of rows."""
-        rows = self.unit_rows
-        return np.einsum("ij,ij->i", rows[first_ids], rows[second_ids])
+        return np.einsum("ij,ij->i", self.vectors(first_ids), self.vectors(second_ids))

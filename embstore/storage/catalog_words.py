@@ -115,20 +115,20 @@ class WordQueries:
         """Set the count of each (word, count) whose word is stored; other words are ignored."""
         self.conn.executemany("UPDATE words SET count = ? WHERE word = ?", ((c, w) for w, c in pairs))
 
-    def _has_counts(self) -> bool:
+    def has_counts(self) -> bool:
         """Whether the words table has its count column (migration 0006): a store from before it
         that this process cannot write is read as it is, without one."""
         return self.conn.execute("SELECT 1 FROM pragma_table_info('words') WHERE name = 'count'").fetchone() is not None
 
     def count_stats(self) -> tuple[int, int]:
         """(words with a count, words without one)."""
-        if not self._has_counts():
+        if not self.has_counts():
             return 0, self.conn.execute("SELECT count(*) FROM words").fetchone()[0]
         with_count, total = self.conn.execute("SELECT count(count), count(*) FROM words").fetchone()
         return with_count, total - with_count
 
     def counts_for_ids(self, ids: Sequence[int]) -> list[int | None]:
-        if not self._has_counts():
+        if not self.has_counts():
             return [None] * len(ids)
         payload = json.dumps([int(i) for i in ids])
         found = dict(self.conn.execute(

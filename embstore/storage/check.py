@@ -10,6 +10,7 @@ leftovers.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -117,7 +118,7 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
         report.problem(STORAGE, f"meta.storage says the rows are {meta.storage} codes, but the exact rows are recorded")
     for kind, record in records.items():
         part = ROWS if kind == meta.storage else f"index:{kind}"
-        _check_index_file(path, record, meta, count, part, report, catalog._has_counts())
+        _check_index_file(path, record, meta, count, part, report, catalog)
     if meta.default_index != EXACT and meta.default_index not in records \
             and f"index:{meta.default_index}" not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
@@ -163,7 +164,7 @@ def _check_words(catalog: Catalog, report: CheckReport) -> int:
 
 
 def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, words: int, part: str,
-                      report: CheckReport, upgraded: bool = True) -> None:
+                      report: CheckReport, catalog: Catalog) -> None:
     """Open the file of ``record`` as queries do (name, size, SHA-256, FAISS's reading, rows
     and width), then compare its rows with the words."""
     label = f"{record.kind} index {record.file}"
@@ -172,7 +173,7 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum)
         if record.kind == EXACT:
             exact = open_exact_rows(file, **checked, dimension=meta.dimension)
-            _check_row_values(exact.rows, meta, report, upgraded)
+            _check_row_values(exact.rows, meta, report, catalog)
             if exact.norms is not None:
                 _check_norms(exact.rows, exact.norms, label, report)
             del exact
@@ -195,12 +196,23 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
 
 
-def row_values_of(rows: np.ndarray) -> str:
-    """What a sample of the exact rows says they are: unit length, or values as loaded."""
+def row_values_of(rows: np.ndarray, catalog: Catalog) -> str:
+    """What a sample of the exact rows says they are: values as loaded when their lengths are
+    the norms the catalog recorded at load (also for vectors that were unit length already),
+    unit length when they are 1 and the recorded norms are not (a store from before 0.2)."""
     if not len(rows):
         return RAW_ROWS
-    sample = rows[np.unique(np.linspace(0, len(rows) - 1, min(len(rows), ROW_VALUE_SAMPLE)).astype(np.int64))]
-    lengths = np.linalg.norm(sample.astype(np.float64), axis=1)
+    ids = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), ROW_VALUE_SAMPLE)).astype(np.int64))
+    lengths = np.linalg.norm(rows[ids].astype(np.float64), axis=1)
+    try:  # a damaged words table may lack some of these IDs, or hold a norm that is not a number
+        recorded = dict(catalog.conn.execute(
+            "SELECT id, norm FROM words WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids.tolist()),)))
+        norms = np.array([float(recorded.get(i, np.nan)) for i in ids.tolist()])
+    except (sqlite3.DatabaseError, TypeError, ValueError):
+        norms = np.full(len(ids), np.nan)
+    known = np.isfinite(norms)
+    if known.sum() * 2 > len(ids) and np.allclose(lengths[known], norms[known], rtol=1e-5, atol=0):
+        return RAW_ROWS
     return UNIT_ROWS if np.all(np.abs(lengths - 1) < 1e-4) else RAW_ROWS
 
 
@@ -215,11 +227,12 @@ def _check_norms(rows: np.ndarray, norms: np.ndarray, label: str, report: CheckR
         report.problem(ROWS, f"{label}: {wrong:,} stored norms differ from their rows' norms")
 
 
-def _check_row_values(rows: np.ndarray, meta: StoreMeta, report: CheckReport, upgraded: bool = True) -> None:
+def _check_row_values(rows: np.ndarray, meta: StoreMeta, report: CheckReport, catalog: Catalog) -> None:
     """meta.row_values must be there, and must not call rows unit length that are not (queries
     would then skip dividing by their norms and rank wrongly)."""
-    report.row_values = found = row_values_of(rows)
-    stated = meta.get("row_values", None if upgraded else UNIT_ROWS)  # not upgraded: read-only, from before 0006
+    report.row_values = found = row_values_of(rows, catalog)
+    # a store from before migration 0006 that this process cannot upgrade (read-only) has unit rows
+    stated = meta.get("row_values", None if catalog.has_counts() else UNIT_ROWS)
     if stated not in (RAW_ROWS, UNIT_ROWS):
         report.problem(ROW_VALUES, f"meta.row_values is {str(stated)[:40]!r}, not {RAW_ROWS!r} or {UNIT_ROWS!r}; "
                                    f"the rows are {found} (repair records that)")

@@ -91,6 +91,17 @@ class ExactRows:
     mapped: bool
 
 
+LENGTH_PROBLEM = ("has a length float32 cannot hold (it rounds to 0 or overflows), so cosine cannot rank it; "
+                  "scale the vectors")
+
+
+def usable_lengths(rows: np.ndarray) -> np.ndarray:
+    """Whether each row's float32 length (what queries divide by) is finite and not 0."""
+    with np.errstate(over="ignore", under="ignore"):
+        lengths = np.linalg.norm(np.asarray(rows, dtype=np.float32), axis=1)
+    return np.isfinite(lengths) & (lengths > 0)
+
+
 def rows_file_size(rows: int, dimension: int) -> int:
     """The size of a layout 2 exact rows file."""
     return ROWS_OFFSET + 4 * rows * dimension + 4 * rows

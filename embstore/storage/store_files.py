@@ -22,7 +22,8 @@ from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
 from .file_names import index_file_path
 from .index_files import open_exact_rows, open_index_file, open_regular, stored_width
-from .store_meta import EXACT, StoreMeta
+from .schema import UNIT_ROWS
+from .store_meta import EXACT, RAW_ROWS, StoreMeta
 
 OPEN_ATTEMPTS = 5
 
@@ -170,6 +171,9 @@ class StoreFiles:
             catalog.release_snapshot()
             catalog.hold_snapshot()
             meta = StoreMeta.parse(catalog.meta(), path)
+            if meta.get("row_values") not in (RAW_ROWS, UNIT_ROWS) and catalog.has_counts():
+                raise CatalogMismatchError(  # queries would not know whether to divide by the norms
+                    f"meta.row_values is {str(meta.get('row_values'))[:40]!r}, not {RAW_ROWS!r} or {UNIT_ROWS!r}")
             count, low, high = catalog.word_stats()
             held, broken, vanished = cls._hold_files(path, catalog, meta, previous)
             if not vanished:

@@ -160,7 +160,11 @@ class Vocabulary:
                 self.hold_words()
         if self._table is not None:
             return self._table.words_for_ids(ids)
-        return self.catalog.words_for_ids(ids)
+        found = self.catalog.words_for_ids(ids)
+        missing = next((i for i in ids if i not in found), None)
+        if missing is not None:  # IDs are dense 0..n-1 in a whole catalog
+            raise CatalogDamagedError(f"the catalog has no word with ID {missing}; run 'embstore check'")
+        return found
 
     def hold_words(self) -> None:
         """Load the words into a table in memory; from now on answers take their words from it."""

@@ -30,7 +30,8 @@ from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
                                   own_paths, remove_files)
-from ..storage.index_files import FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
+from ..storage.index_files import (LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, usable_lengths,
+                                   write_index_file)
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
 from ..vocabulary.vocabulary import word_problem
@@ -256,6 +257,14 @@ class _Loader:
             exact = chunk.vectors.astype(np.float64)  # the norms the catalog keeps are computed in float64
             norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))
             keep = np.ones(len(chunk.words), dtype=bool)
+            for position in np.flatnonzero(~usable_lengths(chunk.vectors) & (norms > 0)):
+                if self.zero_vectors == "error":
+                    raise FormatError(reader.name, int(chunk.lines[position]),
+                                      f"the vector of {chunk.words[position]!r} {LENGTH_PROBLEM}",
+                                      hint="zero_vectors='skip' (--zero-vectors skip) leaves such words out",
+                                      unit=unit)
+                keep[position] = False
+                zeros += 1
             for position in np.flatnonzero(norms == 0):
                 if self.zero_vectors == "error":
                     raise FormatError(

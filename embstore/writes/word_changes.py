@@ -21,7 +21,7 @@ from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.file_names import NewFiles, is_store_file, leftover_files, new_index_file, own_paths, remove_files
-from ..storage.index_files import FlatIndexWriter, write_index_file
+from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, usable_lengths, write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
 from ..vocabulary.vocabulary import Vocabulary, word_list, word_problem
@@ -111,7 +111,7 @@ class WordChanges:
         if on_duplicate not in ("error", "skip", "replace"):
             raise QueryError("on_duplicate must be error, skip or replace")
         words = [check_new_word(w, source) for w in word_list(words, "add_words")]
-        new_rows, unit_rows, norms = _new_rows(words, vectors, self.files.dimension, source)
+        new_rows, unit_rows, norms = checked_rows(words, vectors, self.files.dimension, source)
         if not self.files.meta.raw_rows:  # a store from before 0.2 keeps unit rows
             new_rows = unit_rows
         existing = self.vocabulary.exact_ids(words)
@@ -199,7 +199,7 @@ class WordChanges:
                      {"renamed": 1})
 
 
-def _new_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, source: str
+def checked_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, source: str
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows as given in float32, the same at unit length, their float64 norms); QueryError
     for a shape that is not one row of ``dimension`` values per word, or a zero or
@@ -219,4 +219,7 @@ def _new_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, source:
     if (norms == 0).any():
         word = words[int(np.flatnonzero(norms == 0)[0])]
         raise QueryError(f"{source}: the vector of {word!r} is all zeros, which has no direction")
+    unusable = np.flatnonzero(~usable_lengths(vectors))
+    if len(unusable):
+        raise QueryError(f"{source}: the vector of {words[int(unusable[0])]!r} {LENGTH_PROBLEM}")
     return vectors, vectors / np.linalg.norm(vectors, axis=1)[:, None], norms
