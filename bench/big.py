@@ -191,7 +191,7 @@ def shared_memory(db: Path, readers: int = 4) -> dict:
         import sys, time
         from embstore import Store
         store = Store.open({str(db)!r})
-        store.nearest(store.vocabulary()[:1][0], k=10)
+        store.nearest("king", k=10)  # touches every row; no word list is built
         print("ready", flush=True)
         sys.stdin.read()
     """)

@@ -122,12 +122,27 @@ def test_missing_index_file(store_copy):
 
 
 def test_deleted_catalog_row_is_detected(store_copy):
+    """Opening takes the count every commit records (constant time); a row deleted in the
+    middle by another program is found by check, and by any answer that needs its word."""
+    from embstore.errors import CatalogDamagedError
+    from embstore.storage.check import check_store
+
     conn = sqlite3.connect(store_copy)
-    conn.execute("DELETE FROM words WHERE word = 'king'")
+    conn.execute("DELETE FROM words WHERE word = 'queen'")
+    conn.execute("DELETE FROM words WHERE id = (SELECT max(id) FROM words)")
     conn.commit()
     conn.close()
-    with pytest.raises(CatalogMismatchError, match="19,999 words"):
-        Store.open(store_copy)
+    with pytest.raises(CatalogMismatchError, match="catalog lists 20,000 words \\(IDs 0..19998\\)"):
+        Store.open(store_copy)  # the last row: the ends of the IDs disagree with the recorded count
+    conn = sqlite3.connect(store_copy)
+    conn.execute("INSERT INTO words(id, word, folded, rank, norm, digest) VALUES (19999, 'zzzlast', NULL, 19999, 1.0, 0)")
+    conn.commit()
+    conn.close()
+    with Store.open(store_copy) as store:
+        with pytest.raises(CatalogDamagedError, match="no word with ID"):
+            store.nearest("king", k=5)  # queen, its second neighbour, has no row
+    report = check_store(store_copy)
+    assert not report.ok and any("19,999 words" in p or "digest" in p for p in report.problems), report.problems
 
 
 def test_newer_format_version_is_refused(store_copy):

@@ -9,14 +9,19 @@ index is never searched: the exact rows answer, with a note that says why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import QueryError
-from . import index_kinds
-from .analogy_screen import Screening, screen_analogies
+from ..lazy_modules import lazy_module
+
+if TYPE_CHECKING:
+    from .analogy_screen import Screening
+
+index_kinds = lazy_module("embstore.search.index_kinds")  # approximate kinds only: an exact query needs none
+analogy_screen = lazy_module("embstore.search.analogy_screen")
 from .engine import cosmul_top_k, exact_top_k, mean_directions, search_top_k
 
 EXACT = "exact"
@@ -226,7 +231,7 @@ class Searcher:
         """Decide 3CosAdd (a, b, c, d) ID rows without a full search where a bound allows
         (``analogy_screen``); undecided questions must be searched in full."""
         rows = self.unit_rows
-        return screen_analogies(rows if id_limit is None else rows[:id_limit], questions)
+        return analogy_screen.screen_analogies(rows if id_limit is None else rows[:id_limit], questions)
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of rows."""

@@ -141,6 +141,18 @@ class WordQueries:
             "SELECT NOT EXISTS (SELECT 1 FROM (SELECT count, lag(count) OVER (ORDER BY id) AS before FROM words "
             "WHERE count IS NOT NULL) WHERE count > before)").fetchone()[0] == 1
 
+    def word_bounds(self) -> tuple[int, int | None, int | None]:
+        """(count, smallest id, largest id) in constant time: the count every commit records with
+        the words' digest (meta.words_digest), the IDs from the ends of the primary key. A table
+        without that record is counted (O(N)). ``check`` counts and digests every row."""
+        low = self.conn.execute("SELECT min(id) FROM words").fetchone()[0]
+        high = self.conn.execute("SELECT max(id) FROM words").fetchone()[0]
+        recorded = self.conn.execute("SELECT value FROM meta WHERE key = 'words_digest'").fetchone()
+        count = recorded[0].split(":", 1)[0] if recorded and isinstance(recorded[0], str) else ""
+        if not count.isdigit():
+            return self.word_stats()
+        return int(count), low, high
+
     def word_stats(self) -> tuple[int, int | None, int | None]:
         """Return (count, smallest id, largest id)."""
         count, low, high = self.conn.execute("SELECT count(*), min(id), max(id) FROM words").fetchone()

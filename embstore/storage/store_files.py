@@ -174,7 +174,7 @@ class StoreFiles:
             if meta.get("row_values") not in (RAW_ROWS, UNIT_ROWS) and catalog.has_counts():
                 raise CatalogMismatchError(  # queries would not know whether to divide by the norms
                     f"meta.row_values is {str(meta.get('row_values'))[:40]!r}, not {RAW_ROWS!r} or {UNIT_ROWS!r}")
-            count, low, high = catalog.word_stats()
+            count, low, high = catalog.word_bounds()
             held, broken, vanished = cls._hold_files(path, catalog, meta, previous)
             if not vanished:
                 break
