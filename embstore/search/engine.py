@@ -20,11 +20,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Collection, Sequence
 
-from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import QueryError
-from ..lazy_modules import lazy_module
+from ..lazy_modules import faiss, lazy_module
 
 hnsw_links = lazy_module("embstore.search.hnsw_links")  # approximate searches only
 index_kinds = lazy_module("embstore.search.index_kinds")
@@ -156,7 +155,8 @@ def exact_top_k(
     norms: np.ndarray | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Exact top ``k`` (id, cosine) for unit ``queries`` against unit ``rows``, or against
-    any rows with their lengths ``norms`` (then only a few queries: each score is divided).
+    rows as loaded with their lengths ``norms`` (a query's scores are divided by them; a
+    batch normalises a block of rows at a time, ``_scaled_batch``).
 
     One query is a BLAS matrix-vector product and a threshold selection; a batch
     goes through one call of FAISS's blocked BLAS search. Only the first
@@ -196,11 +196,13 @@ def _scaled_batch(rows: np.ndarray, norms: np.ndarray, queries: np.ndarray, fetc
     3M x 300 and 1,000 queries this is about 4x faster.)"""
     count = rows.shape[0]
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    buffer = np.empty((min(SCALED_BLOCK_ROWS, count), rows.shape[1]), dtype=np.float32)
+    # rows per block: the block's scores stay within SCORE_BLOCK_BYTES, whatever the batch
+    step = max(1024, min(SCALED_BLOCK_ROWS, SCORE_BLOCK_BYTES // (4 * len(queries))))
+    buffer = np.empty((min(step, count), rows.shape[1]), dtype=np.float32)
     best_scores = np.full((len(queries), fetch), -np.inf, dtype=np.float32)
     best_ids = np.full((len(queries), fetch), -1, dtype=np.int64)
-    for start in range(0, count, SCALED_BLOCK_ROWS):
-        block = rows[start: start + SCALED_BLOCK_ROWS]
+    for start in range(0, count, step):
+        block = rows[start: start + step]
         unit_block = np.divide(block, norms[start: start + len(block), None], out=buffer[: len(block)])
         scores = queries @ unit_block.T  # (queries, block)
         if start == 0 and scores.shape[1] > fetch:

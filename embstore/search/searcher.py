@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
-from ..lazy_modules import faiss
 import numpy as np
 
 from ..errors import QueryError
-from ..lazy_modules import lazy_module
+from ..lazy_modules import faiss, lazy_module
 
 if TYPE_CHECKING:
     from .analogy_screen import Screening
@@ -27,7 +26,6 @@ from .engine import cosmul_top_k, exact_top_k, mean_directions, search_top_k
 EXACT = "exact"
 ANALOGY_METHODS = ("add", "mul")
 Hits = list[list[tuple[int, float]]]
-SCALED_QUERIES = 4  # up to this many exact queries score the rows as loaded and divide by their norms
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,11 @@ class Searcher:
     """Top-k search, analogy scoring and pair similarities over one set of rows, by cosine.
 
     The exact rows are the vectors as loaded (``raw_rows``), so that a vector is given back
-    bit for bit; cosine divides by each row's length. One query scores the stored rows and
-    divides the scores (one pass over the rows, as with unit rows); batches, analogies and
-    index builds use unit rows computed once per process, as gensim's ``get_normed_vectors``
-    does (same float32 operations). Stores written before 0.2 hold unit rows."""
+    bit for bit; cosine divides by each row's float32 length (stored beside the rows). A
+    query, or a batch, scores the stored rows and divides by those lengths without copying
+    the rows; 3CosMul, the analogy screen and index builds use unit rows computed once per
+    process, as gensim's ``get_normed_vectors`` does (same float32 operations). Stores
+    written before 0.2 hold unit rows."""
 
     def __init__(self, rows: np.ndarray | None, dimension: int, *, storage: str = EXACT,
                  storage_index: faiss.Index | None = None, default: str = EXACT,
