@@ -357,7 +357,7 @@ def _correlations(gold: Iterable[float], model: Iterable[float]):
         from scipy import stats
     except ImportError:
         raise EmbstoreError(
-            "word-pair evaluation needs scipy: pip install 'embstore[eval]' (or pip install scipy)"
+            "word-pair evaluation needs scipy: pip install scipy (or, from a checkout, pip install '.[eval]')"
         ) from None
     gold, model = list(gold), list(model)
     return stats.pearsonr(gold, model), stats.spearmanr(gold, model)

@@ -453,7 +453,7 @@ class KeyedVectors:
 
     def doesnt_match(self, words):
         """The word furthest from the mean of ``words`` (unknown words are left out with a warning)."""
-        return self.rank_by_centrality(words)[-1][1]
+        return self.rank_by_centrality(_word_list(words, "doesnt_match"))[-1][1]
 
     @staticmethod
     def cosine_similarities(vector_1, vectors_all):
