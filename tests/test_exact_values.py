@@ -195,19 +195,27 @@ def test_check_finds_and_repair_mends_a_wrong_row_values_record(store_copy, dama
         assert store.nearest("king", k=10).words() == before
 
 
-def test_vectors_whose_float32_length_is_unusable_are_refused(tmp_path, store_copy):
-    """A length that rounds to 0 or overflows in float32 (what queries divide by) would rank
-    as inf or 0: refused by add and load (or skipped with zero_vectors='skip')."""
+def test_tiny_and_huge_vectors_rank_and_a_length_past_float32_is_refused(tmp_path, store_copy):
+    """Squares of values below ~1e-19 underflow float32 and above ~1e19 overflow it: such a
+    row's length is computed in float64 (gensim would divide by 0 or inf), so it ranks like
+    the same direction at any scale. A length float32 cannot hold at all is refused (or
+    skipped with zero_vectors='skip')."""
     with Store.open(store_copy) as store:
-        for values in (np.full(50, 1e-45, np.float32), np.full(50, 1e20, np.float32)):
-            with pytest.raises(QueryError, match="float32 cannot hold"):
-                store.add_words(["odd"], values)
+        king = store.vector("king").astype(np.float64)
+        for scale in (1e-25, 1e25):
+            store.add_words([f"king{scale:g}"], (king * scale).astype(np.float32))
+            result = store.nearest(f"king{scale:g}", k=3)
+            assert result.words()[0] == "king" and result[0].score == pytest.approx(1.0, abs=1e-5)
+        with pytest.raises(QueryError, match="float32 cannot hold"):
+            store.add_words(["odd"], np.full(50, 1e38, np.float32))
     source = tmp_path / "v.txt"
-    source.write_text("good 1 2\ntiny 1e-45 1e-45\nhuge 1e20 3e20\nfine 2 1\n")
-    with pytest.raises(FormatError, match="line 2: the vector of 'tiny' has a length float32 cannot hold"):
+    source.write_text("good 1 2\ntiny 1e-30 2e-30\nhuge 3e38 3e38\nfine 2 1\n")
+    with pytest.raises(FormatError, match="line 3: the vector of 'huge' has a length float32 cannot hold"):
         Store.load(source, tmp_path / "s.db", format="glove")
     report = Store.load(source, tmp_path / "s.db", format="glove", zero_vectors="skip")
-    assert report.words == 2 and report.zero_vectors_skipped == 2
+    assert report.words == 3 and report.zero_vectors_skipped == 1
+    with Store.open(tmp_path / "s.db") as store:
+        assert store.nearest("tiny", k=1)[0] == ("good", pytest.approx(1.0, abs=1e-6))
 
 
 def test_a_missing_row_values_record_stops_opening_until_repaired(store_copy):

@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import QueryError, UnknownWordError
+from ..row_norms import row_norms
 from ..store import Store
 from . import word2vec_files
 
@@ -226,7 +227,7 @@ class KeyedVectors:
         def make():
             if self._store is not None and self.store.searcher.raw_rows:
                 return self.store.searcher.norms
-            return np.linalg.norm(self.vectors, axis=1).astype(REAL)
+            return row_norms(self.vectors)
         return self._cached("norms", make)
 
     @property

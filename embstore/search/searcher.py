@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Sequence
 import numpy as np
 
 from ..errors import QueryError
+from ..row_norms import row_norms
 from ..lazy_modules import faiss, lazy_module
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Searcher:
             if not self.raw_rows:
                 self._norms = np.ones(self.size, dtype=np.float32)
             else:
-                self._norms = np.concatenate([np.linalg.norm(self._rows[start: start + NORM_BLOCK], axis=1)
+                self._norms = np.concatenate([row_norms(self._rows[start: start + NORM_BLOCK])
                                               for start in range(0, self.size, NORM_BLOCK)] or
                                              [np.zeros(0, dtype=np.float32)]).astype(np.float32)
         return self._norms
@@ -130,7 +131,7 @@ class Searcher:
             return rows[ids]
         if self.raw_rows:
             stored = self._rows[ids]
-            return stored / np.linalg.norm(stored, axis=1)[:, None]
+            return stored / row_norms(stored)[:, None]
         return index_kinds.decoded(self.storage_index, self.dimension, ids)
 
     def stored_vectors(self, ids: Sequence[int]) -> np.ndarray | None:

@@ -23,6 +23,7 @@ from ..paths import resolve_store_path
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
 from .file_names import index_file_path, leftover_files
+from ..row_norms import row_norms
 from .index_files import open_exact_rows, open_index_file, stored_width
 from .schema import FORMAT_VERSION, UNIT_ROWS
 from .store_meta import APPROXIMATE_KINDS, EXACT, RAW_ROWS, StoreMeta
@@ -222,7 +223,7 @@ def _check_norms(rows: np.ndarray, norms: np.ndarray, label: str, report: CheckR
     wrong = 0
     for start in range(0, len(rows), 65_536):
         block = rows[start: start + 65_536]
-        wrong += int(np.count_nonzero(np.linalg.norm(block, axis=1).astype(np.float32) != norms[start: start + 65_536]))
+        wrong += int(np.count_nonzero(row_norms(block) != norms[start: start + 65_536]))
     if wrong:
         report.problem(ROWS, f"{label}: {wrong:,} stored norms differ from their rows' norms")
 

@@ -35,6 +35,7 @@ from typing import BinaryIO, Iterator
 from ..lazy_modules import faiss
 import numpy as np
 
+from ..row_norms import row_norms
 from .durable import fsync_directory
 from ..errors import CatalogMismatchError, StoreError
 
@@ -93,13 +94,6 @@ class ExactRows:
 
 LENGTH_PROBLEM = ("has a length float32 cannot hold (it rounds to 0 or overflows), so cosine cannot rank it; "
                   "scale the vectors")
-
-
-def usable_lengths(rows: np.ndarray) -> np.ndarray:
-    """Whether each row's float32 length (what queries divide by) is finite and not 0."""
-    with np.errstate(over="ignore", under="ignore"):
-        lengths = np.linalg.norm(np.asarray(rows, dtype=np.float32), axis=1)
-    return np.isfinite(lengths) & (lengths > 0)
 
 
 def rows_file_size(rows: int, dimension: int) -> int:
@@ -197,7 +191,7 @@ class FlatIndexWriter:
             raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
         if not rows.size:  # a chunk whose every word was a duplicate
             return
-        self._norms.append(np.linalg.norm(rows, axis=1).astype("<f4"))  # gensim's norms, row by row
+        self._norms.append(row_norms(rows).astype("<f4"))  # gensim's norms, row by row
         self._queue.put(rows)
         self.rows += rows.shape[0]
 

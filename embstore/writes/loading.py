@@ -30,8 +30,8 @@ from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
                                   own_paths, remove_files)
-from ..storage.index_files import (LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, usable_lengths,
-                                   write_index_file)
+from ..row_norms import row_norms, usable_lengths
+from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
 from ..vocabulary.vocabulary import word_problem
@@ -236,7 +236,7 @@ class _Loader:
         """Build the ``storage`` codes from the rows just written and make them the store's only rows."""
         rows = open_exact_rows(written.path, rows=written.rows, size=written.bytes, checksum=written.checksum,
                                dimension=self.reader.dimension).rows
-        rows = rows / np.linalg.norm(rows, axis=1)[:, None]  # codes hold unit rows
+        rows = rows / row_norms(rows)[:, None]  # codes hold unit rows
         params = index_kinds.resolve_parameters(self.storage, {}, rows.shape[0], rows.shape[1])
         built, seconds = index_kinds.build(self.storage, rows, params)
         del rows

@@ -21,7 +21,8 @@ from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.file_names import NewFiles, is_store_file, leftover_files, new_index_file, own_paths, remove_files
-from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, usable_lengths, write_index_file
+from ..row_norms import row_norms, usable_lengths
+from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
 from ..vocabulary.vocabulary import Vocabulary, word_list, word_problem
@@ -222,4 +223,4 @@ def checked_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, sour
     unusable = np.flatnonzero(~usable_lengths(vectors))
     if len(unusable):
         raise QueryError(f"{source}: the vector of {words[int(unusable[0])]!r} {LENGTH_PROBLEM}")
-    return vectors, vectors / np.linalg.norm(vectors, axis=1)[:, None], norms
+    return vectors, vectors / row_norms(vectors)[:, None], norms
