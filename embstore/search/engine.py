@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Collection, Sequence
 
 import numpy as np
@@ -296,6 +295,8 @@ def cosmul_top_k(
     if workers == 1:
         results = [_cosmul_best(searched, *parts[0], keep)]
     else:
+        from concurrent.futures import ThreadPoolExecutor  # a large 3CosMul batch only
+
         with ThreadPoolExecutor(workers) as pool:
             results = list(pool.map(lambda part: _cosmul_best(searched, *part, keep), parts))
     best_scores = np.concatenate([r[0] for r in results])

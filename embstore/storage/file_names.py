@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import os
 import re
-import secrets
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -23,6 +22,13 @@ from ..errors import CatalogMismatchError
 
 _KIND = r"[a-z][a-z0-9]{0,15}"
 _TOKEN = r"[0-9a-f]{8}"
+
+
+def _token() -> str:
+    """8 random hex digits for a new file's name (``secrets`` is imported only by writers)."""
+    import secrets
+
+    return secrets.token_hex(4)
 
 
 def _index_pattern(store_name: str) -> re.Pattern:
@@ -35,7 +41,7 @@ def _temporary_pattern(store_name: str) -> re.Pattern:
 
 def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
     """(temporary path, final path) for a new ``kind`` file of the store at ``store``."""
-    name = f"{store.name}.{kind}.{secrets.token_hex(4)}.faiss"
+    name = f"{store.name}.{kind}.{_token()}.faiss"
     if not _index_pattern(store.name).fullmatch(name):
         raise ValueError(f"not an index kind: {kind!r}")
     return store.with_name(f".{name}.tmp"), store.with_name(name)
@@ -43,7 +49,7 @@ def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
 
 def new_catalog_file(store: Path) -> Path:
     """A temporary path for a new catalog, renamed to ``store`` once it is complete."""
-    return store.with_name(f".{store.name}.{secrets.token_hex(4)}.tmp")
+    return store.with_name(f".{store.name}.{_token()}.tmp")
 
 
 def index_file_path(store: Path, kind: str, name: str) -> Path:
