@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import QueryError
 
 from ..search.engine import exact_top_k, search_top_k
+from ..search.searcher import RERANKED_KINDS
 
 if TYPE_CHECKING:
     from ..search.searcher import Searcher
@@ -54,7 +55,11 @@ def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
     exclude = [{int(i)} for i in ids]
     truth = exact_top_k(searcher.unit_rows, vectors, k, exclude)
     parameters, word_parameters = searcher.parameters(kind, None)
-    found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
+    reranked = kind in RERANKED_KINDS  # the codes propose, the exact rows re-score (``Searcher._reranked``)
+    if reranked:
+        found = searcher.search(kind, vectors, k, exclude)
+    else:
+        found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
     recall = float(np.mean([
         len({i for i, _ in f} & {i for i, _ in t}) / max(1, len(t)) for f, t in zip(found, truth)
     ]))
@@ -78,8 +83,11 @@ def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
         block = range(start, min(start + TURN_QUERIES, turns))
         for turn in block:
             position = timed[turn]
-            lap("search", lambda: search_top_k(faiss_index, vectors[position][None, :], k, [exclude[position]],
-                                               parameters, None, ids[position: position + 1], word_parameters))
+            if reranked:
+                lap("search", lambda: searcher.search(kind, vectors[position][None, :], k, [exclude[position]]))
+            else:
+                lap("search", lambda: search_top_k(faiss_index, vectors[position][None, :], k, [exclude[position]],
+                                                   parameters, None, ids[position: position + 1], word_parameters))
         for turn in block if nearest is not None else ():
             word = words[int(ids[timed[(turn + turns // 2) % turns]])]
             lap("api", lambda: nearest(word, k=k, index=kind))

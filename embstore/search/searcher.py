@@ -48,6 +48,9 @@ class Choice:
 
 
 NORM_BLOCK = 65_536  # rows per step when lengths or unit rows are computed
+RERANKED_KINDS = ("pq",)  # compressed codes whose candidates are re-scored from the exact rows
+RERANK_CANDIDATES = 30  # candidates per answer the codes propose (at least RERANK_MINIMUM)
+RERANK_MINIMUM = 300
 
 
 class Searcher:
@@ -195,12 +198,40 @@ class Searcher:
                 return exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
             return exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
         faiss_index = self.index(kind)
+        if kind in RERANKED_KINDS and self._rows is not None:
+            return self._reranked(kind, faiss_index, queries, k, exclude, id_limit)
         if kind in index_kinds.FLAT_CODE_KINDS and len(queries) > 4:
             # These kinds score every row against its decoded vector anyway; for a batch,
             # decoding once and multiplying with BLAS gives the same answers much faster.
             return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
         parameters, word_parameters = self.parameters(kind, id_limit)
         return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
+
+    def _reranked(self, kind: str, faiss_index: faiss.Index, queries: np.ndarray, k: int,
+                  exclude: Sequence[Collection[int]], id_limit: int | None) -> Hits:
+        """Top ``k`` through compressed codes, re-scored exactly: the codes propose the
+        ``RERANK_CANDIDATES`` x k best (one FAISS call for the batch), and each candidate's
+        exact cosine is computed from its row, which reads only the candidates' pages of the
+        memory-mapped rows. The codes stay small in memory (pq: at most 10% of the rows'
+        bytes) while the answers' order and scores are exact among the candidates."""
+        limit = self.size if id_limit is None else min(int(id_limit), self.size)
+        extra = max((len(e) for e in exclude), default=0)
+        wanted = min(limit, max(RERANK_CANDIDATES * k, RERANK_MINIMUM) + extra)
+        parameters, _ = self.parameters(kind, id_limit)
+        proposed = search_top_k(faiss_index, queries, wanted, [()] * len(queries), parameters, id_limit)
+        self._guard()
+        hits: Hits = []
+        for query, candidates, skip in zip(np.asarray(queries, dtype=np.float32), proposed, exclude):
+            ids = np.array(sorted({i for i, _ in candidates} - set(skip)), dtype=np.int64)
+            if not len(ids):
+                hits.append([])
+                continue
+            scores = self._rows[ids] @ query
+            if self.raw_rows:
+                scores = scores / self.norms[ids]
+            best = np.argsort(-scores, kind="stable")[:k]
+            hits.append([(int(ids[j]), float(scores[j])) for j in best])
+        return hits
 
     def search_word(self, kind: str, word_id: int, k: int) -> list[tuple[int, float]]:
         """The ``k`` nearest rows of the stored row ``word_id`` (itself left out), in as few steps as can be."""
