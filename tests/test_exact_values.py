@@ -3,7 +3,6 @@ exact storage keep opening; word counts; the strict API's errors."""
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -15,8 +14,8 @@ from hypothesis import strategies as st
 
 from embstore import FormatError, QueryError, Store, StoreClosedError, UnknownWordError
 from embstore.formats.float_text import format_rows, shortest_digits
+from old_store import make_old_store
 
-OLD_STORE = Path(__file__).parent / "fixtures" / "store-0.1"
 
 
 def write_w2v_binary(path: Path, words: list[str], rows: np.ndarray) -> None:
@@ -106,7 +105,7 @@ def test_a_store_from_before_exact_storage_still_opens_and_answers(tmp_path):
     """A store written by embstore 0.1 (unit rows) opens, upgrades its catalog, answers as a
     new load of the same file does, and says its vectors are within an ulp."""
     old = tmp_path / "old"
-    shutil.copytree(OLD_STORE, old)
+    make_old_store(old)
     Store.load(old / "source.txt", tmp_path / "new.db", format="glove")
     with Store.open(old / "old.db") as before, Store.open(tmp_path / "new.db") as now:
         assert "before embstore 0.2" in before.info().vectors
@@ -244,7 +243,7 @@ def test_repair_tells_unit_length_vectors_as_loaded_from_an_old_stores_unit_rows
     write_w2v_binary(tmp_path / "u.bin", [f"u{i}" for i in range(50)], rows)
     Store.load(tmp_path / "u.bin", tmp_path / "u.db")
     old = tmp_path / "old"
-    shutil.copytree(OLD_STORE, old)
+    make_old_store(old)
     for db in (tmp_path / "u.db", old / "old.db"):
         Store.open(db).close()  # an old store is upgraded (migration 0006) when opened
         conn = sqlite3.connect(db)

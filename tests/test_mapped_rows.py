@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,8 +13,8 @@ import pytest
 
 from embstore import CatalogMismatchError, Store
 from embstore.storage.index_files import ROWS_OFFSET, open_exact_rows
+from old_store import make_old_store
 
-OLD_STORE = Path(__file__).parent / "fixtures" / "store-0.1"
 
 
 def exact_file(db: Path) -> Path:
@@ -73,9 +72,7 @@ def test_readers_share_the_mapped_rows(store_copy):
 
 
 def test_a_layout_1_store_opens_read_into_memory_and_changes_write_layout_2(tmp_path):
-    old = tmp_path / "old"
-    shutil.copytree(OLD_STORE, old)
-    db = old / "old.db"
+    db = make_old_store(tmp_path / "old")
     before = exact_file(db).read_bytes()
     assert not before.startswith(b"embstore rows")
     with Store.open(db) as store:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from embstore import Store
+from old_store import make_old_store
 
 SETPRIV = shutil.which("setpriv")
 NOBODY = [SETPRIV, "--reuid=nobody", "--regid=nogroup", "--clear-groups"] if SETPRIV else []
@@ -172,7 +173,7 @@ def test_a_read_only_store_from_before_exact_storage_answers_info_and_check():
     catalog cannot take migration 0006): queries, info, vector and check all work."""
     folder = Path(tempfile.mkdtemp(prefix="embstore-ro-old-", dir="/tmp"))
     try:
-        shutil.copytree(Path(__file__).parent / "fixtures" / "store-0.1", folder / "old")
+        make_old_store(folder / "old")
         os.chmod(folder, 0o755)
         os.chmod(folder / "old", 0o755)
         for file in (folder / "old").iterdir():
