@@ -36,7 +36,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from run import CACHE, PEAK, RESULTS, glove_text  # noqa: E402
+from run import CACHE, PEAK, RESULTS, glove_text, run_python  # noqa: E402
+from run import measure_load_embstore as load_embstore  # noqa: E402
 
 DIMENSION = 300
 SUFFIXES = ["s", "ing", "ed", "er", "ly", "ness", "ation", "ful", "less", "ism"]
@@ -85,26 +86,6 @@ def synthetic_file(rows: int) -> Path:
             out.write(b"".join(w.encode() + b" " + v.tobytes() + b"\n" for w, v in zip(words, vectors)))
     tmp.rename(path)
     return path
-
-
-def run_python(code: str, timeout: int = 3600) -> dict:
-    completed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                               timeout=timeout)
-    if completed.returncode != 0:
-        raise RuntimeError(completed.stderr[-3000:])
-    return json.loads(completed.stdout.strip().splitlines()[-1])
-
-
-def load_embstore(source: Path, db: Path) -> dict:
-    for old in db.parent.glob(db.name + "*"):
-        old.unlink()
-    return run_python(f"""
-        import json, time
-        started = time.perf_counter()
-        from embstore import Store
-        Store.load({str(source)!r}, {str(db)!r})
-        print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}}}))
-    """)
 
 
 def load_gensim(source: Path, saved: Path) -> dict:
