@@ -132,9 +132,9 @@ class Searcher:
             if len(ids) == 1:  # a view, not a copy: a word query is short enough for this to show
                 return rows[ids[0]: ids[0] + 1]
             return rows[ids]
-        if self.raw_rows:
+        if self.raw_rows:  # the lengths stored beside the rows, else computed for these rows only
             stored = self._rows[ids]
-            return stored / row_norms(stored)[:, None]
+            return stored / (self._norms[ids] if self._norms is not None else row_norms(stored))[:, None]
         return index_kinds.decoded(self.storage_index, self.dimension, ids)
 
     def stored_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
