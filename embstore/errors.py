@@ -29,10 +29,10 @@ class FormatError(EmbstoreError):
 class UnknownWordError(EmbstoreError, KeyError):
     """A word is not in the vocabulary. ``suggestions`` holds close vocabulary words."""
 
-    def __init__(self, word: str, suggestions: Sequence[str] = ()):
+    def __init__(self, word: str, suggestions: Sequence[str] = (), reason: str | None = None):
         self.word = word
         self.suggestions = list(suggestions)
-        message = f"unknown word {word!r}"
+        message = f"unknown word {word!r}" + (f" ({reason})" if reason else "")
         if self.suggestions:
             message += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
         super().__init__(message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 
 class Neighbour(NamedTuple):
@@ -44,14 +44,25 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A query word and the vocabulary word it was resolved to."""
+    """A query word and the vocabulary word it was resolved to. On a fastText store a word
+    outside the vocabulary is resolved to the vector built from its character n-grams:
+    ``id`` is -1, ``built`` holds that vector and ``ngrams`` how many n-grams made it."""
 
     asked: str
     word: str
     id: int
+    built: Any = field(default=None, compare=False, repr=False)
+    ngrams: int = 0
+
+    @property
+    def in_vocabulary(self) -> bool:
+        return self.id >= 0
 
     @property
     def note(self) -> str | None:
+        if self.built is not None:
+            return (f"{self.asked!r} is not in the vocabulary: vector built from its {self.ngrams} character "
+                    "n-grams")
         if self.asked == self.word:
             return None
         return f"{self.asked!r} is not in the vocabulary; using {self.word!r} (case-insensitive match)"

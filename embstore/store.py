@@ -71,7 +71,8 @@ class Store:
                                      for kind, record in files.records.items() if kind not in (EXACT, self.storage)},
                                  damaged=files.broken, raw_rows=files.meta.raw_rows, norms=files.norms,
                                  guard=files.rows_intact)
-        self._queries = WordQueries(self.vocab, self.searcher)
+        has_subwords = files.subword_file is not None or files.subword_problem is not None
+        self._queries = WordQueries(self.vocab, self.searcher, files.subword_vectors if has_subwords else None)
 
     # -- opening, closing, loading ----------------------------------------------------
 
@@ -91,17 +92,19 @@ class Store:
     def load(cls, source: str | os.PathLike, path: str | os.PathLike | None = None, *, format: str | None = None,
              limit: int | None = None, unicode_errors: str = "strict", zero_vectors: str = "error",
              replace: bool = False, progress: Progress | None = None, storage: str = EXACT,
-             bad_words: str = "error", counts: str | os.PathLike | None = None) -> LoadReport:
+             bad_words: str = "error", counts: str | os.PathLike | None = None, encoding: str = "utf-8") -> LoadReport:
         """Load an embedding file into a new store at ``path``, or replace the one there, all
         or nothing. Duplicate words keep their first vector; ``zero_vectors`` 'error' or
         'skip'; ``bad_words`` (white space or control characters in a word) 'error' or 'skip';
         ``storage="sq8"`` keeps only 8-bit codes; ``counts``: a 'word count' file (word2vec's
-        -save-vocab, gensim's fvocab). Vectors are kept exactly as read. Raises FormatError, StoreError."""
+        -save-vocab, gensim's fvocab). Vectors are kept exactly as read. A fastText ``.bin``
+        model also keeps its n-gram rows, so that any word gets a vector; ``encoding`` is its
+        words' encoding (gensim's ``encoding=``). Raises FormatError, StoreError."""
         from .writes.loading import load_store
 
         return load_store(source, resolve_store_path(path), format=format, limit=limit,
                           unicode_errors=unicode_errors, zero_vectors=zero_vectors, replace=replace,
-                          progress=progress, storage=storage, bad_words=bad_words, counts=counts)
+                          progress=progress, storage=storage, bad_words=bad_words, counts=counts, encoding=encoding)
 
     def close(self) -> None:
         """Release the catalog and the index files; any later use raises StoreClosedError."""
@@ -189,7 +192,7 @@ class Store:
 
     def resolve_many(self, words: Sequence[str], on_unknown: str = "raise", case_insensitive: bool = False) -> list:
         """``resolve`` for many words; ``on_unknown="report"`` puts each error in its word's place."""
-        return self.vocab.resolve_many(words, on_unknown, case_insensitive)
+        return self._queries.resolve_many(words, on_unknown, case_insensitive)
 
     # -- queries ----------------------------------------------------------------------
     # Words are matched exactly as written: an unknown word raises UnknownWordError (a
@@ -252,6 +255,11 @@ class Store:
         """The batch engine under ``analogy_many``: (a, b, c) ID rows in, (id, score) lists out."""
         kind = self.searcher.choose(index).kind if method == "add" else EXACT
         return self.searcher.analogy_hits(ids, k, method, id_limit, kind)
+
+    @property
+    def has_subwords(self) -> bool:
+        """Whether the store keeps a fastText model's n-gram rows, so that any word has a vector."""
+        return self._files.subword_file is not None or self._files.subword_problem is not None
 
     def index_kind(self, index: str | None) -> str:
         """The index that answers a query given ``index`` (None: the default)."""

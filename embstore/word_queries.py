@@ -1,16 +1,21 @@
 """Questions in words: the one path words -> IDs (vocabulary) -> rows and search (searcher)
--> IDs -> words -> result, for single queries and batches alike. Semantics are gensim's."""
+-> IDs -> words -> result, for single queries and batches alike. Semantics are gensim's.
+
+On a fastText store a word outside the vocabulary is resolved to the vector built from its
+character n-grams (``Resolved.built``, ID -1): it is searched with like any other word, but
+being no stored row, it excludes nothing from the answers (as in gensim)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import QueryError
+from .errors import QueryError, UnknownWordError
 from .results import Neighbour, QueryResult, Resolved
 from .search.engine import mean_direction, unit
 from .search.searcher import ANALOGY_METHODS, Choice, Searcher
+from .subwords.compose import SubwordVectors
 from .vocabulary.vocabulary import Vocabulary, word_list
 
 
@@ -40,9 +45,53 @@ def _one_word(word: object, what: str) -> str:
 class WordQueries:
     """Nearest words, analogies, similarities and vectors of one store generation."""
 
-    def __init__(self, vocabulary: Vocabulary, searcher: Searcher):
+    def __init__(self, vocabulary: Vocabulary, searcher: Searcher,
+                 subwords: Callable[[], SubwordVectors | None] | None = None):
         self.vocabulary = vocabulary
         self.searcher = searcher
+        self._subwords = subwords  # a fastText store's n-gram vectors (opened when first needed)
+
+    # -- words to rows ----------------------------------------------------------------
+
+    def _resolve(self, words: Sequence[str], on_unknown: str = "raise", case_insensitive: bool = False,
+                 what: str = "words") -> list[Resolved | UnknownWordError]:
+        """``Vocabulary.resolve_many``, and on a fastText store a vector from its n-grams for
+        each word it does not find. Unknown words keep their suggestions."""
+        if self._subwords is None:
+            return self.vocabulary.resolve_many(words, on_unknown, case_insensitive)
+        words = word_list(words, what)
+        resolved = self.vocabulary.resolve_many(words, "report", case_insensitive, suggest=False)
+        unknown = [i for i, r in enumerate(resolved) if not isinstance(r, Resolved)]
+        reason = None
+        if unknown:
+            builder = self._subwords()
+            asked = [words[i] for i in unknown]
+            vectors, counts = builder.for_words(asked)
+            lengths = np.linalg.norm(vectors.astype(np.float64), axis=1)
+            for i, word, vector, count, length in zip(unknown, asked, vectors, counts.tolist(), lengths.tolist()):
+                if count and 0 < length < float("inf"):
+                    resolved[i] = Resolved(word, word, -1, built=vector, ngrams=count)
+            reason = (f"it has no character n-grams of {builder.minn} to {builder.maxn} characters to build a "
+                      "vector from")
+        for i in unknown:
+            if not isinstance(resolved[i], Resolved):
+                resolved[i] = self.vocabulary.unknown(words[i], reason)
+                if on_unknown == "raise":
+                    raise resolved[i]
+        return resolved
+
+    def _unit_rows(self, resolved: Sequence[Resolved]) -> np.ndarray:
+        """Unit-length rows of resolved words: stored rows, or the n-gram vectors of words outside the vocabulary."""
+        if all(r.id >= 0 for r in resolved):
+            return self.searcher.vectors([r.id for r in resolved])
+        out = np.empty((len(resolved), self.searcher.dimension), dtype=np.float32)
+        stored = [j for j, r in enumerate(resolved) if r.id >= 0]
+        if stored:
+            out[stored] = self.searcher.vectors([resolved[j].id for j in stored])
+        for j, r in enumerate(resolved):
+            if r.id < 0:
+                out[j] = unit(r.built)
+        return out
 
     def _result(self, query: str, hits: list[tuple[int, float]], resolved: Sequence[Resolved],
                 choice: Choice | None = None) -> QueryResult:
@@ -51,7 +100,8 @@ class WordQueries:
         return QueryResult(query, [Neighbour(words[i], float(s)) for i, s in hits], notes)
 
     def _ids(self, resolved: Sequence[Resolved]) -> list[int]:
-        return [r.id for r in resolved]
+        """IDs of the resolved words that are stored rows (what a query excludes from its answers)."""
+        return [r.id for r in resolved if r.id >= 0]
 
     def nearest(self, word: str, k: int = 10, restrict: int | None = None, index: str | None = None,
                 case_insensitive: bool = False) -> QueryResult:
@@ -74,17 +124,24 @@ class WordQueries:
         """``nearest`` for many words in one batched search. With ``on_unknown="report"`` an
         unknown word gives a result with ``error`` set instead of raising UnknownWordError."""
         k, restrict = checked_k(k), checked_restrict(restrict)
-        resolved = self.vocabulary.resolve_many(word_list(words, "nearest_many"), on_unknown, case_insensitive)
+        resolved = self._resolve(word_list(words, "nearest_many"), on_unknown, case_insensitive)
         choice = self.searcher.choose(index)
-        known = [r for r in resolved if isinstance(r, Resolved)]
         if k == 0:
             return [QueryResult(r.asked, [], [r.note] if r.note else []) if isinstance(r, Resolved)
                     else QueryResult(r.word, [], error=str(r)) for r in resolved]
-        ids = self._ids(known)
-        hits = iter(self.searcher.search(choice.kind, self.searcher.vectors(ids), k, [{i} for i in ids],
-                                         self.vocabulary.id_limit(restrict), row_ids=ids) if known else [])
-        return [self._result(r.asked, next(hits), [r], choice) if isinstance(r, Resolved)
-                else QueryResult(r.word, [], error=str(r)) for r in resolved]
+        id_limit = self.vocabulary.id_limit(restrict)
+        hits: dict[int, list] = {}
+        stored = [j for j, r in enumerate(resolved) if isinstance(r, Resolved) and r.id >= 0]
+        if stored:  # stored rows: an HNSW search starts at each word's own node
+            ids = [resolved[j].id for j in stored]
+            hits.update(zip(stored, self.searcher.search(choice.kind, self.searcher.vectors(ids), k,
+                                                         [{i} for i in ids], id_limit, row_ids=ids)))
+        built = [j for j, r in enumerate(resolved) if isinstance(r, Resolved) and r.id < 0]
+        if built:  # words outside the vocabulary: their n-gram vectors, excluding nothing
+            queries = self._unit_rows([resolved[j] for j in built])
+            hits.update(zip(built, self.searcher.search(choice.kind, queries, k, [set()] * len(built), id_limit)))
+        return [self._result(r.asked, hits[j], [r], choice) if isinstance(r, Resolved)
+                else QueryResult(r.word, [], error=str(r)) for j, r in enumerate(resolved)]
 
     def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
                           restrict: int | None = None, index: str | None = None) -> QueryResult:
@@ -109,9 +166,9 @@ class WordQueries:
                      case_insensitive: bool = False) -> QueryResult:
         """gensim's ``most_similar(positive, negative)``: cosine with the normalised mean direction."""
         k, restrict = checked_k(k), checked_restrict(restrict)
-        pos = self.vocabulary.resolve_many(word_list(positive, "positive"), case_insensitive=case_insensitive)
-        neg = self.vocabulary.resolve_many(word_list(negative, "negative"), case_insensitive=case_insensitive)
-        direction = mean_direction(self.searcher.vectors(self._ids(pos)), self.searcher.vectors(self._ids(neg)))
+        pos = self._resolve(word_list(positive, "positive"), case_insensitive=case_insensitive)
+        neg = self._resolve(word_list(negative, "negative"), case_insensitive=case_insensitive)
+        direction = mean_direction(self._unit_rows(pos), self._unit_rows(neg))
         choice = self.searcher.choose(index)
         label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
         if k == 0:
@@ -134,13 +191,11 @@ class WordQueries:
         questions = [word_list(question, "each question of analogy_many") for question in questions]
         if any(len(question) != 3 for question in questions):
             raise TypeError("analogy_many takes a list of (a, b, c) word triples")
-        flat = self.vocabulary.resolve_many([w for q in questions for w in q], on_unknown, case_insensitive)
+        flat = self._resolve([w for q in questions for w in q], on_unknown, case_insensitive)
         triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
         known = [t for t in triples if all(isinstance(r, Resolved) for r in t)] if k else []
-        ids = np.array([[r.id for r in t] for t in known], dtype=np.int64).reshape(-1, 3)
         choice = self.searcher.choose(index) if method == "add" else Choice("exact")
-        hits = iter(self.searcher.analogy_hits(ids, k, method, self.vocabulary.id_limit(restrict), choice.kind)
-                    if known else [])
+        hits = iter(self._analogy_hits(known, k, method, self.vocabulary.id_limit(restrict), choice.kind))
         results = []
         for question, triple in zip(questions, triples):
             label = f"{question[0]} : {question[1]} :: {question[2]} : ?"
@@ -149,35 +204,58 @@ class WordQueries:
                            else self._result(label, next(hits) if k else [], triple, choice))
         return results
 
+    def _analogy_hits(self, triples: list[list[Resolved]], k: int, method: str, id_limit: int | None,
+                      kind: str) -> list:
+        """Hits for each (a, b, c) triple, in order: stored words through the ID batch engine,
+        triples with a word outside the vocabulary through their vectors."""
+        stored = [j for j, t in enumerate(triples) if all(r.id >= 0 for r in t)]
+        built = [j for j, t in enumerate(triples) if any(r.id < 0 for r in t)]
+        hits: dict[int, list] = {}
+        if stored:
+            ids = np.array([[r.id for r in triples[j]] for j in stored], dtype=np.int64).reshape(-1, 3)
+            hits.update(zip(stored, self.searcher.analogy_hits(ids, k, method, id_limit, kind)))
+        if built:
+            terms = np.stack([self._unit_rows(triples[j]) for j in built])
+            exclude = [{r.id for r in triples[j] if r.id >= 0} for j in built]
+            hits.update(zip(built, self.searcher.analogy_hits_for_vectors(terms, k, exclude, method, id_limit, kind)))
+        return [hits[j] for j in range(len(triples))]
+
     def similarity(self, first: str, second: str, case_insensitive: bool = False) -> float:
         """Cosine similarity of two words."""
-        one, two = self.vocabulary.resolve_many([_one_word(first, "similarity"), _one_word(second, "similarity")],
-                                                case_insensitive=case_insensitive)
-        a, b = self.searcher.vectors([one.id, two.id])
+        one, two = self._resolve([_one_word(first, "similarity"), _one_word(second, "similarity")],
+                                 case_insensitive=case_insensitive)
+        a, b = self._unit_rows([one, two])
         return float(np.dot(a, b))
 
     def doesnt_match(self, words: Sequence[str], case_insensitive: bool = False) -> tuple[str, list[Neighbour]]:
         """gensim's ``doesnt_match``: the word least similar to the mean of all of them.
         Returns (odd word, every word with its cosine to the mean, least similar first)."""
-        resolved = self.vocabulary.resolve_many(word_list(words, "doesnt_match"), case_insensitive=case_insensitive)
+        resolved = self._resolve(word_list(words, "doesnt_match"), case_insensitive=case_insensitive)
         if len(resolved) < 2:
             raise QueryError("odd-one-out needs at least two words")
-        vectors = self.searcher.vectors(self._ids(resolved))
+        vectors = self._unit_rows(resolved)
         scores = vectors @ mean_direction(vectors, vectors[:0])
         ranked = sorted(zip(scores.tolist(), [r.word for r in resolved]))
         return ranked[0][1], [Neighbour(w, float(s)) for s, w in ranked]
 
+    def resolve_many(self, words: Sequence[str], on_unknown: str = "raise",
+                     case_insensitive: bool = False) -> list[Resolved | UnknownWordError]:
+        """Each word resolved to a stored word or, on a fastText store, to its n-gram vector."""
+        return self._resolve(word_list(words, "resolve_many"), on_unknown, case_insensitive)
+
     def resolve(self, word: str, case_insensitive: bool = False) -> Resolved:
-        return self.vocabulary.resolve_many([_one_word(word, "a word")], case_insensitive=case_insensitive)[0]
+        return self._resolve([_one_word(word, "a word")], case_insensitive=case_insensitive)[0]
 
     def unit_vector(self, word: str, case_insensitive: bool = False) -> np.ndarray:
         """The unit-length vector of ``word`` (a copy)."""
-        return np.array(self.searcher.vectors([self.resolve(word, case_insensitive).id])[0])
+        return np.array(self._unit_rows([self.resolve(word, case_insensitive)])[0])
 
     def vector(self, word: str, case_insensitive: bool = False) -> np.ndarray:
         """The vector of ``word`` exactly as loaded (float32, a copy). Stores written before 0.2
         and compressed stores keep unit rows: their vector is the unit row times the stored norm."""
         resolved = self.resolve(word, case_insensitive)
+        if resolved.built is not None:
+            return np.array(resolved.built)
         stored = self.searcher.stored_vectors([resolved.id])
         if stored is not None:
             return stored[0]

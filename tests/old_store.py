@@ -46,7 +46,9 @@ def make_old_store(folder: Path) -> Path:
                  (old_file.name, len(data), "sha256:" + hashlib.sha256(data).hexdigest(),
                   json.dumps({"faiss": "IndexFlatIP"})))
     conn.execute("ALTER TABLE words DROP COLUMN count")
-    conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0006_word_counts_and_row_values'")
+    conn.execute("DROP TABLE subword_files")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0006_word_counts_and_row_values', "
+                 "'0007_subword_files')")
     conn.execute("DELETE FROM meta WHERE key IN ('row_values', 'counts_source')")
     conn.close()
     new_file.unlink()

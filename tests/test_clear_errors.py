@@ -29,7 +29,7 @@ def one_error(completed, *fragments: str) -> str:
 
 
 @pytest.mark.parametrize("head, what", [
-    (struct.pack("<ii", 793712314, 12) + bytes(64), "fastText binary model"),
+    (struct.pack("<ii", 793712314, 12) + bytes(64), "fastText model whose arguments are damaged"),
     (b"PK\x03\x04" + bytes(40), "zip archive"),
     (b"\x28\xb5\x2f\xfd" + bytes(40), "zstandard"),
     (b"\x80\x04\x95" + bytes(40), "pickle"),

@@ -12,6 +12,8 @@ _FROM = {
     "reading": ("FORMAT_ALIASES", "FORMATS", "UNICODE_ERRORS", "GLOVE", "WORD2VEC_BINARY", "WORD2VEC_TEXT", "Chunk",
                 "EmbeddingReader", "normalise_format_name", "read_embeddings"),
     "writing": ("EXPORT_FORMATS", "write_embeddings"),
+    "opening": ("open_embeddings",),
+    "fasttext_model": ("FASTTEXT_FORMAT", "FastTextModelReader"),
 }
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
 

@@ -43,9 +43,6 @@ _BOM = b"\xef\xbb\xbf"
 _FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
 # Files that are recognisably something else: (leading bytes, what it is, what to do).
 _FOREIGN_FORMATS = (
-    (_FASTTEXT_MAGIC, "a fastText binary model (.bin)",
-     "load its text vectors (the .vec file fastText writes beside it), or save them with fastText's "
-     "print-word-vectors"),
     (b"PK\x03\x04", "a zip archive", "unzip it and load the embedding file inside"),
     (b"\x28\xb5\x2f\xfd", "zstandard-compressed", "decompress it (zstd -d) or recompress it with gzip, bzip2 or xz"),
     (b"\x80\x01", "a Python pickle", "embstore never unpickles; export it as word2vec text or binary first"),
@@ -160,6 +157,12 @@ class EmbeddingReader(TextParsing, BinaryParsing):
             )
         if head.startswith(b"\x93NUMPY"):
             raise FormatError(self.name, None, "is a bare .npy matrix, which has no words")
+        if head.startswith(_FASTTEXT_MAGIC):
+            if self.compression:
+                raise FormatError(self.name, None, f"is a {self.compression}-compressed fastText model (.bin)",
+                                  hint="decompress it first and load the .bin itself")
+            raise FormatError(self.name, None, "is a fastText model (.bin): its words and n-grams are loaded as a "
+                                               "store of their own", hint="load it with 'embstore load FILE'")
         for magic, what, hint in _FOREIGN_FORMATS:
             if head.startswith(magic):
                 raise FormatError(self.name, None, f"is {what}, which embstore cannot read", hint=hint)

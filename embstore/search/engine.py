@@ -293,27 +293,46 @@ def cosmul_top_k(
     bounds = np.linspace(0, queries, workers + 1).astype(int)
     parts = [(positive_ids[lo:hi], negative_ids[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])]
     if workers == 1:
-        results = [_cosmul_best(searched, *parts[0], keep)]
+        results = [_cosmul_best_ids(searched, *parts[0], keep)]
     else:
         from concurrent.futures import ThreadPoolExecutor  # a large 3CosMul batch only
 
         with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(lambda part: _cosmul_best(searched, *part, keep), parts))
+            results = list(pool.map(lambda part: _cosmul_best_ids(searched, *part, keep), parts))
     best_scores = np.concatenate([r[0] for r in results])
     best_ids = np.concatenate([r[1] for r in results])
     return _drop_excluded(best_ids.tolist(), best_scores.tolist(), exclude, k)
 
 
-def _cosmul_best(searched: np.ndarray, positive_ids: np.ndarray, negative_ids: np.ndarray, keep: int,
-                 row_block: int = 4096, query_group: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """The ``keep`` best (scores, ids) per query, sorted, over all of ``searched``."""
-    limit = searched.shape[0]
+def cosmul_top_k_vectors(rows: np.ndarray, positive: np.ndarray, negative: np.ndarray, k: int,
+                         exclude: Sequence[Collection[int]], id_limit: int | None = None) -> list[list[tuple[int, float]]]:
+    """``cosmul_top_k`` for terms given as unit vectors: ``positive`` (q, p, d), ``negative`` (q, m, d)
+    (words that are no stored row, such as a fastText word built from its n-grams)."""
+    searched = rows if id_limit is None else rows[: int(id_limit)]
+    keep = _candidates_needed(k, exclude, searched.shape[0])
+    queries, p = positive.shape[:2]
+    terms = np.concatenate([positive, negative], axis=1)
+    term_of = np.arange(queries * terms.shape[1]).reshape(queries, -1)
+    best_scores, best_ids = _cosmul_best(searched, terms.reshape(-1, rows.shape[1]).astype(np.float32), term_of,
+                                         p, keep)
+    return _drop_excluded(best_ids.tolist(), best_scores.tolist(), exclude, k)
+
+
+def _cosmul_best_ids(searched: np.ndarray, positive_ids: np.ndarray, negative_ids: np.ndarray,
+                     keep: int) -> tuple[np.ndarray, np.ndarray]:
     queries, p = positive_ids.shape
     terms, term_of = np.unique(np.concatenate([positive_ids, negative_ids], axis=1), return_inverse=True)
-    term_of = term_of.reshape(queries, -1)
-    term_vectors = searched[terms] if terms.max(initial=-1) < limit else None
-    if term_vectors is None:
+    if terms.max(initial=-1) >= searched.shape[0]:
         raise QueryError("a query word lies outside the searched rows")
+    return _cosmul_best(searched, searched[terms], term_of.reshape(queries, -1), p, keep)
+
+
+def _cosmul_best(searched: np.ndarray, term_vectors: np.ndarray, term_of: np.ndarray, p: int, keep: int,
+                 row_block: int = 4096, query_group: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """The ``keep`` best (scores, ids) per query, sorted, over all of ``searched``: query i's terms
+    are ``term_vectors[term_of[i]]``, its first ``p`` positive, the rest negative."""
+    limit = searched.shape[0]
+    queries = term_of.shape[0]
     best_scores = np.full((queries, keep), -np.inf, dtype=np.float32)
     best_ids = np.full((queries, keep), -1, dtype=np.int64)
     for start in range(0, limit, row_block):

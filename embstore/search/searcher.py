@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 index_kinds = lazy_module("embstore.search.index_kinds")  # approximate kinds only: an exact query needs none
 analogy_screen = lazy_module("embstore.search.analogy_screen")
-from .engine import cosmul_top_k, exact_top_k, mean_directions, search_top_k
+from .engine import cosmul_top_k, cosmul_top_k_vectors, exact_top_k, mean_directions, search_top_k
 
 EXACT = "exact"
 ANALOGY_METHODS = ("add", "mul")
@@ -257,6 +257,17 @@ class Searcher:
             queries = mean_directions(terms[:, [1, 2]], terms[:, [0]])
             return self.search(kind, queries, k, exclude, id_limit)
         return cosmul_top_k(self.unit_rows, ids[:, [1, 2]], ids[:, [0]], k, exclude, id_limit)
+
+    def analogy_hits_for_vectors(self, terms: np.ndarray, k: int, exclude: Sequence[Collection[int]],
+                                 method: str = "add", id_limit: int | None = None, kind: str = EXACT) -> Hits:
+        """``analogy_hits`` for (a, b, c) terms given as unit vectors, (q, 3, d); ``exclude[i]``:
+        the IDs query i must not answer (its terms that are stored words)."""
+        if method not in ANALOGY_METHODS:
+            raise QueryError(f"method must be one of {', '.join(ANALOGY_METHODS)}")
+        if method == "add":
+            return self.search(kind, mean_directions(terms[:, [1, 2]], terms[:, [0]]), k, exclude, id_limit)
+        self._guard()
+        return cosmul_top_k_vectors(self.unit_rows, terms[:, [1, 2]], terms[:, [0]], k, exclude, id_limit)
 
     def screen_analogies(self, questions: np.ndarray, id_limit: int | None = None) -> Screening:
         """Decide 3CosAdd (a, b, c, d) ID rows without a full search where a bound allows

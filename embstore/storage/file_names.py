@@ -1,8 +1,9 @@
 """Which files are this store's own: one strict name pattern, claims on files being written,
 and the leftovers an interrupted writer left.
 
-A store ``emb.db`` owns ``emb.db.<kind>.<8 hex>.faiss`` beside it, and while writing,
-``.emb.db.<kind>.<8 hex>.faiss.tmp`` and ``.emb.db.<8 hex>.tmp`` (a new catalog). A
+A store ``emb.db`` owns ``emb.db.<kind>.<8 hex>.faiss`` beside it, a fastText store also
+``emb.db.ngrams.<8 hex>.f32`` (its n-gram rows), and while writing, the same names with a
+leading ``.`` and a trailing ``.tmp``, and ``.emb.db.<8 hex>.tmp`` (a new catalog). A
 catalog record naming anything else (``../victim.txt``, an absolute path, another
 store's file) is damage: it is never opened or deleted. A writer holds an exclusive
 ``flock`` on each file it writes until its commit is over, so that no leftover scan,
@@ -35,8 +36,12 @@ def _index_pattern(store_name: str) -> re.Pattern:
     return re.compile(rf"{re.escape(store_name)}\.({_KIND})\.{_TOKEN}\.faiss")
 
 
+def _subword_pattern(store_name: str) -> re.Pattern:
+    return re.compile(rf"{re.escape(store_name)}\.ngrams\.{_TOKEN}\.f32")
+
+
 def _temporary_pattern(store_name: str) -> re.Pattern:
-    return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|{_TOKEN})\.tmp")
+    return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|ngrams\.{_TOKEN}\.f32|{_TOKEN})\.tmp")
 
 
 def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
@@ -45,6 +50,22 @@ def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
     if not _index_pattern(store.name).fullmatch(name):
         raise ValueError(f"not an index kind: {kind!r}")
     return store.with_name(f".{name}.tmp"), store.with_name(name)
+
+
+def new_subword_file(store: Path) -> tuple[Path, Path]:
+    """(temporary path, final path) for a new n-gram rows file of the store at ``store``."""
+    name = f"{store.name}.ngrams.{_token()}.f32"
+    return store.with_name(f".{name}.tmp"), store.with_name(name)
+
+
+def subword_file_path(store: Path, name: object) -> Path:
+    """The path of the n-gram file the catalog names ``name``; CatalogMismatchError if that is
+    not a plain name of this store's own pattern."""
+    if not isinstance(name, str) or _subword_pattern(store.name).fullmatch(name) is None:
+        raise CatalogMismatchError(
+            f"the catalog names the n-gram file {str(name)[:80]!r}, which is not a file of this store "
+            f"(expected {store.name}.ngrams.<8 hex digits>.f32 beside it); it is not opened or removed")
+    return store.with_name(name)
 
 
 def new_catalog_file(store: Path) -> Path:
@@ -83,7 +104,8 @@ def kind_of_file(store: Path, name: str) -> str | None:
 
 def is_own_file(store: Path, name: str) -> bool:
     """Whether ``name`` has the shape of one of this store's index or temporary files."""
-    return bool(_index_pattern(store.name).fullmatch(name) or _temporary_pattern(store.name).fullmatch(name))
+    return bool(_index_pattern(store.name).fullmatch(name) or _subword_pattern(store.name).fullmatch(name)
+                or _temporary_pattern(store.name).fullmatch(name))
 
 
 def is_store_file(store: Path, path: str | os.PathLike) -> bool:

@@ -107,6 +107,16 @@ def _word_counts_and_row_values(db: sqlite_utils.Database) -> None:
                "(SELECT 1 FROM meta WHERE key = 'dimension')", (UNIT_ROWS,))
 
 
+def _subword_files(db: sqlite_utils.Database) -> None:
+    """fastText stores: the file of n-gram bucket rows that gives any word a vector, with what
+    its hashing needs (minn, maxn, bucket, the hash) in ``params``."""
+    db["subword_files"].create(
+        {"name": str, "file": str, "rows": int, "dimension": int, "bytes": int, "checksum": str,
+         "fingerprint": str, "params": str, "created_at": str},
+        pk="name",
+    )
+
+
 # The schema's history, in order. Never change a step that has been released: add one.
 MIGRATION_STEPS = (
     ("0001_create_catalog", _create_catalog),
@@ -115,6 +125,7 @@ MIGRATION_STEPS = (
     ("0004_index_rows_generation", _index_rows_generation),
     ("0005_word_digests", _word_digests),
     ("0006_word_counts_and_row_values", _word_counts_and_row_values),
+    ("0007_subword_files", _subword_files),
 )
 
 
@@ -127,6 +138,7 @@ APPLIED_MARKERS = {
     "0004_index_rows_generation": "SELECT 1 FROM pragma_table_info('index_files') WHERE name = 'rows_generation'",
     "0005_word_digests": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'digest'",
     "0006_word_counts_and_row_values": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'count'",
+    "0007_subword_files": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subword_files'",
 }
 
 

@@ -20,8 +20,11 @@ import numpy as np
 from ..errors import CatalogDamagedError, CatalogMismatchError, StoreBusyError, StoreNotFoundError
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
-from .file_names import index_file_path
+from .catalog_subwords import parse_subword_record
+from .file_names import index_file_path, subword_file_path
 from .index_files import open_exact_rows, open_index_file, open_regular, stored_width
+from .subword_file import open_subword_rows
+from ..subwords.compose import SubwordVectors
 from .schema import UNIT_ROWS
 from .store_meta import EXACT, RAW_ROWS, StoreMeta
 
@@ -84,6 +87,9 @@ class StoreFiles:
         self.size = size
         self.broken: dict[str, str] = {}  # approximate indexes that cannot be used, and why
         self.verify = False  # whether files are checked against their SHA-256 when opened
+        self.subword_file: HeldFile | None = None  # a fastText store's n-gram rows
+        self.subword_problem: str | None = None  # why they cannot be used, if they cannot
+        self._subword_rows: np.ndarray | None = None
 
     @property
     def records(self) -> dict[str, IndexFileRecord]:
@@ -176,14 +182,15 @@ class StoreFiles:
                     f"meta.row_values is {str(meta.get('row_values'))[:40]!r}, not {RAW_ROWS!r} or {UNIT_ROWS!r}")
             count, low, high = catalog.word_bounds()
             held, broken, vanished = cls._hold_files(path, catalog, meta, previous)
-            if not vanished:
+            subwords, subword_problem, subwords_vanished = cls._hold_subwords(path, catalog, meta, previous)
+            if not vanished and not subwords_vanished:
                 break
             catalog.release_snapshot()
             catalog.hold_snapshot()
             unchanged = catalog.generation() == meta.generation  # no writer replaced them: they are damaged
             if unchanged and meta.storage not in broken:
                 break  # the same generation, so this snapshot holds the content read
-            for file in held.values():
+            for file in list(held.values()) + ([subwords] if subwords else []):
                 file.close()
             if unchanged:
                 raise CatalogMismatchError(broken[meta.storage])
@@ -194,9 +201,13 @@ class StoreFiles:
             files = cls._read_rows(path, catalog, meta, held, (count, low, high), previous, verify)
             files.verify = verify
             files.broken = {kind: why for kind, why in broken.items() if kind != meta.storage}
+            files.subword_file, files.subword_problem = subwords, subword_problem
+            if previous is not None and subwords is not None and previous.subword_file is not None \
+                    and previous.subword_file.record == subwords.record:
+                files._subword_rows = previous._subword_rows
             return files
         except BaseException:
-            for file in held.values():
+            for file in list(held.values()) + ([subwords] if subwords else []):
                 file.close()
             raise
 
@@ -228,6 +239,60 @@ class StoreFiles:
                 file.close()
             raise
         return held, broken, vanished
+
+    @staticmethod
+    def _hold_subwords(path: Path, catalog: Catalog, meta: StoreMeta, previous: "StoreFiles | None"
+                       ) -> tuple[HeldFile | None, str | None, bool]:
+        """The n-gram file the snapshot names, opened: (held file or None, why it cannot be used,
+        whether it was missing). Damage here never stops the store: vocabulary words are answered,
+        and a word outside the vocabulary gets the problem as its error."""
+        row = catalog.subword_row()
+        if row is None:
+            return None, None, False
+        try:
+            record = parse_subword_record(row, meta.dimension)
+            old = previous.subword_file if previous else None
+            if old is not None and old.record == record:
+                return old.shared(), None, False
+            return HeldFile.open(subword_file_path(path, record.file), record), None, False
+        except _Vanished as exc:
+            return None, str(exc).replace("index file", "n-gram file"), True
+        except CatalogMismatchError as exc:
+            return None, str(exc).replace("index file", "n-gram file"), False
+
+    def subword_rows(self) -> np.ndarray | None:
+        """The n-gram bucket rows (mapped and checked on first use), or None if the store has none.
+        CatalogMismatchError says why they cannot be used."""
+        if self.subword_problem is not None:
+            raise CatalogMismatchError(f"{self.subword_problem}; run 'embstore check --db {self.path}'")
+        if self.subword_file is None:
+            return None
+        if self._subword_rows is None:
+            held, record = self.subword_file, self.subword_file.record
+            try:
+                self._subword_rows = open_subword_rows(held.path, held.fd, rows=record.rows, dimension=record.dimension,
+                                                       size=record.bytes, fingerprint=record.fingerprint,
+                                                       checksum=record.checksum if self.verify else None)
+            except CatalogMismatchError as exc:
+                self.subword_problem = str(exc)
+                raise CatalogMismatchError(f"{exc}; run 'embstore check --db {self.path}'") from None
+        return self._subword_rows
+
+    def subword_vectors(self) -> SubwordVectors | None:
+        """What builds a vector for a word outside the vocabulary, or None if the store has no n-grams."""
+        rows = self.subword_rows()
+        if rows is None:
+            return None
+        self.subwords_intact()
+        record = self.subword_file.record
+        return SubwordVectors(rows, record.minn, record.maxn)
+
+    def subwords_intact(self) -> None:
+        """As ``rows_intact``, for the mapped n-gram file."""
+        held = self.subword_file
+        if held is not None and held.fd >= 0 and os.fstat(held.fd).st_size < held.record.bytes:
+            raise CatalogMismatchError(f"n-gram file {held.path} shrank after it was opened (another program "
+                                       f"changed it); run 'embstore check --db {self.path}'")
 
     @classmethod
     def _read_rows(cls, path, catalog, meta, held, stats, previous, verify) -> "StoreFiles":
@@ -262,6 +327,10 @@ class StoreFiles:
         for held in self.held.values():
             held.close()
         self.held = {}
+        if self.subword_file is not None:
+            self.subword_file.close()
+            self.subword_file = None
+        self._subword_rows = None
         self.rows = self.storage_index = self.norms = None
         self.catalog.close()
 

@@ -115,11 +115,12 @@ class Vocabulary:
 
     @_catalog_errors
     def resolve_many(self, words: Sequence[str], on_unknown: str = "raise",
-                     case_insensitive: bool = False) -> list[Resolved | UnknownWordError]:
+                     case_insensitive: bool = False, suggest: bool = True) -> list[Resolved | UnknownWordError]:
         """Each word exactly as written, with one catalog query; with ``case_insensitive``, a
         word not found is matched to its most frequent case-insensitive form (the CLI does
         this, with a note). ``on_unknown="raise"`` raises UnknownWordError (with suggestions)
-        at the first unknown word; ``"report"`` puts the error in its place."""
+        at the first unknown word; ``"report"`` puts the error in its place (without
+        suggestions if not ``suggest``: the caller may still find the word a vector)."""
         if on_unknown not in ("raise", "report"):
             raise QueryError(f"on_unknown must be 'raise' or 'report', not {on_unknown!r}")
         words = word_list(words, "resolve_many")
@@ -131,7 +132,7 @@ class Vocabulary:
                 continue
             match = self.catalog.most_frequent_folded_match(word) if case_insensitive else None
             if match is None:
-                error = self.unknown(word)
+                error = self.unknown(word) if suggest or on_unknown == "raise" else UnknownWordError(word)
                 if on_unknown == "raise":
                     raise error
                 resolved.append(error)
@@ -145,8 +146,8 @@ class Vocabulary:
         return self.catalog.ids_for_words(word_list(words, "words"))
 
     @_catalog_errors
-    def unknown(self, word: str) -> UnknownWordError:
-        return UnknownWordError(word, suggest_words(self.catalog, word) if isinstance(word, str) else [])
+    def unknown(self, word: str, reason: str | None = None) -> UnknownWordError:
+        return UnknownWordError(word, suggest_words(self.catalog, word) if isinstance(word, str) else [], reason)
 
     @_catalog_errors
     def words_for(self, ids: Iterable[int]) -> dict[int, str]:

@@ -21,16 +21,17 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import CatalogDamagedError, FormatError, NotAStoreError, StoreError
-from ..formats import EmbeddingReader
+from ..errors import CatalogDamagedError, CatalogMismatchError, FormatError, NotAStoreError, StoreError
+from ..formats import EmbeddingReader, open_embeddings
 from ..formats.counts import read_counts
 from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
-                                  own_paths, remove_files)
+                                  own_paths, remove_files, subword_file_path)
 from ..row_norms import row_norms, usable_lengths
+from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
@@ -76,7 +77,7 @@ def record_written(kind: str, written: WrittenFile, *, params: dict, generation:
 def load_store(source: str | os.PathLike, path: Path, *, format: str | None = None, limit: int | None = None,
                unicode_errors: str = "strict", zero_vectors: str = "error", replace: bool = False,
                progress: Progress | None = None, storage: str = EXACT, bad_words: str = "error",
-               counts: str | os.PathLike | None = None) -> LoadReport:
+               counts: str | os.PathLike | None = None, encoding: str = "utf-8") -> LoadReport:
     """Load ``source`` into a new store at ``path``, or replace the store there. See ``Store.load``."""
     if storage not in STORAGE_KINDS:
         raise ValueError(f"storage must be one of {', '.join(STORAGE_KINDS)}")
@@ -100,7 +101,7 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
                              "(--replace on the command line), or choose another path")
 
     def run(how: str) -> LoadReport:
-        with EmbeddingReader(source, format, limit=limit, unicode_errors=unicode_errors) as reader:
+        with open_embeddings(source, format, limit=limit, unicode_errors=unicode_errors, encoding=encoding) as reader:
             path.parent.mkdir(parents=True, exist_ok=True)
             loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words, counts)
             return loader.replace() if how == "replace" else loader.create(overwrite=how == "overwrite")
@@ -113,6 +114,16 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
         except CatalogDamagedError:
             pass  # the catalog failed half-way: rolled back; build a new one instead
     return run("overwrite")
+
+
+def _own_subword_paths(store: Path, names: list[str]) -> list[Path]:
+    paths = []
+    for name in names:
+        try:
+            paths.append(subword_file_path(store, name))
+        except CatalogMismatchError:
+            continue  # a hostile or damaged record's name: never touched
+    return paths
 
 
 @contextlib.contextmanager
@@ -179,10 +190,11 @@ class _Loader:
                     remove_files(leftover_files(self.path, catalog.recorded_file_names()))
                     catalog.delete_all_words()
                     catalog.delete_all_index_files()
+                    old_subwords = catalog.delete_subwords()
                     report, dropped = self._write(catalog, rows_generation=catalog.safe_generation("rows_generation") + 1)
         finally:
             catalog.close()
-        remove_files(own_paths(self.path, old) + dropped)
+        remove_files(own_paths(self.path, old) + dropped + _own_subword_paths(self.path, old_subwords))
         return report
 
     def _write(self, catalog: Catalog, rows_generation: int) -> tuple[LoadReport, list[Path]]:
@@ -199,6 +211,11 @@ class _Loader:
         catalog.finish_bulk_insert()  # word indexes are built now, after the bulk insert
         if self.counts is not None:
             report.notes.extend(self._record_counts(catalog))
+        elif hasattr(self.reader, "word_counts"):  # a fastText model carries its counts
+            for block in self.reader.word_counts():
+                catalog.record_counts(block)
+        if hasattr(self.reader, "subwords"):
+            report.notes.extend(record_subwords(catalog, self.path, self.reader, self.files))
         catalog.record_index_file(record_written(
             EXACT, written, params={"faiss": "IndexFlatIP"}, generation=1, rows_generation=rows_generation,
             recall={"recall@10": 1.0, "note": "exact search"}))
@@ -211,9 +228,11 @@ class _Loader:
             rows_generation=rows_generation, generation=catalog.safe_generation() + 1,
             load_options=json.dumps({"format": self.reader.format, "limit": self.reader.limit,
                                      "unicode_errors": self.reader.unicode_errors, "zero_vectors": self.zero_vectors,
-                                     "bad_words": self.bad_words, "storage": self.storage}),
+                                     "bad_words": self.bad_words, "storage": self.storage,
+                                     **({"encoding": self.reader.encoding} if hasattr(self.reader, "encoding") else {})}),
             changes_since_load=json.dumps(NO_CHANGES), storage=EXACT, row_values=RAW_ROWS,
-            counts_source=os.path.abspath(self.counts) if self.counts is not None else "",
+            counts_source=os.path.abspath(self.counts) if self.counts is not None else
+            os.path.abspath(self.reader.name) if hasattr(self.reader, "word_counts") else "",
         )
         catalog.delete_meta("default_index")
         if self.storage == EXACT:
@@ -252,7 +271,7 @@ class _Loader:
         seen: set[str] = set()
         next_id = duplicates = zeros = 0
         first_duplicates: list[str] = []
-        unit = "entry" if reader.format == "word2vec-bin" else "line"
+        unit = "entry" if reader.format in ("word2vec-bin", "fasttext-bin") else "line"
         for chunk in reader.chunks():
             exact = chunk.vectors.astype(np.float64)  # the norms the catalog keeps are computed in float64
             norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))

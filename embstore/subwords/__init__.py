@@ -1,0 +1,1 @@
+"""Sub-word (character n-gram) vectors, as fastText builds them: pure numpy, no SQLite or FAISS."""

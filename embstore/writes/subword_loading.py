@@ -1,0 +1,70 @@
+"""The n-gram rows of a fastText model, copied into the store's own file and recorded in the
+catalog inside the load's transaction (so they commit with the words, or not at all)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..storage.catalog import Catalog
+from ..storage.catalog_subwords import SubwordRecord
+from ..storage.file_names import NewFiles, new_subword_file
+from ..storage.subword_file import write_subword_file
+
+
+def record_subwords(catalog: Catalog, store: Path, reader, files: NewFiles) -> list[str]:
+    """Write the reader's bucket rows beside ``store`` and record them; returns notes for the report."""
+    from .loading import now  # one clock for a load's records
+
+    settings = reader.subwords
+    if settings.bucket == 0 or settings.maxn == 0:
+        return [f"{reader.name} has no n-grams (bucket {settings.bucket}, maxn {settings.maxn}): only its "
+                "vocabulary words have vectors"]
+    tmp, final = new_subword_file(store)
+    written = write_subword_file(reader.bucket_rows(), files.claim(tmp, final), final)
+    params = {**settings.as_params(), "model": reader.model, "file_version": reader.version,
+              "encoding": reader.encoding}
+    params.pop("dimension")
+    catalog.record_subwords(SubwordRecord(file=written.path.name, rows=written.rows, dimension=settings.dimension,
+                                          bytes=written.bytes, checksum=written.checksum,
+                                          fingerprint=written.fingerprint, params=params, created_at=now()))
+    return []
+
+
+def copy_subwords_again(store: Path, source: str | None, encoding: str = "utf-8") -> tuple[bool, str]:
+    """Repair's part: copy a fastText store's n-gram rows again from the model it was loaded from,
+    committed only if they are the very rows recorded (same SHA-256). Returns (done, what happened)."""
+    from ..errors import CatalogMismatchError, EmbstoreError
+    from ..formats.opening import open_embeddings
+    from ..storage.catalog_subwords import NGRAMS
+    from ..storage.file_names import remove_files, subword_file_path
+
+    catalog = Catalog.open(store)
+    try:
+        row = catalog.subword_row()
+        recorded_checksum = row[5] if row is not None and row[0] == NGRAMS else None
+        old = row[1] if row is not None else None
+        if not source or not Path(source).is_file():
+            return False, (f"the n-gram rows are damaged and the model {source or '(unknown)'} they came from is not "
+                           "available: load the model again with --replace")
+        files = NewFiles()
+        try:
+            with files.written(), open_embeddings(source, encoding=encoding) as reader:
+                if not hasattr(reader, "subwords"):
+                    return False, f"the n-gram rows are damaged and {source} is no longer a fastText model"
+                with catalog.commit_at(None, "the store was being repaired"):
+                    record_subwords(catalog, store, reader, files)
+                    if catalog.subword_row()[5] != recorded_checksum:
+                        raise CatalogMismatchError("changed")
+        except CatalogMismatchError:
+            return False, (f"the n-gram rows are damaged, and the model {source} now holds other n-gram rows than "
+                           "those recorded: load the right model again with --replace")
+        except EmbstoreError as exc:
+            return False, f"the n-gram rows are damaged, and copying them again from {source} failed: {exc}"
+    finally:
+        catalog.close()
+    try:
+        if old is not None:
+            remove_files([subword_file_path(store, old)])
+    except CatalogMismatchError:
+        pass  # a record naming something not ours: never touched
+    return True, f"copied the n-gram rows again from {source} (the same SHA-256 as recorded)"
