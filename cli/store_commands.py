@@ -52,13 +52,18 @@ class _Progress:
               help="sq8 keeps only 8-bit codes: a quarter of the bytes, every vector approximate.")
 @click.option("--counts", "counts_file", type=click.Path(dir_okay=False),
               help="A 'word count' file (word2vec -save-vocab, gensim's fvocab): a count per word.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="A fastText .bin model's word encoding (as gensim's encoding=); text files are UTF-8.")
 @click.option("--append", is_flag=True, help="Add FILE's words to the existing store.")
 @click.option("--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="skip", show_default=True,
               help="With --append: what to do with a word the store already has.")
 @json_option
 def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, replace, storage, counts_file,
-         append, on_duplicate, as_json):
-    """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too)."""
+         encoding, append, on_duplicate, as_json):
+    """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too).
+
+    A fastText .bin model (detected by its first bytes) also keeps its character n-gram
+    rows: any word, in the vocabulary or not, then has a vector."""
     if append and replace:
         raise click.UsageError("--append and --replace exclude each other")
     if append and counts_file:
@@ -77,7 +82,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
         report = Store.load(
             file, db, format=format_name, limit=limit, unicode_errors=unicode_errors,
             zero_vectors=zero_vectors, replace=replace, progress=progress, storage=storage, bad_words=bad_words,
-            counts=counts_file,
+            counts=counts_file, encoding=encoding,
         )
     finally:
         if progress:
@@ -96,6 +101,13 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
         f"Loaded {report.words:,} words x {report.dimension} ({report.format}) from {report.source} "
         f"into {db or report.store} in {report.seconds:.1f}s" + (f", keeping {storage} codes only" if storage != "exact" else "")
     )
+
+
+def _subwords_line(subwords: dict) -> str:
+    if "damaged" in subwords:
+        return f"damaged: {subwords['damaged']} (run 'embstore repair')"
+    return (f"{subwords['buckets']:,} n-gram buckets of {subwords['minn']}-{subwords['maxn']} characters "
+            f"({human_bytes(subwords['bytes_on_disk'])}, {Path(subwords['file']).name}): any word gets a vector")
 
 
 @cli.command()
@@ -119,6 +131,7 @@ def info(db, as_json):
         ("counts", f"{details.counts:,} words, from {details.counts_source}" if details.counts
          else "none (frequency ranks follow the file's order)"),
         ("loaded from", f"{details.source} ({details.source_format})"),
+        *([("sub-words", _subwords_line(details.subwords))] if details.subwords else []),
         ("created", details.created_at),
         ("catalog", human_bytes(details.catalog_bytes)),
         ("format version", details.format_version),
@@ -161,6 +174,9 @@ def export(output, format_name, words_file, db):
     with open_store(db) as store:
         if store.approximate_vectors:
             note(f"this store keeps only {store.storage} codes: the exported vectors are approximate")
+        if store.has_subwords:
+            note(f"the character n-gram rows of this fastText store are not part of the {format_name} format: "
+                 "the export holds the vocabulary's vectors (as fastText's .vec does)")
         written = store.export(output, format_name, words, case_insensitive=True)
         count = len(store) if words is None else len(set(words))
     if output == "-":  # stdout holds the vectors alone; the summary goes to stderr

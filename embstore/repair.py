@@ -21,7 +21,8 @@ from .errors import CatalogDamagedError, EmbstoreError, StoreNotFoundError
 from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
-from .storage.check import DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, STORAGE, CheckReport, check_store
+from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, STORAGE, SUBWORDS, CheckReport,
+                            check_store)
 from .storage.file_names import index_file_path, kind_of_file, leftover_files, remove_files
 from .storage.index_files import file_checksum
 from .storage.schema import FORMAT_VERSION
@@ -58,6 +59,11 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     else:
         rebuild = {kind: params for kind, params in indexes.items()
                    if f"index:{kind}" in damaged or kind in stale or kind not in recorded}
+        if SUBWORDS in damaged:  # the rows are intact: only the n-gram rows are copied again
+            from .writes.subword_loading import copy_subwords_again
+
+            done, message = copy_subwords_again(path, meta.get("source"), _load_options(meta).get("encoding", "utf-8"))
+            (report.actions if done else report.remaining).append(message)
     if rebuild:
         with Store.open(path) as store:
             for kind, params in rebuild.items():
@@ -168,7 +174,7 @@ def _load_options(meta: dict[str, str]) -> dict:
         options = json.loads(meta.get("load_options") or "{}")
     except ValueError:
         options = {}
-    known = {"format", "limit", "unicode_errors", "zero_vectors", "bad_words", "storage"}
+    known = {"format", "limit", "unicode_errors", "zero_vectors", "bad_words", "storage", "encoding"}
     options = {k: v for k, v in options.items() if k in known} if isinstance(options, dict) else {}
     options.setdefault("format", meta.get("source_format"))
     return options

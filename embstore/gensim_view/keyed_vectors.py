@@ -268,6 +268,9 @@ class KeyedVectors:
         return len(self._store) if self._store is not None else 0
 
     def __contains__(self, key) -> bool:
+        """As gensim's FastTextKeyedVectors: on a store with n-gram rows every word has a vector."""
+        if isinstance(key, str) and self._store is not None and self.store.has_subwords:
+            return True
         return self.has_index_for(key)
 
     def has_index_for(self, key) -> bool:
@@ -290,8 +293,13 @@ class KeyedVectors:
         raise KeyError(f"Key '{key}' not present")
 
     def get_vector(self, key, norm=False) -> np.ndarray:
-        """The stored vector of ``key`` (read-only), or divided by its length with ``norm``."""
-        index = self.get_index(key)
+        """The stored vector of ``key`` (read-only), or divided by its length with ``norm``. On a
+        fastText store a word outside the vocabulary gets its vector from its n-grams."""
+        if isinstance(key, str) and self._store is not None and self.store.has_subwords \
+                and self.store.vocab.id_of(key) is None:
+            built = self.store.unit_vector(key) if norm else self.store.vector(key)
+            built.setflags(write=False)
+            return built
         result = self.vectors[index] / self.norms[index] if norm else self.vectors[index]
         result = np.array(result) if norm else result
         result.setflags(write=False)

@@ -22,11 +22,13 @@ from ..errors import CatalogDamagedError, EmbstoreError, NotAStoreError, StoreNo
 from ..paths import resolve_store_path
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
-from .file_names import index_file_path, leftover_files
+from .catalog_subwords import parse_subword_record
+from .file_names import index_file_path, leftover_files, subword_file_path
 from ..row_norms import row_norms
 from .index_files import open_exact_rows, open_index_file, stored_width
 from .schema import FORMAT_VERSION, UNIT_ROWS
 from .store_meta import APPROXIMATE_KINDS, EXACT, RAW_ROWS, StoreMeta
+from .subword_file import open_subword_file, open_subword_rows
 
 ROWS = "rows"  # the exact rows, the words table or the metadata describing them
 RANKS = "ranks"
@@ -36,6 +38,7 @@ META = "meta"  # a generation or the format version, which repair can derive aga
 DERIVABLE_META = ("format_version", "generation", "rows_generation")
 ROW_VALUES = "row values"  # meta.row_values is missing or says unit rows that are not: repair reads the rows
 ROW_VALUE_SAMPLE = 4096
+SUBWORDS = "subwords"  # a fastText store's n-gram rows file or its record: repair copies them again from the model
 
 
 @dataclass
@@ -120,6 +123,7 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
     for kind, record in records.items():
         part = ROWS if kind == meta.storage else f"index:{kind}"
         _check_index_file(path, record, meta, count, part, report, catalog)
+    _check_subwords(catalog, meta, report)
     if meta.default_index != EXACT and meta.default_index not in records \
             and f"index:{meta.default_index}" not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
@@ -195,6 +199,27 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
                              f"{meta.rows_generation}")
     else:
         report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
+
+
+def _check_subwords(catalog: Catalog, meta: StoreMeta, report: CheckReport) -> None:
+    """A fastText store's n-gram file: its record, name, size, header and SHA-256."""
+    row = catalog.subword_row()
+    if row is None:
+        return
+    try:
+        record = parse_subword_record(row, meta.dimension)
+        path = subword_file_path(catalog.path, record.file)
+        fd = open_subword_file(path)
+        try:
+            open_subword_rows(path, fd, rows=record.rows, dimension=record.dimension, size=record.bytes,
+                              fingerprint=record.fingerprint, checksum=record.checksum)
+        finally:
+            os.close(fd)
+    except EmbstoreError as exc:
+        report.problem(SUBWORDS, f"n-gram rows: {exc} (words outside the vocabulary cannot get vectors; repair "
+                                 "copies the rows again from the model file)")
+        return
+    report.checked.append(f"n-gram rows {record.file}: {record.rows:,} buckets, checksum ok")
 
 
 def row_values_of(rows: np.ndarray, catalog: Catalog) -> str:

@@ -29,6 +29,7 @@ class StoreInfo:
     vectors: str = ""  # how exactly vectors are given back
     counts: int = 0  # words with a count (load --counts)
     counts_source: str | None = None
+    subwords: dict | None = None  # a fastText store's n-gram rows: file, buckets, minn, maxn, bytes (or damage)
 
 
 def describe(files: StoreFiles) -> StoreInfo:
@@ -56,10 +57,18 @@ def describe(files: StoreFiles) -> StoreInfo:
         vectors = ("unit rows times the stored norms, within about 1 ulp of the values loaded (a store written "
                    "before embstore 0.2: load the source again for exact values)")
     counts, _ = files.catalog.count_stats()
+    subwords = None
+    if files.subword_file is not None:
+        record = files.subword_file.record
+        subwords = {"file": str(files.subword_file.path), "buckets": record.rows, "bytes_on_disk": record.bytes,
+                    "minn": record.minn, "maxn": record.maxn, "hash": record.params.get("hash"),
+                    "model": record.params.get("model"), "checksum": record.checksum}
+    elif files.subword_problem is not None:
+        subwords = {"damaged": files.subword_problem}
     return StoreInfo(
         path=str(files.path), words=files.size, dimension=meta.dimension, metric=meta.get("metric", "cosine"),
         normalisation=meta.get("normalisation", ""), format_version=meta.format_version,
         source=meta.get("source"), source_format=meta.get("source_format"), created_at=meta.get("created_at"),
         catalog_bytes=files.path.stat().st_size, indexes=indexes, default_index=meta.default_index,
         storage=meta.storage, changes_since_load=changes_since_load(meta.raw), vectors=vectors, counts=counts,
-        counts_source=meta.get("counts_source") or None)
+        counts_source=meta.get("counts_source") or None, subwords=subwords)
