@@ -319,3 +319,19 @@ def test_cli_errors_for_bad_models_are_one_line(tmp_path):
     assert completed.returncode == 1
     assert completed.stderr.count("Error:") == 1 and "Traceback" not in completed.stderr
     assert "truncated" in completed.stderr and "fetch the model again" in completed.stderr
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(max_size=14), max_size=20), st.integers(0, 4), st.integers(0, 4),
+       st.sampled_from([1, 7, 1000, 2_000_000]))
+def test_ngram_buckets_equal_gensims_for_any_text(words, minn, extra, bucket):
+    from embstore.subwords.ngrams import buckets_of_word, word_ngram_buckets
+
+    maxn = minn + extra
+    expected = [fasttext.ft_ngram_hashes(w, minn, maxn, bucket) for w in words]
+    found, offsets = word_ngram_buckets(words, minn, maxn, bucket)
+    assert [found[offsets[i]: offsets[i + 1]].tolist() for i in range(len(words))] == expected
+    assert [buckets_of_word(w, minn, maxn, bucket) for w in words] == expected

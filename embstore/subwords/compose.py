@@ -12,9 +12,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .ngrams import word_ngram_buckets
+from .ngrams import buckets_of_word, word_ngram_buckets
 
-GATHER_BYTES = 64 << 20  # n-gram rows gathered at once
+GATHER_BYTES = 64 << 20  # n-gram rows gathered at once (one per word)
+STEP_WORDS = 16_384  # words whose n-grams are computed together
+FEW_WORDS = 8  # up to this many, words take the plain Python path
 
 
 class SubwordVectors:
@@ -29,39 +31,50 @@ class SubwordVectors:
     def bucket_count(self) -> int:
         return self.buckets.shape[0]
 
-    def ngram_counts(self, words: Sequence[str]) -> np.ndarray:
-        """How many n-grams each word has (0: no vector can be built for it)."""
-        _, offsets = word_ngram_buckets(words, self.minn, self.maxn, self.bucket_count)
-        return np.diff(offsets)
-
     def compose(self, words: Sequence[str], word_rows: np.ndarray) -> np.ndarray:
         """fastText's vectors of vocabulary words: (word row + its n-gram rows) / (n-grams + 1)."""
-        return self._averaged(words, np.asarray(word_rows, dtype=np.float32))
+        return self._averaged(words, np.asarray(word_rows, dtype=np.float32))[0]
 
     def for_words(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, n-gram counts) of words outside the vocabulary: the mean of their n-gram
         rows; a word with no n-grams gets zeros (as fastText and gensim give)."""
-        counts = self.ngram_counts(words)
-        return self._averaged(words, None), counts
+        return self._averaged(words, None)
 
-    def _averaged(self, words: Sequence[str], word_rows: np.ndarray | None) -> np.ndarray:
+    def _averaged(self, words: Sequence[str], word_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, n-gram counts): each word's [word row and] n-gram rows, averaged."""
         out = np.zeros((len(words), self.dimension), dtype=np.float32)
+        counts = np.zeros(len(words), dtype=np.int64)
         if word_rows is not None:
             out[:] = word_rows
         if self.bucket_count == 0 or not len(words):
-            return out
-        per_step = max(1, GATHER_BYTES // (4 * self.dimension * 64))  # words per step, ~64 n-grams each
+            return out, counts
+        if len(words) <= FEW_WORDS:  # a query's words: plain Python, then a few row additions
+            for position, word in enumerate(words):
+                buckets = buckets_of_word(word, self.minn, self.maxn, self.bucket_count)
+                for row in self.buckets[buckets]:
+                    out[position] += row
+                counts[position] = len(buckets)
+                if buckets:
+                    out[position] /= np.float32(len(buckets) + (1 if word_rows is not None else 0))
+            return out, counts
+        per_step = max(1, min(STEP_WORDS, GATHER_BYTES // (4 * self.dimension)))
         for first in range(0, len(words), per_step):
             last = min(first + per_step, len(words))
             buckets, offsets = word_ngram_buckets(words[first:last], self.minn, self.maxn, self.bucket_count)
             sizes = np.diff(offsets)
-            sums = out[first:last]  # a view: summed in place
+            counts[first:last] = sizes
+            # Words with the most n-grams first, so that the words still adding a j-th row are a prefix.
+            order = np.argsort(-sizes, kind="stable")
+            ranked = sizes[order]
+            starts = offsets[order]
+            sums = out[first:last][order]
             # The j-th n-gram row of every word that has one, added in turn: the same float32
             # additions in the same order as fastText's and gensim's loop over each word.
-            for j in range(int(sizes.max(initial=0))):
-                active = np.flatnonzero(sizes > j)
-                sums[active] += self.buckets[buckets[offsets[active] + j]]
-            has = sizes > 0
-            divisor = (sizes + (1 if word_rows is not None else 0)).astype(np.float32)
+            for j in range(int(ranked[0]) if len(ranked) else 0):
+                active = int(np.count_nonzero(ranked > j))
+                sums[:active] += self.buckets[buckets[starts[:active] + j]]
+            has = ranked > 0
+            divisor = (ranked + (1 if word_rows is not None else 0)).astype(np.float32)
             sums[has] /= divisor[has, None]
-        return out
+            out[first + order] = sums
+        return out, counts
