@@ -38,6 +38,7 @@ def mask(output: str, workdir: Path) -> str:
     output = output.replace(str(workdir.resolve()), "/PATH").replace(str(workdir), "/PATH")
     output = re.sub(r"\b(in|,) \d+(\.\d+)?s\b", r"\1 Ns", output)
     output = re.sub(r"\.(exact|hnsw|ivf|sq8|pq)\.[0-9a-f]{8}\.faiss", r".\1.TOKEN.faiss", output)
+    output = re.sub(r"\.ngrams\.[0-9a-f]{8}\.f32", ".ngrams.TOKEN.f32", output)
     return "\n".join(line.rstrip() for line in output.strip("\n").splitlines())
 
 

@@ -300,6 +300,7 @@ class KeyedVectors:
             built = self.store.unit_vector(key) if norm else self.store.vector(key)
             built.setflags(write=False)
             return built
+        index = self.get_index(key)
         result = self.vectors[index] / self.norms[index] if norm else self.vectors[index]
         result = np.array(result) if norm else result
         result.setflags(write=False)
