@@ -182,8 +182,15 @@ def test_the_gensim_view_takes_words_outside_the_vocabulary(trained_model, train
     kv = reference(str(trained_model))
     view = KeyedVectors.open(trained_store)
     assert np.allclose(view["kingzzz"], kv["kingzzz"], atol=1e-6)
-    _ours = view.most_similar("kingzzz", topn=5)
-    assert [w for w, _ in _ours] == [w for w, _ in kv.most_similar("kingzzz", topn=5)]
+    assert "kingzzz" in view and "kingzzz" not in view.key_to_index  # as FastTextKeyedVectors
+    for ours, theirs in [(view.most_similar("kingzzz", topn=5), kv.most_similar("kingzzz", topn=5)),
+                         (view.most_similar_cosmul(["kingzzz", "queen"], ["man"], topn=5),
+                          kv.most_similar_cosmul(["kingzzz", "queen"], ["man"], topn=5)),
+                         (view.most_similar(["kingzzz", "queen"], ["man"], topn=5),
+                          kv.most_similar(["kingzzz", "queen"], ["man"], topn=5))]:
+        assert [w for w, _ in ours] == [w for w, _ in theirs]
+        assert np.allclose([s for _, s in ours], [s for _, s in theirs], atol=1e-5)
+    assert view.doesnt_match(["king", "queen", "riverzz"]) == kv.doesnt_match(["king", "queen", "riverzz"])
 
 
 def test_changes_keep_the_ngram_rows(tmp_path, trained_model):

@@ -431,7 +431,7 @@ class KeyedVectors:
         positive = _ensure_list(positive)
         negative = _ensure_list(negative)
         all_words = {self.get_index(word) for word in positive + negative
-                     if not isinstance(word, np.ndarray) and word in self}
+                     if not isinstance(word, np.ndarray) and self.has_index_for(word)}
         positive = [self.get_vector(word, norm=True) if isinstance(word, _KEY_TYPES) else word for word in positive]
         negative = [self.get_vector(word, norm=True) if isinstance(word, _KEY_TYPES) else word for word in negative]
         if not positive:
