@@ -702,3 +702,57 @@ def test_killed_sq8_load_over_a_store_leaves_the_old_one_or_a_whole_sq8_one(tmp_
                         storage="sq8")
     store_changing_trials(tmp_path, "load --replace --storage sq8", world, world.plain,
                           ["load", source, "--replace", "--storage", "sq8"], before, after, rng_seed=61)
+
+
+# -- fastText models: the words and the n-gram rows commit together ------------------------
+
+
+def _write_fasttext_model(path: Path, words: list[str], dimension: int, bucket: int, seed: int) -> None:
+    """A skipgram model in fastText's version 12 layout with random rows."""
+    import struct
+
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as out:
+        out.write(struct.pack("<2i", 793712314, 12))
+        out.write(struct.pack("<12id", dimension, 5, 5, 1, 5, 1, 2, 2, bucket, 3, 6, 100, 1e-4))
+        out.write(struct.pack("<3iqq", len(words), len(words), 0, 10 * len(words), -1))
+        out.write(b"".join(w.encode() + b"\0" + struct.pack("<qb", 10, 0) for w in words))
+        out.write(b"\0" + struct.pack("<2q", len(words) + bucket, dimension))
+        out.write(rng.standard_normal((len(words) + bucket, dimension), dtype=np.float32).tobytes())
+        out.write(b"\0" + struct.pack("<2q", len(words), dimension))
+        out.write(np.zeros((len(words), dimension), dtype=np.float32).tobytes())
+
+
+def test_killed_fasttext_replace_leaves_one_model_whole(tmp_path, sources):
+    from gensim.models.fasttext import load_facebook_vectors
+
+    _, _, words = sources
+    models = {}
+    for name, seed, vocabulary in (("a", 1, words[:6000]), ("b", 2, words[3000:10000])):
+        models[name] = tmp_path / f"{name}.bin"
+        _write_fasttext_model(models[name], vocabulary, 16, 300_000, seed)
+    probes = ["kingzq", "naïvety", "日本語"]
+    expected = {name: (load_facebook_vectors(str(path)).index_to_key,
+                       np.stack([load_facebook_vectors(str(path))[w] for w in probes])) for name, path in models.items()}
+    (tmp_path / "seed").mkdir()
+    Store.load(models["a"], tmp_path / "seed" / "s.db")
+    duration = full_run_seconds(["load", models["b"], "--db", tmp_path / "timing.db"])
+    rng = random.Random(5)
+    outcomes = collections.Counter()
+    for trial in range(max(10, KILLS // 2)):
+        folder = tmp_path / f"f{trial}"
+        folder.mkdir()
+        for file in (tmp_path / "seed").iterdir():
+            shutil.copy(file, folder / file.name)
+        db = folder / "s.db"
+        kill_at(["load", models["b"], "--db", db, "--replace"], rng.uniform(0, duration))
+        report = check_store(db)
+        assert report.ok, (trial, report.problems)
+        with Store.open(db) as store:
+            name = "a" if store.vocabulary() == expected["a"][0] else "b"
+            assert store.vocabulary() == expected[name][0], trial
+            built = np.stack([store.vector(w) for w in probes])
+            assert np.allclose(built, expected[name][1], atol=1e-6), (trial, name)
+        outcomes[name] += 1
+        shutil.rmtree(folder)
+    print(f"\nkilled fastText replaces: {dict(outcomes)}")

@@ -45,6 +45,7 @@ _ENTRY_TAIL = struct.Struct("<qb")
 MAX_DIMENSION = 100_000
 MAX_WORD_BYTES = 1 << 16
 CHUNK_WORDS = 20_000
+CHUNK_BYTES = 16 << 20  # word rows read at once
 _READ_BLOCK = 4 << 20
 SUPPORTED = ("embstore reads fastText's unsupervised models (cbow or skipgram, from 'fasttext skipgram' or "
              "'fasttext cbow', or gensim's save_facebook_model): versions 11 and 12 and the format before "
@@ -265,8 +266,9 @@ class FastTextModelReader:
         n-gram rows averaged), ``lines`` holding each word's 1-based dictionary entry."""
         composer = SubwordVectors(self.bucket_rows(), self.subwords.minn, self.subwords.maxn)
         row_bytes = 4 * self.dimension
-        for start in range(0, self.count, CHUNK_WORDS):
-            stop = min(start + CHUNK_WORDS, self.count)
+        step = max(1, min(CHUNK_WORDS, CHUNK_BYTES // row_bytes))  # bounded whatever the dimension
+        for start in range(0, self.count, step):
+            stop = min(start + step, self.count)
             words = [self.word(i) for i in range(start, stop)]
             self._handle.seek(self.matrix_offset + start * row_bytes)
             raw = self._read_exactly((stop - start) * row_bytes, "the word rows")
