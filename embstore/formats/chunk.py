@@ -9,8 +9,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Chunk:
-    """Consecutive rows of a file: ``words[i]`` has vector ``vectors[i]`` from ``lines[i]``."""
+    """Consecutive rows of a file: ``words[i]`` has vector ``vectors[i]`` from ``lines[i]``
+    (and ``counts[i]`` occurrences, when the file records them: a fastText model does)."""
 
     words: list[str]
     vectors: np.ndarray
     lines: np.ndarray
+    counts: np.ndarray | None = None

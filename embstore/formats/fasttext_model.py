@@ -276,10 +276,4 @@ class FastTextModelReader:
             vectors = composer.compose(words, rows)
             self.rows_read = stop
             self.bytes_read = int(self.total_bytes * stop / max(self.count, 1))
-            yield Chunk(words, vectors, np.arange(start + 1, stop + 1, dtype=np.int64))
-
-    def word_counts(self) -> Iterator[list[tuple[str, int]]]:
-        """(word, count) blocks, as the model records them."""
-        for start in range(0, self.count, CHUNK_WORDS):
-            stop = min(start + CHUNK_WORDS, self.count)
-            yield [(self.word(i), int(self.counts[i])) for i in range(start, stop)]
+            yield Chunk(words, vectors, np.arange(start + 1, stop + 1, dtype=np.int64), self.counts[start:stop])

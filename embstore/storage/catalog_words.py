@@ -40,10 +40,17 @@ class WordQueries:
         db: sqlite_utils.Database
 
     def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
-                     norms: Sequence[float]) -> None:
+                     norms: Sequence[float], counts: Sequence[int] | None = None) -> None:
+        """Insert new words; ``counts`` (a fastText model's, say) go in with them."""
+        if counts is None:
+            self.conn.executemany(
+                "INSERT INTO words(id, word, folded, rank, norm, digest) VALUES (?, ?, ?, ?, ?, ?)",
+                zip(ids, words, map(_stored_fold, words), ranks, norms, word_digests(words, norms)),
+            )
+            return
         self.conn.executemany(
-            "INSERT INTO words(id, word, folded, rank, norm, digest) VALUES (?, ?, ?, ?, ?, ?)",
-            zip(ids, words, map(_stored_fold, words), ranks, norms, word_digests(words, norms)),
+            "INSERT INTO words(id, word, folded, rank, norm, digest, count) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            zip(ids, words, map(_stored_fold, words), ranks, norms, word_digests(words, norms), counts),
         )
 
     def words_digest(self) -> str:

@@ -142,6 +142,7 @@ class _Loader:
                  storage: str, started: float, bad_words: str = "error", counts: str | os.PathLike | None = None):
         self.reader, self.path, self.zero_vectors, self.bad_words = reader, path, zero_vectors, bad_words
         self.counts = counts
+        self.counts_in_file = False  # whether the file itself gave the counts (a fastText model)
         self.bad_words_skipped = 0
         self.progress, self.storage, self.started = progress, storage, started
         self.files = NewFiles()
@@ -211,9 +212,6 @@ class _Loader:
         catalog.finish_bulk_insert()  # word indexes are built now, after the bulk insert
         if self.counts is not None:
             report.notes.extend(self._record_counts(catalog))
-        elif hasattr(self.reader, "word_counts"):  # a fastText model carries its counts
-            for block in self.reader.word_counts():
-                catalog.record_counts(block)
         if hasattr(self.reader, "subwords"):
             report.notes.extend(record_subwords(catalog, self.path, self.reader, self.files))
         catalog.record_index_file(record_written(
@@ -232,7 +230,7 @@ class _Loader:
                                      **({"encoding": self.reader.encoding} if hasattr(self.reader, "encoding") else {})}),
             changes_since_load=json.dumps(NO_CHANGES), storage=EXACT, row_values=RAW_ROWS,
             counts_source=os.path.abspath(self.counts) if self.counts is not None else
-            os.path.abspath(self.reader.name) if hasattr(self.reader, "word_counts") else "",
+            os.path.abspath(self.reader.name) if self.counts_in_file else "",
         )
         catalog.delete_meta("default_index")
         if self.storage == EXACT:
@@ -314,9 +312,13 @@ class _Loader:
             if not keep.all():
                 rows, norms = rows[keep], norms[keep]
             words = [w for w, k in zip(chunk.words, keep) if k] if len(rows) < len(keep) else chunk.words
+            counts = None
+            if chunk.counts is not None and self.counts is None:  # the file's own counts (fastText)
+                counts = (chunk.counts[keep] if len(rows) < len(keep) else chunk.counts).tolist()
+                self.counts_in_file = True
             ids = range(next_id, next_id + len(words))
             writer.add(rows)  # the values as read, bit for bit
-            catalog.insert_words(ids, words, ids, norms.tolist())
+            catalog.insert_words(ids, words, ids, norms.tolist(), counts)
             next_id += len(words)
             if self.progress:
                 self.progress(reader.bytes_read, reader.total_bytes)
