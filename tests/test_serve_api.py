@@ -206,6 +206,24 @@ def test_hostile_requests_get_an_error_and_the_server_keeps_serving(server):
     assert "Traceback" not in server.output()
 
 
+def test_a_kept_alive_connection_answers_without_delay(server):
+    """Answers on a reused connection are not held back by Nagle's algorithm against delayed
+    ACKs (40 ms each when the server's socket lacked TCP_NODELAY)."""
+    import http.client
+    import statistics
+
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    times = []
+    for _ in range(15):
+        started = time.perf_counter()
+        connection.request("GET", "/api/words?prefix=zq&limit=1")
+        assert connection.getresponse().read()
+        times.append(time.perf_counter() - started)
+    connection.close()
+    assert statistics.median(times) < 0.030, times
+
+
 def test_openapi_and_docs_describe_every_endpoint(server):
     status, schema = server.get("/openapi.json")
     assert status == 200 and schema["openapi"].startswith("3.")
