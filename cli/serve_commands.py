@@ -39,7 +39,7 @@ def serve(db, host, port, workers, access_log, cors):
         sock = server.bind(host, port)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    click.echo(f"Serving {path} ({size:,} words) on {server.address(sock)} (read-only; Ctrl-C stops it)")
+    click.echo(f"Serving {db or path} ({size:,} words) on {server.address(sock)} (read-only; Ctrl-C stops it)")
     click.get_text_stream("stdout").flush()
     try:
         server.serve(path, sock, workers=workers, access_log=access_log, cors=cors)
