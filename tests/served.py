@@ -37,9 +37,10 @@ class Server:
             except ValueError:
                 return error.code, body.decode("utf-8", "replace")
 
-    def raw(self, request_bytes: bytes, hang_up: bool = False) -> bytes:
+    def raw(self, request_bytes: bytes, hang_up: bool = False, read: bool = True) -> bytes:
         """Send ``request_bytes`` as they are over one connection (then, with ``hang_up``, stop
-        sending); the response's bytes until the server closes the connection."""
+        sending); the response's bytes until the server closes the connection (without ``read``,
+        hang up at once)."""
         import socket
 
         host, port = self.url.rsplit("/", 1)[1].rsplit(":", 1)
@@ -47,6 +48,8 @@ class Server:
             sock.sendall(request_bytes)
             if hang_up:
                 sock.shutdown(socket.SHUT_WR)
+            if not read:
+                return b""
             chunks = []
             while chunk := sock.recv(65536):
                 chunks.append(chunk)

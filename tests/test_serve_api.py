@@ -20,6 +20,7 @@ from embstore.json_answers import to_plain  # noqa: E402
 from embstore.plot import project  # noqa: E402
 from embstore.serve import api_spec  # noqa: E402
 
+from conftest import SAMPLE  # noqa: E402
 from served import copy_store, running_server  # noqa: E402
 
 
@@ -201,6 +202,8 @@ def test_hostile_requests_get_an_error_and_the_server_keeps_serving(server):
     assert answer.startswith(b"HTTP/1.1 400") and b"words must hold 2 to 100 words" in answer, answer[:300]
     assert server.raw(b"GET /api/nearest?wo", hang_up=True) == b""  # cut off half-way: no answer, no harm
     assert server.raw(b"", hang_up=True) == b""
+    for _ in range(5):  # a client that goes away before reading a large answer
+        server.raw(b"GET /api/nearest?word=the&k=1000 HTTP/1.1\r\nHost: x\r\n\r\n", read=False)
     status, body = server.get("/api/nearest?word=king&k=1")
     assert status == 200 and body["neighbours"][0]["word"] == "prince"
     assert "Traceback" not in server.output()
@@ -252,7 +255,7 @@ def test_changes_by_another_process_are_seen_without_a_restart(small_store_path,
     with Store.open(db) as store:
         words = len(store)
         near_king = store.vector("king") + np.float32(0.01)
-    with running_server(db, tmp_path / "serve.log") as server:
+    with running_server(db, tmp_path / "serve.log", "--workers", "2") as server:  # each process must see them
         assert server.get("/api/nearest?word=zyzzyva")[0] == 404
         assert server.get("/api/nearest?word=king&index=sq8")[0] == 400
         added = cli("add", "zyzzyva", *[repr(float(v)) for v in near_king], "--db", str(db))
@@ -266,7 +269,10 @@ def test_changes_by_another_process_are_seen_without_a_restart(small_store_path,
         assert status == 200 and body["notes"] == [] and body["neighbours"][0]["word"] == "zyzzyva"
         assert cli("delete", "zyzzyva", "--db", str(db)).returncode == 0
         assert server.get("/api/nearest?word=zyzzyva")[0] == 404
-        assert server.get("/api/info")[1]["words"] == words
+        assert all(server.get("/api/info")[1]["words"] == words for _ in range(4))
+        replaced = cli("load", str(SAMPLE), "--db", str(db), "--replace", "--limit", "1000")
+        assert replaced.returncode == 0, replaced.stderr
+        assert all(server.get("/api/info")[1]["words"] == 1000 for _ in range(4))
         before = server.get("/api/nearest?word=queen&k=5")
         # The store's files deleted under the server: it answers from the generation it holds, and says so in its log.
         for file in db.parent.iterdir():
