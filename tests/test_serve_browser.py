@@ -172,6 +172,11 @@ def test_a_bad_word_shows_the_suggestions(page, server, store, screenshots):
     page.click("#message button[data-word='king']")
     shown(page)
     assert listed(page) == store.nearest("king", k=10).words() and page.is_hidden("#message")
+    # An unknown word added to the map is named, and the map keeps the others.
+    visit(page, server, "/?word=king&k=3&add=paris+zzqqxx")
+    assert "unknown word 'zzqqxx'" in page.inner_text("#message")
+    assert sorted(mapped(page)) == sorted(["king", "paris"] + store.nearest("king", k=3).words())
+    assert page.url.endswith("/?word=king&k=3&add=paris")
 
 
 @pytest.mark.parametrize("path", ["/?word=king", "/?word=Paris&k=5&add=berlin+rome", "/?a=france&b=paris&c=italy&k=5"])

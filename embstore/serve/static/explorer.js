@@ -99,6 +99,7 @@ function showResults(title, result) {
 }
 
 function fillForms() {
+  if (![...$("k").options].some((o) => o.value === state.k)) $("k").append(el("option", {}, state.k)); // /?k=7
   $("search").value = state.word;
   for (const name of ["a", "b", "c", "k", "method"]) $(name).value = state[name];
   $("projection").value = state.proj;
@@ -106,11 +107,13 @@ function fillForms() {
 }
 
 let shown = 0; // the newest view asked for: answers to older ones are dropped
+let notice = null; // an error to show with the next view (an unknown word added to the map)
 
 async function show() {
   const ticket = ++shown;
   fillForms();
-  showMessage(null);
+  showMessage(notice);
+  notice = null;
   try {
     let points; // [{word, role}], in map order
     let arrows = [];
@@ -175,8 +178,8 @@ async function drawMap(points, arrows, scores, ticket) {
     projected = await api("project", { words: points.map((p) => p.word).join(" "), method: state.proj });
   } catch (error) {
     if (ticket !== shown) return;
-    if (error.status === 404 && state.add.length) { // an added word is unknown: say so, keep the rest
-      showMessage(error);
+    if (error.status === 404 && state.add.includes(error.body.word)) { // an added word is unknown: say so, keep the rest
+      notice = error;
       state.add = state.add.filter((w) => w !== error.body.word);
       writeState(state, false);
       return show();
