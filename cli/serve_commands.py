@@ -18,8 +18,10 @@ from .main import cli, db_option
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Server processes; each opens the store (the rows are shared through the page cache).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="Log each request to stderr.")
+@click.option("--client-timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              help="Seconds a client has to send its first request (else the connection is closed) and a POST body.")
 @click.option("--cors", is_flag=True, help="Let web pages from any origin read the API (Access-Control-Allow-Origin: *).")
-def serve(db, host, port, workers, access_log, cors):
+def serve(db, host, port, workers, access_log, client_timeout, cors):
     """Serve the store: a JSON API under /api/ and a web explorer at /, read-only.
 
     \b
@@ -42,6 +44,6 @@ def serve(db, host, port, workers, access_log, cors):
     click.echo(f"Serving {db or path} ({size:,} words) on {server.address(sock)} (read-only; Ctrl-C stops it)")
     click.get_text_stream("stdout").flush()
     try:
-        server.serve(path, sock, workers=workers, access_log=access_log, cors=cors)
+        server.serve(path, sock, workers=workers, access_log=access_log, cors=cors, client_timeout=client_timeout)
     finally:
         sock.close()

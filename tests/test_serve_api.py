@@ -26,7 +26,8 @@ from served import copy_store, running_server  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(small_store_path, tmp_path_factory):
-    with running_server(small_store_path, tmp_path_factory.mktemp("serve") / "serve.log") as running:
+    with running_server(small_store_path, tmp_path_factory.mktemp("serve") / "serve.log", "--client-timeout", "2") \
+            as running:
         yield running
 
 
@@ -225,6 +226,32 @@ def test_a_kept_alive_connection_answers_without_delay(server):
         times.append(time.perf_counter() - started)
     connection.close()
     assert statistics.median(times) < 0.030, times
+
+
+def test_slow_clients_lose_their_connection(server):
+    """With --client-timeout 2: a client that sends nothing, half a request line, or half a body."""
+    import socket
+
+    host, port = server.url.rsplit("/", 1)[1].split(":")
+    sent = [b"", b"GET /api/nearest?word=ki",
+            b"POST /api/nearest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"king\""]
+    clients = []
+    started = time.monotonic()
+    for payload in sent:
+        client = socket.create_connection((host, int(port)), timeout=20)
+        client.sendall(payload)
+        clients.append(client)
+    answers = []
+    for client in clients:
+        chunks = []
+        while chunk := client.recv(65536):
+            chunks.append(chunk)
+        answers.append(b"".join(chunks))
+        client.close()
+    assert time.monotonic() - started < 15
+    assert answers[:2] == [b"", b""]
+    assert answers[2].startswith(b"HTTP/1.1 408") and b"the body did not arrive within 2 s" in answers[2]
+    assert server.get("/api/nearest?word=king&k=1")[0] == 200
 
 
 def test_openapi_and_docs_describe_every_endpoint(server):

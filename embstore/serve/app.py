@@ -28,6 +28,8 @@ from .served_store import ServedStore
 STATIC = Path(__file__).resolve().parent / "static"
 DB_ENV_VAR = "EMBSTORE_SERVE_DB"  # how `embstore serve` tells each worker process its store
 CORS_ENV_VAR = "EMBSTORE_SERVE_CORS"
+TIMEOUT_ENV_VAR = "EMBSTORE_SERVE_CLIENT_TIMEOUT"
+DEFAULT_CLIENT_TIMEOUT = 10.0
 log = logging.getLogger("embstore.serve")
 
 
@@ -54,7 +56,7 @@ async def nearest(request: Request) -> Response:
 async def nearest_batch(request: Request) -> Response:
     params = _params(request)
     options = _search_options(params)
-    words = word_batch(await json_body(request.headers, request.stream()), spec.MAX_BATCH)
+    words = word_batch(await json_body(request.headers, request.stream(), request.app.state.client_timeout), spec.MAX_BATCH)
     results = await _served(request).run(lambda store: store.nearest_many(
         words, on_unknown="report", case_insensitive=True, **options))
     return JSONResponse([to_plain(result) for result in results])
@@ -71,7 +73,7 @@ async def analogy(request: Request) -> Response:
 async def analogy_batch(request: Request) -> Response:
     params = _params(request)
     options = {**_search_options(params), "method": params.choice("method", ("add", "mul"), "add")}
-    triples = triple_batch(await json_body(request.headers, request.stream()), spec.MAX_BATCH)
+    triples = triple_batch(await json_body(request.headers, request.stream(), request.app.state.client_timeout), spec.MAX_BATCH)
     results = await _served(request).run(lambda store: store.analogy_many(
         triples, on_unknown="report", case_insensitive=True, **options))
     return JSONResponse([to_plain(result) for result in results])
@@ -219,7 +221,15 @@ ROUTES = [
 ]
 
 
-def create_app(db: str | os.PathLike, cors: bool = False) -> Starlette:
+def client_timeout() -> float:
+    """Seconds a client has to send its first request and a POST body ($EMBSTORE_SERVE_CLIENT_TIMEOUT)."""
+    try:
+        return float(os.environ.get(TIMEOUT_ENV_VAR, DEFAULT_CLIENT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_CLIENT_TIMEOUT
+
+
+def create_app(db: str | os.PathLike, cors: bool = False, client_timeout: float = DEFAULT_CLIENT_TIMEOUT) -> Starlette:
     """The application over the store at ``db``, opened at start-up and closed at shutdown."""
 
     @contextlib.asynccontextmanager
@@ -235,9 +245,10 @@ def create_app(db: str | os.PathLike, cors: bool = False) -> Starlette:
         UnknownWordError: unknown_word, BadRequest: bad_request, QueryError: bad_query, EmbstoreError: store_failed,
         HTTPException: http_error, Exception: internal_error})
     app.add_middleware(SecurityHeaders, cors=cors)
+    app.state.client_timeout = client_timeout
     return app
 
 
 def app_from_environment() -> Starlette:
     """The factory ``embstore serve`` gives uvicorn: the store named by $EMBSTORE_SERVE_DB."""
-    return create_app(os.environ[DB_ENV_VAR], cors=os.environ.get(CORS_ENV_VAR) == "1")
+    return create_app(os.environ[DB_ENV_VAR], cors=os.environ.get(CORS_ENV_VAR) == "1", client_timeout=client_timeout())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, AsyncIterator, Sequence
@@ -114,17 +115,24 @@ def checked_word(value: Any, what: str) -> str:
     return value
 
 
-async def json_body(headers, stream: AsyncIterator[bytes]) -> Any:
-    """The request body as JSON, read up to MAX_BODY_BYTES (413 beyond)."""
+async def json_body(headers, stream: AsyncIterator[bytes], timeout: float) -> Any:
+    """The request body as JSON, read up to MAX_BODY_BYTES (413 beyond) within ``timeout`` seconds (408)."""
     too_large = BadRequest(f"the body is larger than {MAX_BODY_BYTES // 1024:,} KiB; send fewer queries at once", 413)
     declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     body = bytearray()
-    async for chunk in stream:
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_large
+
+    async def read() -> None:
+        async for chunk in stream:
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:
+                raise too_large
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise BadRequest(f"the body did not arrive within {timeout:g} s", 408) from None
     if not body:
         raise BadRequest("the body is empty; send a JSON list")
     try:

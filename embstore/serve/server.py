@@ -9,7 +9,8 @@ from pathlib import Path
 
 import uvicorn
 
-from .app import CORS_ENV_VAR, DB_ENV_VAR
+from .app import CORS_ENV_VAR, DB_ENV_VAR, TIMEOUT_ENV_VAR
+from .slow_clients import TimelyProtocol
 
 FACTORY = "embstore.serve.app:app_from_environment"
 
@@ -34,11 +35,14 @@ def address(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(db: Path, sock: socket.socket, workers: int = 1, access_log: bool = True, cors: bool = False) -> None:
-    """Serve the store at ``db`` on ``sock`` until interrupted; each worker process opens the store itself."""
-    os.environ[DB_ENV_VAR] = str(db)
+def serve(db: Path, sock: socket.socket, workers: int = 1, access_log: bool = True, cors: bool = False,
+          client_timeout: float = 10.0) -> None:
+    """Serve the store at ``db`` on ``sock`` until interrupted; each worker process opens the store itself.
+    ``client_timeout``: seconds a client has to send its first request, and a POST body."""
+    os.environ[DB_ENV_VAR] = str(db)  # the environment reaches every worker process
     os.environ[CORS_ENV_VAR] = "1" if cors else "0"
-    config = uvicorn.Config(FACTORY, factory=True, workers=workers, access_log=access_log,
+    os.environ[TIMEOUT_ENV_VAR] = str(client_timeout)
+    config = uvicorn.Config(FACTORY, factory=True, workers=workers, access_log=access_log, http=TimelyProtocol,
                             timeout_keep_alive=5, limit_concurrency=1000, log_level="info")
     if workers == 1:
         uvicorn.Server(config).run(sockets=[sock])
