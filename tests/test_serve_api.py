@@ -234,7 +234,7 @@ def test_slow_clients_lose_their_connection(server):
 
     host, port = server.url.rsplit("/", 1)[1].split(":")
     sent = [b"", b"GET /api/nearest?word=ki",
-            b"POST /api/nearest HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[\"king\""]
+            b"POST /api/nearest HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100\r\n\r\n[\"king\""]
     clients = []
     started = time.monotonic()
     for payload in sent:

@@ -5,7 +5,8 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const PAD = 40; // pixels around the points when the map is fitted
+const PAD = 40; // pixels above and below the points when the map is fitted
+const SIDE = 80; // pixels left and right of them, for labels
 
 // -- the view, read from and written to the URL ------------------------------------------
 
@@ -204,8 +205,8 @@ function fit() {
   view.width = box.width; view.height = box.height;
   const xs = view.points.map((p) => p.x), ys = view.points.map((p) => p.y);
   const spanX = Math.max(...xs) - Math.min(...xs) || 1, spanY = Math.max(...ys) - Math.min(...ys) || 1;
-  view.scale = Math.min((view.width - 2 * PAD - 80) / spanX, (view.height - 2 * PAD) / spanY);
-  view.x = PAD - Math.min(...xs) * view.scale;
+  view.scale = Math.min((view.width - 2 * SIDE) / spanX, (view.height - 2 * PAD) / spanY);
+  view.x = SIDE - Math.min(...xs) * view.scale;
   view.y = view.height - PAD + Math.min(...ys) * view.scale; // y grows upwards on the map
   render();
 }
@@ -235,6 +236,7 @@ function render() {
     svg.append(line);
   }
   const order = view.points.slice().sort((p, q) => (p.role === "neighbour") - (q.role === "neighbour")).reverse();
+  const places = labelPlaces(view.points);
   for (const p of order) {
     const dot = document.createElementNS(SVG, "circle");
     dot.setAttribute("cx", screenX(p)); dot.setAttribute("cy", screenY(p));
@@ -248,11 +250,38 @@ function render() {
     dot.addEventListener("mouseleave", () => { dot.classList.remove("hover"); $("tooltip").hidden = true; });
     dot.addEventListener("click", () => go({ word: p.word, a: "", b: "", c: "" }));
     const label = document.createElementNS(SVG, "text");
-    label.setAttribute("x", screenX(p) + 8); label.setAttribute("y", screenY(p) + 4);
+    const place = places.get(p.word);
+    label.setAttribute("x", place.x); label.setAttribute("y", place.y);
+    label.setAttribute("text-anchor", place.anchor);
     label.setAttribute("class", "label " + p.role);
     label.textContent = p.word;
     svg.append(dot, label);
   }
+}
+
+// Each label goes right of its point, else left, above or below, wherever it overlaps no label
+// placed before it (the words asked about first) and no point; else right, overlapping.
+function labelPlaces(points) {
+  const boxes = [], places = new Map();
+  const overlaps = (box) => boxes.some((o) => box.x1 < o.x2 && o.x1 < box.x2 && box.y1 < o.y2 && o.y1 < box.y2);
+  const dots = points.map((p) => ({ x1: screenX(p) - 4, x2: screenX(p) + 4, y1: screenY(p) - 4, y2: screenY(p) + 4 }));
+  const ordered = points.slice().sort((p, q) => (p.role === "neighbour") - (q.role === "neighbour"));
+  for (const p of ordered) {
+    const x = screenX(p), y = screenY(p), width = 7 * p.word.length + 4, height = 13;
+    const options = [
+      { x: x + 8, y: y + 4, anchor: "start", box: { x1: x + 7, x2: x + 8 + width, y1: y - 8, y2: y + 5 } },
+      { x: x - 8, y: y + 4, anchor: "end", box: { x1: x - 8 - width, x2: x - 7, y1: y - 8, y2: y + 5 } },
+      { x: x, y: y - 9, anchor: "middle", box: { x1: x - width / 2, x2: x + width / 2, y1: y - 9 - height, y2: y - 7 } },
+      { x: x, y: y + 18, anchor: "middle", box: { x1: x - width / 2, x2: x + width / 2, y1: y + 6, y2: y + 6 + height } },
+    ];
+    const others = dots.filter((d, i) => points[i] !== p);
+    const inside = (o) => o.box.x1 >= 0 && o.box.x2 <= view.width && o.box.y1 >= 0 && o.box.y2 <= view.height;
+    const free = (o) => inside(o) && !overlaps(o.box) && !others.some((d) => o.box.x1 < d.x2 && d.x1 < o.box.x2 && o.box.y1 < d.y2 && d.y1 < o.box.y2);
+    const chosen = options.find(free) || options.find(inside) || options[0];
+    boxes.push(chosen.box);
+    places.set(p.word, chosen);
+  }
+  return places;
 }
 
 function hover(p, dot, event) {
