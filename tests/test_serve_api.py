@@ -88,6 +88,9 @@ def test_answers_equal_the_store_api(server, store):
     expected = project(store, ["king", "queen", "man", "woman"], neighbours=2)
     assert body["words"] == expected.words and body["kind"] == expected.kind
     assert np.allclose(body["coordinates"], expected.coordinates, atol=1e-6)
+    status, body = server.get("/api/project?words=king,queen,man,woman&dims=3")
+    assert np.allclose(body["coordinates"], project(store, ["king", "queen", "man", "woman"], dims=3).coordinates,
+                       atol=1e-6) and len(body["axis_labels"]) == 3
     status, body = server.get("/api/project?words=king+queen+man+woman&dims=3&method=tsne")
     assert status == 200, body
     assert np.array(body["coordinates"]).shape == (4, 3) and body["axis_labels"] == ["t-SNE 1", "t-SNE 2", "t-SNE 3"]
