@@ -98,7 +98,7 @@ def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighb
             from sklearn.manifold import TSNE
         except ImportError:
             raise EmbstoreError("--method tsne needs scikit-learn: pip install 'embstore[plot]'") from None
-        perplexity = max(2.0, min(30.0, (len(listed) - 1) / 3))
+        perplexity = min(max(2.0, min(30.0, (len(listed) - 1) / 3)), len(listed) - 1)  # below the point count
         coordinates = TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed,
                            metric="cosine").fit_transform(vectors.astype(np.float64))
         labels = tuple(f"t-SNE {n}" for n in range(1, dims + 1))

@@ -94,6 +94,8 @@ def test_answers_equal_the_store_api(server, store):
     status, body = server.get("/api/project?words=king+queen+man+woman&dims=3&method=tsne")
     assert status == 200, body
     assert np.array(body["coordinates"]).shape == (4, 3) and body["axis_labels"] == ["t-SNE 1", "t-SNE 2", "t-SNE 3"]
+    status, body = server.get("/api/project?words=king,queen&method=tsne")  # t-SNE's perplexity must stay below 2
+    assert status == 200 and np.array(body["coordinates"]).shape == (2, 2)
 
 
 def close(one, two) -> bool:
