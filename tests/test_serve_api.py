@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import quote
 
@@ -287,7 +288,13 @@ def test_changes_by_another_process_are_seen_without_a_restart(small_store_path,
     with Store.open(db) as store:
         words = len(store)
         near_king = store.vector("king") + np.float32(0.01)
+        without = store.nearest("king", k=3).words()
     with running_server(db, tmp_path / "serve.log", "--workers", "2") as server:  # each process must see them
+        # While the changes commit, a reader sees the store before or after each one, never between.
+        answers, stop = [], threading.Event()
+        reader = threading.Thread(target=lambda: [answers.append(server.get("/api/nearest?word=king&k=3"))
+                                                  for _ in iter(stop.is_set, True)])
+        reader.start()
         assert server.get("/api/nearest?word=zyzzyva")[0] == 404
         assert server.get("/api/nearest?word=king&index=sq8")[0] == 400
         added = cli("add", "zyzzyva", *[repr(float(v)) for v in near_king], "--db", str(db))
@@ -302,6 +309,11 @@ def test_changes_by_another_process_are_seen_without_a_restart(small_store_path,
         assert cli("delete", "zyzzyva", "--db", str(db)).returncode == 0
         assert server.get("/api/nearest?word=zyzzyva")[0] == 404
         assert all(server.get("/api/info")[1]["words"] == words for _ in range(4))
+        stop.set()
+        reader.join()
+        seen = {tuple(n["word"] for n in body["neighbours"]) for status, body in answers if status == 200}
+        assert len(answers) > 10 and all(status == 200 for status, _ in answers)
+        assert seen == {tuple(without), ("zyzzyva", *without[:2])}, seen
         replaced = cli("load", str(SAMPLE), "--db", str(db), "--replace", "--limit", "1000")
         assert replaced.returncode == 0, replaced.stderr
         assert all(server.get("/api/info")[1]["words"] == 1000 for _ in range(4))
