@@ -52,11 +52,13 @@ def server(browser, small_store_path, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def screenshots(tmp_path_factory) -> Path:
+def screenshots(tmp_path_factory, request) -> Path:
     folder = Path(os.environ.get("EMBSTORE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
-    print(f"\nexplorer screenshots: {folder}")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # shown in the test run's output, not captured
+        print(f"\nexplorer screenshots: {folder}")
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +181,8 @@ def test_a_bad_word_shows_the_suggestions(page, server, store, screenshots):
     assert page.url.endswith("/?word=king&k=3&add=paris")
 
 
-@pytest.mark.parametrize("path", ["/?word=king", "/?word=Paris&k=5&add=berlin+rome", "/?a=france&b=paris&c=italy&k=5"])
+@pytest.mark.parametrize("path", ["/?word=king", "/?word=Paris&k=5&add=berlin+rome", "/?word=water&k=5&proj=tsne",
+                                  "/?a=france&b=paris&c=italy&k=5"])
 def test_a_views_url_shows_the_same_view_after_a_reload(page, server, path):
     visit(page, server, path)
     first = (listed(page), positions(page), page.inner_text("#results-title"))
