@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from typing import Any, Callable, Sequence
@@ -10,27 +9,12 @@ from typing import Any, Callable, Sequence
 import click
 
 from embstore import QueryResult
+from embstore.json_answers import results_json, to_plain  # to_plain: also used by other commands
 
 
 def json_option(function: Callable) -> Callable:
     """Add ``--json`` to a command that prints results."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
-
-
-def to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: to_plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # a Neighbour: {"word": ..., "score": ...}
-        return {k: to_plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "__fspath__"):
-        return str(value)
-    return value
 
 
 def emit_json(value: Any) -> None:
@@ -72,8 +56,7 @@ def emit_results(results: Sequence[QueryResult], as_json: bool, score_name: str 
         for message in result.notes:
             note(message)
     if as_json:
-        payload = [to_plain(r) for r in results]
-        emit_json(payload[0] if len(payload) == 1 else payload)
+        emit_json(results_json(results))
         return
     for n, result in enumerate(results):
         if len(results) > 1:

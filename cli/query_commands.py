@@ -10,6 +10,7 @@ import click
 
 from embstore import FormatError, QueryError
 from embstore.formats.float_text import format_rows
+from embstore.json_answers import odd_one_out_json, similarity_json, vector_json
 
 from .input_files import decoded_lines
 from .main import cli, db_option, open_store
@@ -187,7 +188,7 @@ def similarity(first, second, db, as_json):
         if resolved.note:
             note(resolved.note)
     if as_json:
-        emit_json({"first": first_word.word, "second": second_word.word, "cosine": score})
+        emit_json(similarity_json(first_word, second_word, score))
     else:
         click.echo(f"{score:.4f}")
 
@@ -204,7 +205,7 @@ def odd_one_out(words, db, as_json):
                 note(resolved.note)
         odd, ranked = store.doesnt_match(list(words), case_insensitive=True)
     if as_json:
-        emit_json({"odd_one_out": odd, "cosine_to_mean": ranked})
+        emit_json(odd_one_out_json(odd, ranked))
         return
     click.echo(odd)
     rows = [(nb.word, f"{nb.score:.4f}") for nb in ranked]
@@ -225,8 +226,7 @@ def vector(word, db, as_json):
         values = store.vector(word, case_insensitive=True)
     if resolved.note:
         note(resolved.note)
-    line = format_rows([resolved.word], values[None, :])[0]  # each value its shortest exact decimal
     if as_json:
-        emit_json({"word": resolved.word, "vector": [float(text) for text in line.split(" ")[1:]]})
+        emit_json(vector_json(resolved.word, values))
     else:
-        click.echo(line)
+        click.echo(format_rows([resolved.word], values[None, :])[0])  # each value its shortest exact decimal

@@ -23,33 +23,34 @@ METHODS = ("pca", "tsne")
 
 @dataclass
 class Projection:
-    """Words and their 2D coordinates. ``kind[i]`` is 'word', 'neighbour' or 'analogy'."""
+    """Words and their 2D (or 3D) coordinates. ``kind[i]`` is 'word', 'neighbour' or 'analogy'."""
 
     words: list[str]
     coordinates: np.ndarray
     kind: list[str]
     method: str
-    axis_labels: tuple[str, str]
+    axis_labels: tuple[str, ...]
     analogies: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def pca_fit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Principal axes of ``vectors``: (mean, two unit axes as rows, their explained-variance ratios)."""
+def pca_fit(vectors: np.ndarray, dims: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Principal axes of ``vectors``: (mean, ``dims`` unit axes as rows, their explained-variance ratios)."""
     data = np.asarray(vectors, dtype=np.float64)
     mean = data.mean(axis=0)
     _, singular, axes = np.linalg.svd(data - mean, full_matrices=False)
     variance = singular ** 2
     ratios = variance / variance.sum() if variance.sum() > 0 else np.zeros_like(variance)
-    axes = axes[:2]
+    axes = axes[:dims]
     # Fix each axis's sign (largest component positive) so plots do not flip between runs.
     signs = np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])
-    return mean, axes * signs[:, None], ratios[:2]
+    return mean, axes * signs[:, None], ratios[:dims]
 
 
 def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighbours: int = 0,
             fit_top: int | None = None, analogies: Sequence[Sequence[str]] = (), seed: int = 0,
-            case_insensitive: bool = False) -> Projection:
-    """Project ``words`` (plus each one's ``neighbours`` nearest words and the analogy words) to 2D.
+            case_insensitive: bool = False, dims: int = 2) -> Projection:
+    """Project ``words`` (plus each one's ``neighbours`` nearest words and the analogy words) to
+    ``dims`` (2 or 3) dimensions.
 
     PCA is fitted on the plotted words, or on the ``fit_top`` most frequent words.
     Vectors are the stored unit vectors, so the map shows directions, as cosine does.
@@ -57,6 +58,8 @@ def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighb
     """
     if method not in METHODS:
         raise QueryError(f"method must be one of {', '.join(METHODS)}")
+    if dims not in (2, 3):
+        raise QueryError(f"a projection has 2 or 3 dimensions, not {dims!r:.20}")
     listed: list[str] = []
     kinds: list[str] = []
 
@@ -79,26 +82,26 @@ def project(store: "Store", words: Sequence[str], *, method: str = "pca", neighb
         for result in store.nearest_many([w for w, k in zip(listed, kinds) if k == "word"], k=neighbours):
             for neighbour in result.neighbours:
                 add(neighbour.word, "neighbour")
-    if len(listed) < 2:
-        raise QueryError("a plot needs at least two words")
+    if len(listed) < max(2, dims):
+        raise QueryError(f"a {dims}D projection needs at least {max(2, dims)} different words")
     vectors = np.stack([store.unit_vector(w) for w in listed])
     if method == "pca":
         if fit_top:
             fit_rows = np.asarray(store.searcher.vectors(range(min(fit_top, len(store)))))
         else:
             fit_rows = vectors
-        mean, axes, ratios = pca_fit(fit_rows)
+        mean, axes, ratios = pca_fit(fit_rows, dims)
         coordinates = (vectors.astype(np.float64) - mean) @ axes.T
-        labels = (f"PC1 ({100 * ratios[0]:.1f}% of variance)", f"PC2 ({100 * ratios[1]:.1f}% of variance)")
+        labels = tuple(f"PC{n} ({100 * ratio:.1f}% of variance)" for n, ratio in enumerate(ratios, 1))
     else:
         try:
             from sklearn.manifold import TSNE
         except ImportError:
             raise EmbstoreError("--method tsne needs scikit-learn: pip install 'embstore[plot]'") from None
-        perplexity = max(2.0, min(30.0, (len(listed) - 1) / 3))
-        coordinates = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+        perplexity = min(max(2.0, min(30.0, (len(listed) - 1) / 3)), len(listed) - 1)  # below the point count
+        coordinates = TSNE(n_components=dims, perplexity=perplexity, init="pca", random_state=seed,
                            metric="cosine").fit_transform(vectors.astype(np.float64))
-        labels = ("t-SNE 1", "t-SNE 2")
+        labels = tuple(f"t-SNE {n}" for n in range(1, dims + 1))
     return Projection(listed, np.asarray(coordinates), kinds, method, labels, resolved_analogies)
 
 

@@ -185,6 +185,10 @@ class Store:
         """All words in ID (= frequency) order; cached after the first call."""
         return self.vocab.words()
 
+    def completions(self, prefix: str, limit: int = 50) -> list[str]:
+        """Up to ``limit`` words that start with ``prefix`` (case-insensitively), most frequent first."""
+        return self.vocab.completions(prefix, limit)
+
     def resolve(self, word: str, case_insensitive: bool = False) -> Resolved:
         """``word`` exactly as written, else (only with ``case_insensitive``) its most frequent
         case-insensitive match; UnknownWordError (a KeyError) with suggestions otherwise."""
