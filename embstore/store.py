@@ -127,7 +127,7 @@ class Store:
     def refresh(self) -> bool:
         """Move to the newest committed generation; returns whether anything changed. If the
         move fails (damage, Ctrl-C), the store stays whole on the generation it had."""
-        if self._files.newest_generation() == self.generation:
+        if self._files.is_newest():
             return False
         self._reload()
         return True

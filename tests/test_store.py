@@ -195,3 +195,26 @@ def test_info_reports_source_and_sizes(small_store, glove_small):
     assert info.words == 20_000 and info.dimension == 50
     assert info.source == str(glove_small.resolve()) and info.source_format == "glove"
     assert info.indexes[0]["bytes_on_disk"] == 128 + 20_000 * 50 * 4 + 20_000 * 4  # header, rows, norms
+
+
+def test_refresh_sees_a_catalog_put_in_place_of_the_one_it_probes(tmp_path, sample_lines):
+    """refresh() keeps one probe connection for the generation; a catalog file replaced under
+    the same path (another inode) must still be seen, not the old file through the old probe."""
+    import os
+    import shutil
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (tmp_path / "one.txt").write_text("".join(sample_lines[:300]), encoding="utf-8")
+    (tmp_path / "two.txt").write_text("".join(sample_lines[300:500]), encoding="utf-8")
+    Store.load(tmp_path / "one.txt", first / "s.db")
+    Store.load(tmp_path / "two.txt", second / "s.db")
+    with Store.open(first / "s.db") as reader:
+        assert not reader.refresh() and not reader.refresh()  # the probe is made and kept
+        for file in second.iterdir():
+            if file.name != "s.db":
+                shutil.copy(file, first / file.name)
+        os.replace(second / "s.db", first / "s.db")
+        assert reader.refresh()
+        assert len(reader) == 200 and reader.vocabulary()[0] == sample_lines[300].split(" ", 1)[0]

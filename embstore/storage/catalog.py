@@ -76,6 +76,7 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords):
         self.readonly = readonly
         self.lost_migrations: list[str] = []  # records a repairing open put back
         self._db: sqlite_utils.Database | None = None
+        self.live = True  # False for an in-memory copy (mode 'snapshot'): it never sees later commits
 
     @property
     def db(self) -> "sqlite_utils.Database":
@@ -189,6 +190,7 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords):
                 "(create one with: embstore load FILE --db PATH)"
             )
         catalog = cls(path, conn, readonly=mode != "rw")
+        catalog.live = mode != "snapshot"
         try:
             return cls._checked(catalog, repairing, upgrade)
         except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as exc:

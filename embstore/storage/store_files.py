@@ -66,6 +66,15 @@ class HeldFile:
         self.opened = None
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path`` (after links), or None."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 class _Vanished(CatalogMismatchError):
     """A file the snapshot names is gone: a writer may have committed meanwhile."""
 
@@ -90,6 +99,9 @@ class StoreFiles:
         self.subword_file: HeldFile | None = None  # a fastText store's n-gram rows
         self.subword_problem: str | None = None  # why they cannot be used, if they cannot
         self._subword_rows: np.ndarray | None = None
+        self._probe: Catalog | None = None  # see newest_generation
+        self.identity: tuple[int, int] | None = None  # the catalog file's (device, inode) when opened
+        self._probe_identity: tuple[int, int] | None = None
 
     @property
     def records(self) -> dict[str, IndexFileRecord]:
@@ -135,21 +147,47 @@ class StoreFiles:
         disagree, StoreNotFoundError if there is none."""
         if not os.path.lexists(path):
             raise StoreNotFoundError(f"no store at {path}; create one with: embstore load FILE --db {path}")
-        return cls._open(path, Catalog.open(path, readonly=readonly), None, verify)
+        identity = _file_identity(path)  # before opening: a file put in place meanwhile shows as a change
+        files = cls._open(path, Catalog.open(path, readonly=readonly), None, verify)
+        files.identity = identity
+        return files
+
+    def is_newest(self) -> bool:
+        """Whether this is still the newest generation of the catalog file at the path (False
+        also when another catalog file was put in its place, whatever its generation)."""
+        return self.identity == _file_identity(self.path) and self.newest_generation() == self.generation
 
     def newest_generation(self) -> int:
-        """The generation last committed, read on a connection of its own (this one keeps its snapshot)."""
-        probe = Catalog.open(self.path, readonly=self.catalog.readonly, upgrade=False)
-        try:
-            return probe.generation()
-        finally:
-            probe.close()
+        """The generation last committed, read on a connection of its own (this one keeps its
+        snapshot). The probe connection is kept for the next call (a server asks before every
+        request: ~20 us instead of ~0.3 ms to open one), and opened again when the catalog
+        file at the path is another file (a store loaded in its place) or is an in-memory
+        copy that cannot see later commits."""
+        identity = _file_identity(self.path)
+        probe = self._probe
+        if probe is None or identity is None or identity != self._probe_identity or not probe.live:
+            self.close_probe()
+            probe = Catalog.open(self.path, readonly=self.catalog.readonly, upgrade=False)
+            if not probe.live or identity is None:
+                try:
+                    return probe.generation()
+                finally:
+                    probe.close()
+            self._probe, self._probe_identity = probe, identity
+        return probe.generation()
+
+    def close_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
     def reopen(self) -> "StoreFiles":
         """The newest generation, opened on a connection of its own and reusing what has not
         changed; then this one is closed. If opening fails, this one is left as it was."""
+        identity = _file_identity(self.path)
         fresh = StoreFiles._open(self.path, Catalog.open(self.path, readonly=self.catalog.readonly), self,
                                  self.verify)
+        fresh.identity = identity
         self.close()
         return fresh
 
@@ -324,6 +362,7 @@ class StoreFiles:
         return cls(path, catalog, meta, held, rows, storage_index, count, norms)
 
     def close(self) -> None:
+        self.close_probe()
         for held in self.held.values():
             held.close()
         self.held = {}
