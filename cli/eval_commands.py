@@ -59,18 +59,21 @@ def analogies(files, method, restrict, case_sensitive, errors_file, ray_address,
     """
     results = []
     address = chosen_address(ray_address)
+    progress = block_progress("analogies") if address else None
     with open_store(db) as store:
         searched_by = {}
         if address:
             from embstore.distributed.job_runner import analogy_hits_runner
 
-            searched_by["analogy_hits"] = analogy_hits_runner(store, address, progress=block_progress("analogies"),
+            searched_by["analogy_hits"] = analogy_hits_runner(store, address, progress=progress,
                                                               max_retries=ray_retries)
         for path in files:
             results.append(store.evaluate_analogies(
                 path, method=method, restrict=restrict, case_insensitive=not case_sensitive,
                 keep_mistakes=errors_file is not None, index=chosen_index(index, exact), **searched_by,
             ))
+    if progress:
+        progress.finish()
     if errors_file:
         with open(errors_file, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")

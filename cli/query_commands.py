@@ -75,6 +75,8 @@ def _run_batch(handle, fields: int, store, spec: JobSpec, batch_format: str, add
     failures = 0
     for answer in answers:
         failures += _emit_batch(answer.results, batch_format)
+    if progress:
+        progress.finish()
     if failures:
         note(f"{failures:,} queries had an unknown word; their lines say which")
 

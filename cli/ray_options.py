@@ -29,17 +29,29 @@ def chosen_address(option: str | None) -> str | None:
     return address_from_env(option)
 
 
-def block_progress(label: str, total: int | None = None, every: float = 1.0):
-    """A progress callback printing '<label>: N blocks, M queries done' on stderr, at most
-    once every ``every`` seconds (and for the first block)."""
-    last = [0.0]
+class block_progress:
+    """A progress callback printing '<label>: N blocks, M queries done' on stderr, at most once
+    every ``every`` seconds (the first block and the last, with ``finish``, always)."""
 
-    def progress(blocks: int, queries: int) -> None:
+    def __init__(self, label: str, total: int | None = None, every: float = 1.0):
+        self.label, self.total, self.every = label, total, every
+        self.last_shown = 0.0
+        self.state: tuple[int, int] | None = None
+        self.shown: tuple[int, int] | None = None
+
+    def __call__(self, blocks: int, queries: int) -> None:
+        self.state = (blocks, queries)
         now = time.monotonic()
-        if now - last[0] < every and not (total and queries >= total):
-            return
-        last[0] = now
-        of = f" of {total:,}" if total else ""
-        click.echo(f"{label}: {blocks:,} blocks, {queries:,}{of} queries done", err=True)
+        if now - self.last_shown >= self.every or (self.total and queries >= self.total):
+            self.last_shown = now
+            self._show()
 
-    return progress
+    def _show(self) -> None:
+        blocks, queries = self.shown = self.state
+        of = f" of {self.total:,}" if self.total else ""
+        click.echo(f"{self.label}: {blocks:,} blocks, {queries:,}{of} queries done", err=True)
+
+    def finish(self) -> None:
+        """Show the final count if the last call was not shown."""
+        if self.state is not None and self.state != self.shown:
+            self._show()

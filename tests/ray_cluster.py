@@ -6,10 +6,12 @@ other Ray on the machine (``ray stop`` would end them all)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,10 +77,12 @@ def _end(pids: set[int], grace: float = 5.0) -> None:
 
 
 class LocalRayCluster:
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, root: Path | None = None):
+        # a short root: Ray's socket paths under it must stay within 107 bytes
+        self.root = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp")) if root is None else root
         self.nodes: list[tuple[Path, list[str]]] = []  # (temp dir, markers of its processes)
         self.address: str | None = None
+        self.killed: set[int] = set()  # nodes killed by kill_node
 
     def _start(self, name: str, head: bool) -> None:
         temp = self.root / name
@@ -104,14 +108,14 @@ class LocalRayCluster:
             raise RuntimeError(f"ray start failed:\n{completed.stdout}\n{completed.stderr}")
 
     def start(self, workers: int = 1) -> "LocalRayCluster":
-        self._start("head", head=True)
+        self._start("h", head=True)
         for number in range(workers):
-            self.add_worker(f"worker{number}")
+            self.add_worker(f"w{number}")
         return self
 
     def add_worker(self, name: str) -> None:
         self._start(name, head=False)
-        self.wait_for_nodes(len(self.nodes))
+        self.wait_for_nodes(len(self.nodes) - len(self.killed))
 
     def alive_nodes(self) -> int:
         completed = subprocess.run(
@@ -138,6 +142,7 @@ class LocalRayCluster:
     def kill_node(self, node: int) -> None:
         """Kill node ``node``'s raylet (as a lost machine would go), then everything else it ran."""
         os.kill(self.raylet_of(node), signal.SIGKILL)
+        self.killed.add(node)
         temp, markers = self.nodes[node]
         _end(_processes_with(markers), grace=2.0)
 
@@ -145,3 +150,4 @@ class LocalRayCluster:
         for temp, markers in reversed(self.nodes):
             _end(_processes_with(markers))
         self.nodes = []
+        shutil.rmtree(self.root, ignore_errors=True)
