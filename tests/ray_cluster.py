@@ -139,12 +139,26 @@ class LocalRayCluster:
             raise RuntimeError(f"expected one raylet for {temp}, found {pids}")
         return pids[0]
 
+    def wait_until_running(self, node: int, task: str, timeout: float = 60) -> None:
+        """Return once a worker of node ``node`` runs ``task`` (its process title is 'ray::<task>')."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(_command_line(pid).startswith(f"ray::{task}") for pid in _processes_with(self.nodes[node][1])):
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"no worker of node {node} ran {task} within {timeout} s")
+
     def kill_node(self, node: int) -> None:
-        """Kill node ``node``'s raylet (as a lost machine would go), then everything else it ran."""
-        os.kill(self.raylet_of(node), signal.SIGKILL)
+        """Kill node ``node`` as a lost machine goes: its raylet and every process it ran (its
+        workers among them, found while the raylet still lives), all at once with SIGKILL."""
+        raylet = self.raylet_of(node)
+        doomed = _processes_with(self.nodes[node][1]) | {raylet}
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.killed.add(node)
-        temp, markers = self.nodes[node]
-        _end(_processes_with(markers), grace=2.0)
 
     def stop(self) -> None:
         for temp, markers in reversed(self.nodes):

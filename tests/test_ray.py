@@ -92,6 +92,17 @@ def test_eval_analogies_on_ray_equals_one_process(cluster, small_store_path):
     assert there == alone and alone["total"]["correct"] > 1_000
 
 
+def test_an_address_where_no_cluster_runs_is_one_clear_error_at_once(small_store_path, batches):
+    from ray_cluster import free_ports
+
+    started = time.monotonic()
+    failed = embstore("nearest", "--batch", batches / "words.txt", "--db", small_store_path,
+                      ray_address=f"127.0.0.1:{free_ports(1)[0]}", check=False)
+    assert failed.returncode == 1 and failed.stdout == ""
+    assert failed.stderr.startswith("Error: cannot connect to the Ray cluster at '127.0.0.1:")
+    assert "ray start --head" in failed.stderr and time.monotonic() - started < 30
+
+
 NEIGHBOURS = ["neighbours", "--all", "-k", "10", "--block", "100"]
 
 
@@ -115,20 +126,23 @@ def test_sharded_exact_search_equals_the_unsharded_store(cluster, small_store_pa
 
 
 def _job_killing_a_node(cluster, small_store_path, output, retries):
-    """Start a neighbours job on the cluster; at its first finished block kill the worker node."""
+    """Start a neighbours job on the cluster; once a block has finished and the worker node is
+    in the middle of one, kill that node."""
     command = EMBSTORE + NEIGHBOURS + ["-o", str(output),
-                          "--db", str(small_store_path), "--ray", cluster.address, "--ray-retries", str(retries)]
+                                       "--db", str(small_store_path), "--ray", cluster.address,
+                                       "--ray-retries", str(retries)]
     job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = job.stderr.readline()
-    assert "blocks" in first, first + job.stderr.read()
-    cluster.kill_node(len(cluster.nodes) - 1)
-    killed_at = time.monotonic()
+    seen = [job.stderr.readline()]
+    assert "blocks" in seen[0] and "20,000 of" not in seen[0], seen[0] + job.stderr.read()
+    worker_node = len(cluster.nodes) - 1
+    cluster.wait_until_running(worker_node, "_answer_task")
+    cluster.kill_node(worker_node)
     stdout, stderr = job.communicate(timeout=180)
-    return job.returncode, first + stderr, time.monotonic() - killed_at
+    return job.returncode, "".join(seen) + stderr
 
 
 def test_killed_worker_node_costs_nothing_with_retries(cluster, small_store_path, tmp_path, neighbours_alone):
-    code, stderr, _ = _job_killing_a_node(cluster, small_store_path, tmp_path / "there.tsv", retries=5)
+    code, stderr = _job_killing_a_node(cluster, small_store_path, tmp_path / "there.tsv", retries=5)
     assert code == 0, stderr
     assert (tmp_path / "there.tsv").read_bytes() == neighbours_alone
     cluster.add_worker("w9")  # the next test kills a node too
@@ -136,7 +150,7 @@ def test_killed_worker_node_costs_nothing_with_retries(cluster, small_store_path
 
 def test_killed_worker_node_without_retries_fails_cleanly(cluster, small_store_path, tmp_path):
     output = tmp_path / "there.tsv"
-    code, stderr, _ = _job_killing_a_node(cluster, small_store_path, output, retries=0)
+    code, stderr = _job_killing_a_node(cluster, small_store_path, output, retries=0)
     assert code == 1, stderr
     assert "Error: a block of the job failed on the Ray cluster" in stderr
     assert "Traceback" not in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from types import ModuleType
 
 from ..errors import EmbstoreError
@@ -30,6 +31,7 @@ def connect(address: str) -> ModuleType:
     ray = require_ray()
     if ray.is_initialized():
         return ray
+    _probe(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=True,
                  namespace="embstore")
@@ -38,6 +40,22 @@ def connect(address: str) -> ModuleType:
         raise ClusterError(f"cannot connect to the Ray cluster at {address!r}: {message} "
                            "(start one with: ray start --head)") from None
     return ray
+
+
+PROBE_SECONDS = 5.0
+
+
+def _probe(address: str) -> None:
+    """ClusterError at once if nothing listens at a 'HOST:PORT' address (Ray itself would
+    retry for minutes); 'auto' and other forms are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot connect to the Ray cluster at {address!r}: {exc.strerror or exc} "
+                           "(is its head running? start one with: ray start --head)") from None
 
 
 def cluster_cpus(ray: ModuleType) -> int:
