@@ -82,23 +82,33 @@ def _run_batch(handle, fields: int, store, spec: JobSpec, batch_format: str, add
 
 
 def _sharded_answers(store, spec: JobSpec, blocks, address: str | None, shards: int, progress):
-    """``nearest --batch`` blocks answered by ``shards`` Ray actors over the exact rows."""
+    """``nearest --batch`` blocks answered by ``shards`` Ray actors over the exact rows (or,
+    with --index hnsw, over an HNSW graph each builds of its rows, with the recall measured)."""
     options = spec.options
+    kind = options.get("index") or "exact"
     if address is None:
         raise click.UsageError("--shards needs --ray ADDRESS (or $EMBSTORE_RAY_ADDRESS): the shards are Ray actors")
-    if options.get("restrict") is not None or store.index_kind(options.get("index")) != "exact":
-        raise click.UsageError("--shards searches the exact rows of every word: use it with --exact "
-                               "(or an exact default index) and without --restrict")
+    if options.get("restrict") is not None or kind not in ("exact", "hnsw"):
+        raise click.UsageError("--shards searches every word's exact rows, or with --index hnsw a graph per shard; "
+                               "use it without --restrict")
     from embstore.distributed.ray_shards import RayShards
 
-    done = queries = 0
-    with RayShards(address, store, shards) as sharded:
+    done = queries = found = expected = 0
+    with RayShards(address, store, shards, graph=kind == "hnsw") as sharded:
         for block in blocks:
-            results = sharded.nearest_many(block.items, k=options["k"], on_unknown="report", case_insensitive=True)
+            answered = sharded.nearest_many(block.items, k=options["k"], on_unknown="report", case_insensitive=True,
+                                            kind=kind, measure_recall=kind != "exact")
+            results = answered
+            if kind != "exact":
+                results, (block_found, block_expected) = answered
+                found, expected = found + block_found, expected + block_expected
             done, queries = done + 1, queries + len(results)
             if progress:
                 progress(done, queries)
             yield BlockAnswer(block.number, store.generation, results)
+    if expected:
+        note(f"recall@{options['k']} of the {kind} shards against exact search: {found / expected:.4f} "
+             f"({queries:,} queries)")
 
 
 def _batch_only(option: str | None, shards: int | None = None) -> None:
@@ -164,7 +174,8 @@ def _is_number(token: str) -> bool:
 @with_batch_options
 @with_ray_options
 @click.option("--shards", type=click.IntRange(min=1), default=None,
-              help="With --batch and --ray: search the exact rows split by word ID into N shards, one Ray actor each.")
+              help="With --batch and --ray: split the rows by word ID into N shards, one Ray actor each, searched "
+                   "exactly (or with --index hnsw through a graph per shard, recall reported).")
 @with_index_options
 @db_option
 @json_option

@@ -126,3 +126,18 @@ def test_ray_option_without_ray_names_the_extra(tmp_path, small_store_path):
                                 "--db", str(small_store_path)], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 1
     assert completed.stderr.strip() == "Error: running on a Ray cluster needs Ray: pip install 'embstore[ray]'"
+
+
+def test_hnsw_row_shards_find_nearly_all_exact_answers(small_store_path):
+    from embstore.distributed.shards import recall
+
+    with Store.open(small_store_path) as store:
+        ids = list(range(0, len(store), 97))
+        queries = store.searcher.vectors(ids)
+        exclude = [{i} for i in ids]
+        exact = store.searcher.search("exact", queries, 10, exclude)
+        shards = [RowShard(store, start, stop, graph=True) for start, stop in shard_ranges(len(store), 2)]
+        approximate = merge_hits([shard.search(queries, 10, exclude, "hnsw") for shard in shards], 10)
+    found, expected = recall(approximate, exact)
+    assert expected == 10 * len(ids) and 0.95 <= found / expected < 1.0 + 1e-9
+    assert all(len(row) == 10 and ids[n] not in {i for i, _ in row} for n, row in enumerate(approximate))

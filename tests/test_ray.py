@@ -121,8 +121,15 @@ def test_neighbours_all_on_ray_equals_one_process(cluster, small_store_path, tmp
 
 def test_sharded_exact_search_equals_the_unsharded_store(cluster, small_store_path, batches):
     args = ["nearest", "--batch", batches / "words.txt", "-k", "10", "--exact", "--db", small_store_path]
+    alone = here(*args)
     there = embstore(*args, "--shards", 3, ray_address=cluster.address)
-    assert there.stdout == here(*args)
+    assert there.stdout == alone
+    approximate = embstore(*args[:-3], "--index", "hnsw", "--db", small_store_path, "--shards", 2,
+                           ray_address=cluster.address)
+    recall = float(approximate.stderr.split("recall@10 of the hnsw shards against exact search: ")[1].split()[0])
+    assert 0.95 <= recall <= 1.0
+    lines, exact_lines = approximate.stdout.splitlines(), alone.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [line.split("\t")[0] for line in exact_lines]
 
 
 def _job_killing_a_node(cluster, small_store_path, output, retries):

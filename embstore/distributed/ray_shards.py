@@ -20,31 +20,33 @@ from ..search.searcher import Hits
 from ..store import Store
 from .blocks import shard_ranges
 from .ray_support import connect, lost_work_error
-from .shards import merge_hits
+from .shards import merge_hits, recall
 
 DEFAULT_RESTARTS = 3
 
 
 class _ShardActor:
-    def __init__(self, path: str, generation: int, start: int, stop: int):
+    def __init__(self, path: str, generation: int, start: int, stop: int, graph: bool):
         from .ray_jobs import open_for_task
         from .shards import RowShard
 
         store = open_for_task(path, generation)
         self.generation = store.generation
-        self.shard = RowShard(store, start, stop)
+        self.shard = RowShard(store, start, stop, graph)
 
-    def search(self, queries: np.ndarray, k: int, exclude: list) -> tuple[int, Hits]:
-        return self.generation, self.shard.search(queries, k, exclude)
+    def search(self, queries: np.ndarray, k: int, exclude: list, kind: str) -> tuple[int, Hits]:
+        return self.generation, self.shard.search(queries, k, exclude, kind)
 
 
 class RayShards:
-    """``shards`` actors over the exact rows of ``store``, on the cluster at ``address``.
+    """``shards`` actors over the exact rows of ``store``, on the cluster at ``address``; with
+    ``graph=True`` each also builds an HNSW graph of its rows when it loads.
 
-    ``search`` gives the same (id, score) lists as the store's own exact search;
+    ``search`` (exact) gives the same (id, score) lists as the store's own exact search;
     ``nearest_many`` the same QueryResults as ``Store.nearest_many(..., index="exact")``."""
 
-    def __init__(self, address: str, store: Store, shards: int, *, max_restarts: int = DEFAULT_RESTARTS):
+    def __init__(self, address: str, store: Store, shards: int, *, graph: bool = False,
+                 max_restarts: int = DEFAULT_RESTARTS):
         self.ray = ray = connect(address)
         self.store = store
         self.ranges = shard_ranges(len(store), shards)
@@ -53,14 +55,14 @@ class RayShards:
         actor = ray.remote(_ShardActor).options(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts,
                                                   scheduling_strategy="SPREAD")
         path = os.fspath(store.path.resolve())
-        self.actors = [actor.remote(path, store.generation, start, stop) for start, stop in self.ranges]
+        self.actors = [actor.remote(path, store.generation, start, stop, graph) for start, stop in self.ranges]
 
-    def search(self, queries: np.ndarray, k: int, exclude: Sequence[set[int]]) -> Hits:
+    def search(self, queries: np.ndarray, k: int, exclude: Sequence[set[int]], kind: str = "exact") -> Hits:
         ray = self.ray
         queries_ref = ray.put(np.ascontiguousarray(queries, dtype=np.float32))
         exclude = [set(skip) for skip in exclude]
         try:
-            answers = ray.get([actor.search.remote(queries_ref, k, exclude) for actor in self.actors])
+            answers = ray.get([actor.search.remote(queries_ref, k, exclude, kind) for actor in self.actors])
         except ray.exceptions.RayError as exc:
             raise lost_work_error(ray, exc, "a shard search") from None
         if any(generation != self.store.generation for generation, _ in answers):
@@ -68,13 +70,17 @@ class RayShards:
         return merge_hits([hits for _, hits in answers], k)
 
     def nearest_many(self, words: Sequence[str], k: int = 10, on_unknown: str = "raise",
-                     case_insensitive: bool = False) -> list[QueryResult]:
-        """``Store.nearest_many`` over the exact rows, searched by the shards."""
+                     case_insensitive: bool = False, kind: str = "exact",
+                     measure_recall: bool = False) -> list[QueryResult] | tuple[list[QueryResult], tuple[int, int]]:
+        """``Store.nearest_many`` searched by the shards (``kind`` exact or hnsw). With
+        ``measure_recall``, also the exact search, and returns (results, (found, exact answers))."""
         resolved = self.store.resolve_many(list(words), on_unknown, case_insensitive)
         known = [r for r in resolved if not isinstance(r, Exception)]
         ids = [r.id for r in known]
         searcher = self.store.searcher
-        hits = iter(self.search(searcher.vectors(ids), k, [{i} for i in ids]) if ids else [])
+        queries, exclude = searcher.vectors(ids), [{i} for i in ids]
+        searched = self.search(queries, k, exclude, kind) if ids else []
+        hits = iter(searched)
         results = []
         for r in resolved:
             if isinstance(r, Exception):
@@ -84,6 +90,8 @@ class RayShards:
             words_of = self.store.vocab.words_for(i for i, _ in found)
             results.append(QueryResult(r.asked, [Neighbour(words_of[i], float(s)) for i, s in found],
                                        [r.note] if r.note else []))
+        if measure_recall:
+            return results, recall(searched, self.search(queries, k, exclude) if ids else [])
         return results
 
     def close(self) -> None:
