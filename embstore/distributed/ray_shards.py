@@ -50,12 +50,18 @@ class RayShards:
         self.ray = ray = connect(address)
         self.store = store
         self.ranges = shard_ranges(len(store), shards)
-        # num_cpus=0: shards hold memory, not a CPU (4 shards fit a 2-CPU cluster); SPREAD puts them on
-        # different nodes where it can
-        actor = ray.remote(_ShardActor).options(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts,
-                                                  scheduling_strategy="SPREAD")
+        # num_cpus=0: a shard holds memory, not a CPU (4 shards fit a 2-CPU cluster). Shard i is
+        # placed on live node i mod nodes; "soft": if that node is lost, Ray restarts it elsewhere.
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = sorted(node["NodeID"] for node in ray.nodes() if node.get("Alive"))
+        actor = ray.remote(_ShardActor)
         path = os.fspath(store.path.resolve())
-        self.actors = [actor.remote(path, store.generation, start, stop, graph) for start, stop in self.ranges]
+        self.actors = [actor.options(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts,
+                                     scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[number % len(nodes)],
+                                                                                        soft=True)
+                                     ).remote(path, store.generation, start, stop, graph)
+                       for number, (start, stop) in enumerate(self.ranges)]
 
     def search(self, queries: np.ndarray, k: int, exclude: Sequence[set[int]], kind: str = "exact") -> Hits:
         ray = self.ray

@@ -32,6 +32,7 @@ def connect(address: str) -> ModuleType:
     if ray.is_initialized():
         return ray
     _probe(address)
+    _cluster_events_to_stderr(ray)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=True,
                  namespace="embstore")
@@ -40,6 +41,22 @@ def connect(address: str) -> ModuleType:
         raise ClusterError(f"cannot connect to the Ray cluster at {address!r}: {message} "
                            "(start one with: ray start --head)") from None
     return ray
+
+
+def _cluster_events_to_stderr(ray: ModuleType) -> None:
+    """Ray's driver prints cluster events ('the node ... has been marked dead') to stdout,
+    where a job's results go; send them to stderr with the other notes. (Ray has no option
+    for this: it wraps its own printing function, and changes nothing if Ray renamed it.)"""
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "embstore_stderr", False):
+        return
+
+    def to_stderr(data: dict, ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.embstore_stderr = True
+    worker.print_to_stdstream = to_stderr
 
 
 PROBE_SECONDS = 5.0
