@@ -11,6 +11,7 @@ from embstore.evaluation.evaluate import DEFAULT_RESTRICT
 from .main import cli, db_option, open_store
 from .output import emit_json, json_option, table
 from .query_commands import chosen_index, with_index_options
+from .ray_options import block_progress, chosen_address, with_ray_options
 
 restrict_option = click.option(
     "--restrict", type=click.IntRange(min=1), default=DEFAULT_RESTRICT, show_default=True,
@@ -45,21 +46,34 @@ def _accuracy(value: float | None) -> str:
 @case_option
 @click.option("--errors", "errors_file", type=click.Path(dir_okay=False, path_type=str),
               help="Write each wrong answer (TSV: file, line, section, a, b, c, expected, answer) to this file.")
+@with_ray_options
 @with_index_options
 @db_option
 @json_option
-def analogies(files, method, restrict, case_sensitive, errors_file, index, exact, db, as_json):
+def analogies(files, method, restrict, case_sensitive, errors_file, ray_address, ray_retries, index, exact, db,
+              as_json):
     """Analogy accuracy on Google-format FILES (': section' lines, then 'a b c d').
 
     Questions with a word outside the vocabulary are skipped and counted, as gensim does.
+    With --ray, the questions the screen cannot decide are searched in blocks as Ray tasks.
     """
     results = []
+    address = chosen_address(ray_address)
+    progress = block_progress("analogies") if address else None
     with open_store(db) as store:
+        searched_by = {}
+        if address:
+            from embstore.distributed.job_runner import analogy_hits_runner
+
+            searched_by["analogy_hits"] = analogy_hits_runner(store, address, progress=progress,
+                                                              max_retries=ray_retries)
         for path in files:
             results.append(store.evaluate_analogies(
                 path, method=method, restrict=restrict, case_insensitive=not case_sensitive,
-                keep_mistakes=errors_file is not None, index=chosen_index(index, exact),
+                keep_mistakes=errors_file is not None, index=chosen_index(index, exact), **searched_by,
             ))
+    if progress:
+        progress.finish()
     if errors_file:
         with open(errors_file, "w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")

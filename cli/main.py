@@ -20,7 +20,7 @@ from embstore.paths import STORE_ENV_VAR
 COMMAND_MODULES = {
     "load": "store_commands", "info": "store_commands", "export": "store_commands",
     "nearest": "query_commands", "analogy": "query_commands", "similarity": "query_commands",
-    "odd-one-out": "query_commands", "vector": "query_commands",
+    "odd-one-out": "query_commands", "vector": "query_commands", "neighbours": "neighbours_commands",
     "add": "change_commands", "delete": "change_commands", "rename": "change_commands",
     "check": "change_commands", "repair": "change_commands",
     "eval": "eval_commands", "index": "index_commands", "plot": "explore_commands", "shell": "explore_commands",

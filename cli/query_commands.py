@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 
@@ -12,9 +11,14 @@ from embstore import FormatError, QueryError
 from embstore.formats.float_text import format_rows
 from embstore.json_answers import odd_one_out_json, similarity_json, vector_json
 
+from embstore.distributed.blocks import split_blocks
+from embstore.distributed.job_runner import run_job
+from embstore.distributed.jobs import BlockAnswer, JobSpec
+
 from .input_files import decoded_lines
 from .main import cli, db_option, open_store
 from .output import emit_json, emit_results, json_option, note, table, to_plain
+from .ray_options import block_progress, chosen_address, with_ray_options
 
 BATCH_CHUNK = 4096
 batch_options = [
@@ -58,13 +62,60 @@ def _emit_batch(results, batch_format: str) -> int:
     return failures
 
 
-def _run_batch(handle, fields: int, answer, batch_format: str) -> None:
-    lines = _batch_lines(handle, fields)
+def _run_batch(handle, fields: int, store, spec: JobSpec, batch_format: str, address: str | None = None,
+               retries: int | None = None, shards: int | None = None) -> None:
+    """Answer the batch file block by block (BATCH_CHUNK queries, one search each), here or as
+    Ray tasks on the cluster at ``address``; the output is the same either way."""
+    queries = (words if fields > 1 else words[0] for _, words in _batch_lines(handle, fields))
+    blocks = split_blocks(queries, BATCH_CHUNK)
+    progress = block_progress(spec.job) if address else None
+    if shards:
+        answers = _sharded_answers(store, spec, blocks, address, shards, progress)
+    else:
+        answers = run_job(store, spec, blocks, address, progress=progress, max_retries=retries)
     failures = 0
-    while chunk := list(itertools.islice(lines, BATCH_CHUNK)):
-        failures += _emit_batch(answer([words for _, words in chunk]), batch_format)
+    for answer in answers:
+        failures += _emit_batch(answer.results, batch_format)
+    if progress:
+        progress.finish()
     if failures:
         note(f"{failures:,} queries had an unknown word; their lines say which")
+
+
+def _sharded_answers(store, spec: JobSpec, blocks, address: str | None, shards: int, progress):
+    """``nearest --batch`` blocks answered by ``shards`` Ray actors over the exact rows (or,
+    with --index hnsw, over an HNSW graph each builds of its rows, with the recall measured)."""
+    options = spec.options
+    kind = options.get("index") or "exact"
+    if address is None:
+        raise click.UsageError("--shards needs --ray ADDRESS (or $EMBSTORE_RAY_ADDRESS): the shards are Ray actors")
+    if options.get("restrict") is not None or kind not in ("exact", "hnsw"):
+        raise click.UsageError("--shards searches every word's exact rows, or with --index hnsw a graph per shard; "
+                               "use it without --restrict")
+    from embstore.distributed.ray_shards import RayShards
+
+    done = queries = found = expected = 0
+    with RayShards(address, store, shards, graph=kind == "hnsw") as sharded:
+        for block in blocks:
+            answered = sharded.nearest_many(block.items, k=options["k"], on_unknown="report", case_insensitive=True,
+                                            kind=kind, measure_recall=kind != "exact")
+            results = answered
+            if kind != "exact":
+                results, (block_found, block_expected) = answered
+                found, expected = found + block_found, expected + block_expected
+            done, queries = done + 1, queries + len(results)
+            if progress:
+                progress(done, queries)
+            yield BlockAnswer(block.number, store.generation, results)
+    if expected:
+        note(f"recall@{options['k']} of the {kind} shards against exact search: {found / expected:.4f} "
+             f"({queries:,} queries)")
+
+
+def _batch_only(option: str | None, shards: int | None = None) -> None:
+    """--ray and --shards apply to --batch jobs only (an explicit option; the environment is ignored)."""
+    if option or shards:
+        raise click.UsageError("--ray and --shards run --batch jobs; give --batch FILE")
 
 
 MAX_K = 100_000
@@ -122,20 +173,26 @@ def _is_number(token: str) -> bool:
 @click.option("--vector", "from_vector", is_flag=True,
               help="Read a vector from standard input ('v1 ... vd' or 'word v1 ... vd') instead of WORDS.")
 @with_batch_options
+@with_ray_options
+@click.option("--shards", type=click.IntRange(min=1), default=None,
+              help="With --batch and --ray: split the rows by word ID into N shards, one Ray actor each, searched "
+                   "exactly (or with --index hnsw through a graph per shard, recall reported).")
 @with_index_options
 @db_option
 @json_option
-def nearest(words, k, restrict, from_vector, batch_file, batch_format, index, exact, db, as_json):
+def nearest(words, k, restrict, from_vector, batch_file, batch_format, ray_address, ray_retries, shards, index,
+            exact, db, as_json):
     """The K words closest to each WORD by cosine similarity."""
     if not words and not from_vector and batch_file is None:
         raise click.UsageError("give at least one WORD, --vector with a vector on standard input, or --batch FILE")
     kind = chosen_index(index, exact)
     with open_store(db) as store:
         if batch_file is not None:
-            _run_batch(batch_file, 1, lambda rows: store.nearest_many(
-                [r[0] for r in rows], k=k, restrict=restrict, on_unknown="report", index=kind, case_insensitive=True),
-                batch_format)
+            spec = JobSpec("nearest", {"k": k, "restrict": restrict, "on_unknown": "report", "index": kind,
+                                       "case_insensitive": True})
+            _run_batch(batch_file, 1, store, spec, batch_format, chosen_address(ray_address), ray_retries, shards)
             return
+        _batch_only(ray_address, shards)
         if from_vector:
             results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict, index=kind)]
         else:
@@ -152,10 +209,12 @@ def nearest(words, k, restrict, from_vector, batch_file, batch_format, index, ex
               help="add: 3CosAdd (gensim most_similar); mul: 3CosMul (most_similar_cosmul).")
 @restrict_option
 @with_batch_options
+@with_ray_options
 @with_index_options
 @db_option
 @json_option
-def analogy(a, b, c, k, method, restrict, batch_file, batch_format, index, exact, db, as_json):
+def analogy(a, b, c, k, method, restrict, batch_file, batch_format, ray_address, ray_retries, index, exact, db,
+            as_json):
     """A is to B as C is to what? e.g. man king woman gives queen.
 
     3CosAdd by default, as gensim most_similar(positive=[B, C], negative=[A]);
@@ -166,10 +225,11 @@ def analogy(a, b, c, k, method, restrict, batch_file, batch_format, index, exact
     kind = chosen_index(index, exact)
     with open_store(db) as store:
         if batch_file is not None:
-            _run_batch(batch_file, 3, lambda rows: store.analogy_many(
-                [tuple(r) for r in rows], k=k, method=method, restrict=restrict, on_unknown="report",
-                index=kind, case_insensitive=True), batch_format)
+            spec = JobSpec("analogy", {"k": k, "method": method, "restrict": restrict, "on_unknown": "report",
+                                       "index": kind, "case_insensitive": True})
+            _run_batch(batch_file, 3, store, spec, batch_format, chosen_address(ray_address), ray_retries)
             return
+        _batch_only(ray_address)
         result = store.analogy(a, b, c, k=k, method=method, restrict=restrict, index=kind, case_insensitive=True)
     emit_results([result], as_json, score_name="cosine" if method == "add" else "3cosmul")
 

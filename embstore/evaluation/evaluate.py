@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
 
@@ -281,11 +281,14 @@ def evaluate_analogies(
     keep_mistakes: bool = False,
     index: str | None = None,
     keep_outcomes: bool = False,
+    analogy_hits: Callable | None = None,
 ) -> AnalogyEvaluation:
     """Analogy accuracy on a questions-words file, with gensim's counting rules.
 
     ``index`` names the index kind that answers (None: the store's default).
     ``keep_outcomes`` records every question's verdict (gensim's sections are built from them).
+    ``analogy_hits``: what searches the undecided questions, in place of ``searcher.analogy_hits``
+    (``eval analogies --ray`` passes one that runs blocks of them as Ray tasks).
     """
     kind = searcher.choose(index).kind if method == "add" else "exact"
     started = time.perf_counter()
@@ -314,7 +317,7 @@ def evaluate_analogies(
     screened_method = method if kind == "exact" else "none"  # the bound holds for exact scores only
     verdict, answer = _screen(searcher, screened_method, ids, keys_of, shared, size, keep_mistakes)
     searched = np.flatnonzero(verdict == UNDECIDED)
-    hits = searcher.analogy_hits(ids[searched, :3], GENSIM_TOPN, method, id_limit=size, kind=kind) if len(searched) else []
+    hits = (analogy_hits or searcher.analogy_hits)(ids[searched, :3], GENSIM_TOPN, method, id_limit=size, kind=kind) if len(searched) else []
     hits_of = dict(zip(searched.tolist(), hits))
     mistakes: list[AnalogyMistake] = []
     right_ones: set[int] = set()
