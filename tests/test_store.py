@@ -218,3 +218,39 @@ def test_refresh_sees_a_catalog_put_in_place_of_the_one_it_probes(tmp_path, samp
         os.replace(second / "s.db", first / "s.db")
         assert reader.refresh()
         assert len(reader) == 200 and reader.vocabulary()[0] == sample_lines[300].split(" ", 1)[0]
+
+
+def test_a_catalog_overwritten_in_place_gives_errors_not_a_crash(tmp_path, sample_lines):
+    """cp of a smaller store over an open one keeps the inode and shortens the file: SQLite must
+    report it (no memory map of the catalog, which would raise SIGBUS), and refresh must not crash."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (tmp_path / "big.txt").write_text("".join(sample_lines[:3000]), encoding="utf-8")
+    (tmp_path / "small.txt").write_text("".join(sample_lines[:50]), encoding="utf-8")
+    (tmp_path / "other").mkdir()
+    Store.load(tmp_path / "big.txt", tmp_path / "s.db")
+    Store.load(tmp_path / "small.txt", tmp_path / "other" / "s.db")
+    script = textwrap.dedent(f"""
+        import shutil
+        from embstore import Store, EmbstoreError
+        store = Store.open({str(tmp_path / "s.db")!r})
+        words = store.vocabulary()[2000:2100]
+        store.nearest(words[0], k=3)
+        shutil.copyfile({str(tmp_path / "other" / "s.db")!r}, {str(tmp_path / "s.db")!r})
+        outcomes = set()
+        for word in words:
+            try:
+                store.nearest(word, k=3)
+                outcomes.add("answered")
+            except EmbstoreError as exc:
+                outcomes.add(type(exc).__name__)
+            try:
+                store.refresh()
+            except EmbstoreError as exc:
+                outcomes.add(type(exc).__name__)
+        print(sorted(outcomes))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
