@@ -4,10 +4,13 @@ Store API in this process and the CLI's --json; bad and hostile input; another p
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from urllib.parse import quote
 
 import numpy as np
@@ -260,6 +263,17 @@ def test_slow_clients_lose_their_connection(server):
     assert server.get("/api/nearest?word=king&k=1")[0] == 200
 
 
+def test_head_requests_answer_like_get_without_a_body(server):
+    for path in ("/api/info", "/api/nearest?word=king", "/api/words?prefix=ki", "/"):
+        request = urllib.request.Request(server.url + path, method="HEAD")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200 and response.read() == b""
+    request = urllib.request.Request(server.url + "/api/nearest?word=kingg", method="HEAD")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 404
+
+
 def test_openapi_and_docs_describe_every_endpoint(server):
     status, schema = server.get("/openapi.json")
     assert status == 200 and schema["openapi"].startswith("3.")
@@ -318,9 +332,19 @@ def test_changes_by_another_process_are_seen_without_a_restart(small_store_path,
         assert replaced.returncode == 0, replaced.stderr
         assert all(server.get("/api/info")[1]["words"] == 1000 for _ in range(4))
         before = server.get("/api/nearest?word=queen&k=5")
+        # A smaller store copied over the catalog (same inode, shorter file): errors, never a crash.
+        small = copy_store(small_store_path, tmp_path / "small")
+        Store.load(SAMPLE, small, replace=True, limit=50)
+        shutil.copyfile(small, db)
+        for path in ("/api/info", "/api/nearest?word=queen&k=5", "/api/nearest?word=the&k=2"):
+            assert server.get(path)[0] in (200, 404, 503), path
+        assert server.process.poll() is None
         # The store's files deleted under the server: it answers from the generation it holds, and says so in its log.
+        Store.load(SAMPLE, db, replace=True, limit=1000)
+        before = server.get("/api/nearest?word=queen&k=5")
         for file in db.parent.iterdir():
             file.unlink()
+        assert server.get("/api/info")[0] in (200, 503)  # never a 500
         assert server.get("/api/nearest?word=queen&k=5") == before
         time.sleep(0.2)
         assert server.get("/api/nearest?word=queen&k=5") == before

@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sqlite3
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -34,7 +35,8 @@ log = logging.getLogger("embstore.serve")
 
 
 def _params(request: Request) -> Params:
-    return Params.parse(spec.ENDPOINT[(request.method, request.url.path)], request.scope["query_string"])
+    method = "GET" if request.method == "HEAD" else request.method  # Starlette answers HEAD on GET routes
+    return Params.parse(spec.ENDPOINT[(method, request.url.path)], request.scope["query_string"])
 
 
 def _served(request: Request) -> ServedStore:
@@ -169,6 +171,12 @@ async def store_failed(request: Request, exc: EmbstoreError) -> Response:
     return _error(503 if isinstance(exc, StoreError) else 400, str(exc))
 
 
+async def store_unreadable(request: Request, exc: Exception) -> Response:
+    """The store's files cannot be read (deleted or damaged under the server): 503, logged."""
+    log.warning("%s %s: the store cannot be read: %s", request.method, request.url.path, exc)
+    return _error(503, f"the store cannot be read ({exc.__class__.__name__}: {exc}); run 'embstore check'")
+
+
 async def http_error(request: Request, exc: HTTPException) -> Response:
     message = {404: f"no such page: {request.url.path}; the API is described at /docs",
                405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
@@ -243,7 +251,8 @@ def create_app(db: str | os.PathLike, cors: bool = False, client_timeout: float 
 
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={
         UnknownWordError: unknown_word, BadRequest: bad_request, QueryError: bad_query, EmbstoreError: store_failed,
-        HTTPException: http_error, Exception: internal_error})
+        sqlite3.Error: store_unreadable, OSError: store_unreadable, HTTPException: http_error,
+        Exception: internal_error})
     app.add_middleware(SecurityHeaders, cors=cors)
     app.state.client_timeout = client_timeout
     return app
