@@ -25,7 +25,7 @@ batch_options = [
     click.option("--batch", "batch_file", type=click.File("rb"),
                  help="Answer one query per line of this file ('-' for stdin), one result per output line."),
     click.option("--batch-format", type=click.Choice(["tsv", "jsonl"]), default="tsv", show_default=True,
-                 help="Batch output: TSV (query, then word and score pairs) or JSON lines."),
+                 help="Batch output: TSV (query, then word and score pairs; notes on stderr) or JSON lines (also --json)."),
 ]
 
 
@@ -47,12 +47,19 @@ def _batch_lines(handle, fields: int):
         yield number, words
 
 
-def _emit_batch(results, batch_format: str) -> int:
-    """Write one line per result; returns how many had an unknown word."""
+NOTES_SHOWN = 10  # a TSV batch's notes on stderr: the first ones, then how many more
+
+
+def _emit_batch(results, batch_format: str, notes: list[str] | None = None) -> int:
+    """Write one line per result; returns how many had an unknown word. TSV has no place for
+    notes: they are collected in ``notes`` for stderr (JSON lines carry them)."""
     failures = 0
     for result in results:
         if result.error:
             failures += 1
+        if notes is not None and batch_format != "jsonl":
+            notes.extend(f"{result.query}: {message}" if not message.startswith(repr(result.query)) else message
+                         for message in result.notes)
         if batch_format == "jsonl":
             click.echo(json.dumps(to_plain(result), ensure_ascii=False))
         elif result.error:
@@ -74,10 +81,15 @@ def _run_batch(handle, fields: int, store, spec: JobSpec, batch_format: str, add
     else:
         answers = run_job(store, spec, blocks, address, progress=progress, max_retries=retries)
     failures = 0
+    notes: list[str] = []
     for answer in answers:
-        failures += _emit_batch(answer.results, batch_format)
+        failures += _emit_batch(answer.results, batch_format, notes)
     if progress:
         progress.finish()
+    for message in notes[:NOTES_SHOWN]:
+        note(message)
+    if len(notes) > NOTES_SHOWN:
+        note(f"... and {len(notes) - NOTES_SHOWN:,} more notes (--batch-format jsonl gives each query's notes)")
     if failures:
         note(f"{failures:,} queries had an unknown word; their lines say which")
 
@@ -190,7 +202,7 @@ def nearest(words, k, restrict, from_vector, batch_file, batch_format, ray_addre
         if batch_file is not None:
             spec = JobSpec("nearest", {"k": k, "restrict": restrict, "on_unknown": "report", "index": kind,
                                        "case_insensitive": True})
-            _run_batch(batch_file, 1, store, spec, batch_format, chosen_address(ray_address), ray_retries, shards)
+            _run_batch(batch_file, 1, store, spec, "jsonl" if as_json else batch_format, chosen_address(ray_address), ray_retries, shards)
             return
         _batch_only(ray_address, shards)
         if from_vector:
@@ -227,7 +239,7 @@ def analogy(a, b, c, k, method, restrict, batch_file, batch_format, ray_address,
         if batch_file is not None:
             spec = JobSpec("analogy", {"k": k, "method": method, "restrict": restrict, "on_unknown": "report",
                                        "index": kind, "case_insensitive": True})
-            _run_batch(batch_file, 3, store, spec, batch_format, chosen_address(ray_address), ray_retries)
+            _run_batch(batch_file, 3, store, spec, "jsonl" if as_json else batch_format, chosen_address(ray_address), ray_retries)
             return
         _batch_only(ray_address)
         result = store.analogy(a, b, c, k=k, method=method, restrict=restrict, index=kind, case_insensitive=True)

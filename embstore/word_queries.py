@@ -16,7 +16,7 @@ from .results import Neighbour, QueryResult, Resolved
 from .search.engine import mean_direction, unit
 from .search.searcher import ANALOGY_METHODS, Choice, Searcher
 from .subwords.compose import SubwordVectors
-from .vocabulary.vocabulary import Vocabulary, word_list
+from .vocabulary.vocabulary import Vocabulary, word_list, word_problem
 
 
 def checked_k(k: object) -> int:
@@ -55,29 +55,44 @@ class WordQueries:
 
     def _resolve(self, words: Sequence[str], on_unknown: str = "raise", case_insensitive: bool = False,
                  what: str = "words") -> list[Resolved | UnknownWordError]:
-        """``Vocabulary.resolve_many``, and on a fastText store a vector from its n-grams for
-        each word it does not find. Unknown words keep their suggestions."""
+        """``Vocabulary.resolve_many``; on a fastText store a word not stored exactly gets the
+        vector of its n-grams, as fastText and gensim give it, before any case-insensitive match
+        (which is only for a word with no n-grams). Unknown words keep their suggestions."""
         if self._subwords is None:
             return self.vocabulary.resolve_many(words, on_unknown, case_insensitive)
         words = word_list(words, what)
-        resolved = self.vocabulary.resolve_many(words, "report", case_insensitive, suggest=False)
+        resolved = self.vocabulary.resolve_many(words, "report", False, suggest=False)
         unknown = [i for i, r in enumerate(resolved) if not isinstance(r, Resolved)]
-        reason = None
+        reasons: dict[int, str] = {}
         if unknown:
             builder = self._subwords()
-            asked = [words[i] for i in unknown]
+            buildable = []
+            for i in unknown:
+                problem = word_problem(words[i])
+                if problem:
+                    reasons[i] = f"not a word: it {problem}"
+                else:
+                    buildable.append(i)
+            asked = [words[i] for i in buildable]
             vectors, counts = builder.for_words(asked)
             lengths = np.linalg.norm(vectors.astype(np.float64), axis=1)
-            for i, word, vector, count, length in zip(unknown, asked, vectors, counts.tolist(), lengths.tolist()):
+            for i, word, vector, count, length in zip(buildable, asked, vectors, counts.tolist(), lengths.tolist()):
                 if count and 0 < length < float("inf"):
                     resolved[i] = Resolved(word, word, -1, built=vector, ngrams=count)
-            reason = (f"it has no character n-grams of {builder.minn} to {builder.maxn} characters to build a "
-                      "vector from")
+                else:
+                    reasons[i] = (f"it has no character n-grams of {builder.minn} to {builder.maxn} characters to "
+                                  "build a vector from")
         for i in unknown:
-            if not isinstance(resolved[i], Resolved):
-                resolved[i] = self.vocabulary.unknown(words[i], reason)
-                if on_unknown == "raise":
-                    raise resolved[i]
+            if isinstance(resolved[i], Resolved):
+                continue
+            if case_insensitive:
+                folded = self.vocabulary.resolve_many([words[i]], "report", True, suggest=False)[0]
+                if isinstance(folded, Resolved):
+                    resolved[i] = folded
+                    continue
+            resolved[i] = self.vocabulary.unknown(words[i], reasons.get(i))
+            if on_unknown == "raise":
+                raise resolved[i]
         return resolved
 
     def _unit_rows(self, resolved: Sequence[Resolved]) -> np.ndarray:

@@ -7,6 +7,7 @@ fixture models and for models trained here with gensim's ``FastText`` and saved 
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import struct
@@ -92,9 +93,9 @@ def test_fixture_models_give_gensims_vectors_for_every_word(tmp_path, name, enco
         unknown = oov_words(words, 300, seed=len(name))
         built = np.stack([store.vector(w) for w in unknown])
         assert np.allclose(built, np.stack([kv[w] for w in unknown]), rtol=0, atol=1e-6)
-        if store.has_subwords and store._files.subword_file.record.minn >= 3:  # "<>" has no n-gram: unknown
-            result = store.nearest_many(["", words[0]], on_unknown="report")[0]
-            assert "no character n-grams of 3 to" in result.error and "unknown word ''" in result.error
+        result = store.nearest_many(["", "a b", words[0]], on_unknown="report")  # never words, n-grams or not
+        assert "unknown word '' (not a word: it is empty)" == result[0].error
+        assert "not a word: it holds U+0020 SPACE" in result[1].error
         counts = dict(store.catalog.conn.execute("SELECT word, count FROM words"))
         assert all(counts[w] == kv.get_vecattr(w, "count") for w in words)
 
@@ -138,7 +139,7 @@ def _same_answers(ours, theirs) -> None:
 def test_batches_mix_stored_and_built_words(trained_store):
     with Store.open(trained_store) as store:
         vocabulary = store.vocabulary()
-        asked = [vocabulary[0], "zzqqxy", vocabulary[5], "kingzzz", ""]  # "<>" is one 2-gram
+        asked = [vocabulary[0], "zzqqxy", vocabulary[5], "kingzzz", "k"]
         results = store.nearest_many(asked, k=5, on_unknown="report")
         for word, result in zip(asked, results):
             assert result.neighbours == store.nearest(word, k=5).neighbours
@@ -168,6 +169,33 @@ def test_cli_accepts_words_outside_the_vocabulary(trained_store, run):
     assert "5,000 n-gram buckets of 2-5 characters" in info.stdout
     exported = run("export", "-", "--format", "word2vec", "--db", str(trained_store))
     assert exported.exit_code == 0 and "not part of the word2vec format" in exported.stderr
+
+
+def test_a_word_with_no_ngram_long_enough_stays_unknown_with_the_reason(tmp_path):
+    data = bytearray(open(datapath("crime-and-punishment.bin"), "rb").read())
+    data[44:48] = struct.pack("<i", 5)  # minn 5 (maxn 6): '<ab>' has no n-gram
+    model = tmp_path / "minn5.bin"
+    model.write_bytes(bytes(data))
+    kv = reference(str(model))
+    Store.load(model, tmp_path / "m.db")
+    with Store.open(tmp_path / "m.db") as store:
+        assert np.array_equal(store.vector("abcdef"), kv["abcdef"])
+        with pytest.raises(UnknownWordError, match=r"no character n-grams of 5 to 6 characters"):
+            store.nearest("ab")
+        assert not kv["ab"].any()  # gensim gives the origin, which has no direction to search with
+
+
+def test_the_ngram_vector_comes_before_a_case_insensitive_match(trained_store, trained_model, run):
+    """On a fastText store 'King' (not stored) is its n-gram vector, as in gensim, even where the
+    CLI would otherwise fall back to 'king'."""
+    kv = reference(str(trained_model))
+    with Store.open(trained_store) as store:
+        assert "King" not in store and "king" in store
+        ours = store.nearest("King", k=5, case_insensitive=True)
+        _same_answers(ours, kv.most_similar("King", topn=5))
+        assert "vector built from its" in ours.notes[0]
+    result = run("nearest", "King", "-k", "3", "--json", "--db", str(trained_store))
+    assert [n["word"] for n in json.loads(result.stdout)["neighbours"]] == [w for w, _ in kv.most_similar("King", topn=3)]
 
 
 def test_stores_without_subwords_still_refuse_unknown_words(small_store):

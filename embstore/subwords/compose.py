@@ -37,7 +37,7 @@ class SubwordVectors:
 
     def for_words(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, n-gram counts) of words outside the vocabulary: the mean of their n-gram
-        rows; a word with no n-grams gets zeros (as fastText and gensim give)."""
+        rows; a word with no n-grams gets zeros (as fastText and gensim give; queries refuse it)."""
         return self._averaged(words, None)
 
     def _averaged(self, words: Sequence[str], word_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,20 @@ def word_list(words: object, argument: str) -> list[str]:
     odd = next((w for w in words if not isinstance(w, str)), None)
     if odd is not None:
         raise TypeError(f"{argument} takes words as strings, not {type(odd).__name__} {odd!r:.40}")
+    try:
+        "".join(words).encode("utf-8")  # one pass for the whole list: lone surrogates cannot be stored or looked up
+    except UnicodeEncodeError:
+        bad = next(w for w in words if not _encodable(w))
+        raise QueryError(f"{bad!r:.60} is not valid UTF-8 text (it holds a lone surrogate)") from None
     return words
+
+
+def _encodable(word: str) -> bool:
+    try:
+        word.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def load_word_table(catalog: Catalog, count: int) -> WordTable | None:
@@ -110,7 +123,9 @@ class Vocabulary:
 
     @_catalog_errors
     def id_of(self, word: str) -> int | None:
-        """The ID of ``word`` exactly as written, or None."""
+        """The ID of ``word`` exactly as written, or None (also for text no word can be)."""
+        if not _encodable(word):
+            return None
         return self.catalog.id_for_word(word)
 
     @_catalog_errors
