@@ -79,6 +79,8 @@ class WordQueries:
             for i, word, vector, count, length in zip(buildable, asked, vectors, counts.tolist(), lengths.tolist()):
                 if count and 0 < length < float("inf"):
                     resolved[i] = Resolved(word, word, -1, built=vector, ngrams=count)
+                elif count:
+                    reasons[i] = f"its {count} n-gram rows add up to no usable vector (zero, or not finite)"
                 else:
                     reasons[i] = (f"it has no character n-grams of {builder.minn} to {builder.maxn} characters to "
                                   "build a vector from")

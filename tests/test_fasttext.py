@@ -370,3 +370,34 @@ def test_ngram_buckets_equal_gensims_for_any_text(words, minn, extra, bucket):
     found, offsets = word_ngram_buckets(words, minn, maxn, bucket)
     assert [found[offsets[i]: offsets[i + 1]].tolist() for i in range(len(words))] == expected
     assert [buckets_of_word(w, minn, maxn, bucket) for w in words] == expected
+
+
+def _model_bytes(words, dimension, bucket, rows=None):
+    rng = np.random.default_rng(0)
+    count = len(words) + bucket
+    matrix = rng.standard_normal((count, dimension)).astype(np.float32) if rows is None else rows
+    return b"".join([
+        struct.pack("<2i", 793712314, 12), struct.pack("<12id", dimension, 5, 5, 1, 5, 1, 2, 2, bucket, 3, 6, 100, 1e-4),
+        struct.pack("<3iqq", len(words), len(words), 0, 10, -1),
+        b"".join(w.encode() + b"\0" + struct.pack("<qb", 1, 0) for w in words),
+        b"\0" + struct.pack("<2q", count, dimension), matrix.tobytes(),
+        b"\0" + struct.pack("<2q", len(words), dimension), np.zeros((len(words), dimension), np.float32).tobytes()])
+
+
+@pytest.mark.parametrize("row, what", [(1, "entry 2: the vector of 'beta' is not finite: its word row"),
+                                       (3 + 7, "n-gram bucket row 7 holds NaN")])
+def test_a_model_with_nan_rows_is_refused_by_entry_or_row(tmp_path, row, what):
+    rows = np.random.default_rng(0).standard_normal((3 + 40, 4)).astype(np.float32)
+    rows[row, 2] = np.nan
+    model = tmp_path / "nan.bin"
+    model.write_bytes(_model_bytes(["alpha", "beta", "gamma"], 4, 40, rows))
+    with pytest.raises(FormatError, match=what):
+        Store.load(model, tmp_path / "nan.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nan.bin"]
+
+
+def test_a_model_wider_than_a_store_is_refused(tmp_path):
+    model = tmp_path / "wide.bin"
+    model.write_bytes(_model_bytes(["a", "b"], 70_000, 1))
+    with pytest.raises(FormatError, match="70,000 values; a store holds at most 65,536"):
+        Store.load(model, tmp_path / "wide.db")

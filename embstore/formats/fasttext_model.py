@@ -42,7 +42,8 @@ MODEL_NAMES = {1: "cbow", 2: "skipgram", 3: "supervised"}
 _ARGS = struct.Struct("<12id")
 _DICT_HEAD = struct.Struct("<3iq")
 _ENTRY_TAIL = struct.Struct("<qb")
-MAX_DIMENSION = 100_000
+MAX_DIMENSION = 100_000  # for recognising a header; a store holds at most STORED_DIMENSION
+STORED_DIMENSION = 65_536  # as storage/store_meta.py (formats know nothing of storage)
 MAX_WORD_BYTES = 1 << 16
 CHUNK_WORDS = 20_000
 CHUNK_BYTES = 16 << 20  # word rows read at once
@@ -103,6 +104,7 @@ class FastTextModelReader:
         self.encoding = encoding
         self.notes: list[str] = []
         self.rows_read = 0
+        self._buckets_checked = False
         self._handle = open(self.path, "rb")
         try:
             self.total_bytes = os.fstat(self._handle.fileno()).st_size
@@ -156,6 +158,8 @@ class FastTextModelReader:
         if model == 3:
             raise self._fail("is a supervised fastText model (a text classifier), not word vectors", hint=SUPPORTED)
         self.model = MODEL_NAMES[model]
+        if dim > STORED_DIMENSION:
+            raise self._fail(f"has vectors of {dim:,} values; a store holds at most {STORED_DIMENSION:,}")
         self.dimension = dim
         self._parse_dictionary()
         if self.versioned and self._read_exactly(1, "the input matrix header") != b"\x00":
@@ -256,6 +260,27 @@ class FastTextModelReader:
         return np.memmap(self.path, dtype="<f4", mode="r", shape=(self.subwords.bucket, self.dimension),
                          offset=self.matrix_offset + 4 * self.nwords * self.dimension)
 
+    def _check_finite(self, rows: np.ndarray, start: int, where: str) -> None:
+        bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+        if bad.size:
+            entry = start + int(bad[0])
+            raise FormatError(self.name, entry + 1, f"the vector of {self.word(entry)!r:.60} is not finite: {where} "
+                                                    "hold NaN or an infinite value", unit="entry",
+                              hint="the model file is damaged; fetch it again")
+
+    def check_bucket_rows(self, block_rows: int = 65_536) -> None:
+        """FormatError naming the first n-gram bucket row that holds NaN or an infinite value
+        (once per reader; the pass also brings the rows into the page cache for what follows)."""
+        if self._buckets_checked:
+            return
+        self._buckets_checked = True
+        buckets = self.bucket_rows()
+        for start in range(0, buckets.shape[0], block_rows):
+            bad = np.flatnonzero(~np.isfinite(buckets[start: start + block_rows]).all(axis=1))
+            if bad.size:
+                raise FormatError(self.name, None, f"n-gram bucket row {start + int(bad[0]):,} holds NaN or an "
+                                                   "infinite value", hint="the model file is damaged; fetch it again")
+
     @property
     def bucket_offset(self) -> int:
         """Where the bucket rows start in the file."""
@@ -264,6 +289,7 @@ class FastTextModelReader:
     def chunks(self) -> Iterator[Chunk]:
         """The words in the model's order with the vectors fastText gives them (word row and
         n-gram rows averaged), ``lines`` holding each word's 1-based dictionary entry."""
+        self.check_bucket_rows()  # first: a bad n-gram row is named as such, not as the first word using it
         composer = SubwordVectors(self.bucket_rows(), self.subwords.minn, self.subwords.maxn)
         row_bytes = 4 * self.dimension
         step = max(1, min(CHUNK_WORDS, CHUNK_BYTES // row_bytes))  # bounded whatever the dimension
@@ -273,7 +299,9 @@ class FastTextModelReader:
             self._handle.seek(self.matrix_offset + start * row_bytes)
             raw = self._read_exactly((stop - start) * row_bytes, "the word rows")
             rows = np.frombuffer(raw, dtype="<f4").reshape(stop - start, self.dimension)
+            self._check_finite(rows, start, "its word row")
             vectors = composer.compose(words, rows)
+            self._check_finite(vectors, start, "its n-gram rows")
             self.rows_read = stop
             self.bytes_read = int(self.total_bytes * stop / max(self.count, 1))
             yield Chunk(words, vectors, np.arange(start + 1, stop + 1, dtype=np.int64), self.counts[start:stop])

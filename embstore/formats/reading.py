@@ -36,7 +36,7 @@ FORMAT_ALIASES = {
 UNICODE_ERRORS = ("strict", "replace", "ignore")
 
 CHUNK_BYTES = 4 << 20           # text read per parse step
-MAX_DIMENSION = 100_000         # a header claiming more is lying (or not a header)
+MAX_DIMENSION = 65_536          # what a store holds (storage/store_meta.py); a header claiming more is refused
 
 
 _BOM = b"\xef\xbb\xbf"

@@ -19,6 +19,7 @@ def record_subwords(catalog: Catalog, store: Path, reader, files: NewFiles) -> l
     if settings.bucket == 0 or settings.maxn == 0:
         return [f"{reader.name} has no n-grams (bucket {settings.bucket}, maxn {settings.maxn}): only its "
                 "vocabulary words have vectors"]
+    reader.check_bucket_rows()  # a row no vocabulary word uses is checked too: any word may need it
     tmp, final = new_subword_file(store)
     written = write_subword_file(reader.bucket_rows(), files.claim(tmp, final), final)
     params = {**settings.as_params(), "model": reader.model, "file_version": reader.version,
