@@ -23,7 +23,7 @@ from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
 from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, STORAGE, SUBWORDS, CheckReport,
                             check_store)
-from .storage.file_names import index_file_path, kind_of_file, leftover_files, remove_files
+from .storage.file_names import index_file_path, is_subword_file, kind_of_file, leftover_files, remove_files
 from .storage.index_files import file_checksum
 from .storage.schema import FORMAT_VERSION
 from .storage.store_meta import EXACT, STORAGE_KINDS, changes_since_load
@@ -71,7 +71,7 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
                 report.actions.append(f"rebuilt the {kind} index from the exact rows")
     report.remaining += check_store(path).problems
     if not report.actions:
-        report.actions.append("nothing needed repair")
+        report.actions.append("nothing needed repair" if not report.remaining else "nothing could be repaired")
     return report
 
 
@@ -114,7 +114,8 @@ def _repair_in_place(path: Path, report: RepairReport) -> CheckReport:
             _fix_catalog(catalog, before.damaged, report, before.row_values)
             # While the rows are damaged, an unreferenced index file may be the newest rows: keep it.
             leftovers = [p for p in leftover_files(path, catalog.recorded_file_names())
-                         if ROWS not in before.damaged or p.name.endswith(".tmp")]
+                         if (ROWS not in before.damaged or p.name.endswith(".tmp"))
+                         and not (SUBWORDS in before.damaged and is_subword_file(path, p.name))]
         remove_files(leftovers)
         report.actions += [f"removed leftover {p.name}" for p in leftovers]
     finally:

@@ -401,3 +401,34 @@ def test_a_model_wider_than_a_store_is_refused(tmp_path):
     model.write_bytes(_model_bytes(["a", "b"], 70_000, 1))
     with pytest.raises(FormatError, match="70,000 values; a store holds at most 65,536"):
         Store.load(model, tmp_path / "wide.db")
+
+
+@pytest.mark.parametrize("damage", ["UPDATE subword_files SET file = '../x'", "DELETE FROM subword_files"])
+def test_repair_never_removes_the_file_that_holds_the_ngram_rows(tmp_path, trained_model, damage):
+    import sqlite3
+
+    model = tmp_path / "model.bin"
+    shutil.copy(trained_model, model)
+    db = tmp_path / "ft.db"
+    Store.load(model, db)
+    with Store.open(db) as store:
+        expected = store.vector("kingzzz")
+    kept = _ngram_file(db)
+    conn = sqlite3.connect(db)
+    conn.execute(damage)
+    conn.commit()
+    conn.close()
+    assert not check_store(db).ok  # a lost record is damage, not a leftover
+    moved = tmp_path / "away.bin"
+    model.rename(moved)  # without the model, nothing may be removed
+    repaired = repair_store(db)
+    assert kept.exists()
+    if damage.startswith("UPDATE"):  # the record's checksum finds the file again
+        assert check_store(db).ok, repaired
+    else:
+        assert any("not available" in r for r in repaired.remaining), repaired
+        moved.rename(model)  # with it, the rows are copied again
+        repaired = repair_store(db)
+        assert check_store(db).ok, repaired
+    with Store.open(db, verify=True) as store:
+        assert np.array_equal(store.vector("kingzzz"), expected)

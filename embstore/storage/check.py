@@ -23,7 +23,7 @@ from ..paths import resolve_store_path
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
 from .catalog_subwords import parse_subword_record
-from .file_names import index_file_path, leftover_files, subword_file_path
+from .file_names import index_file_path, is_subword_file, leftover_files, subword_file_path
 from ..row_norms import row_norms
 from .index_files import open_exact_rows, open_index_file, stored_width
 from .schema import FORMAT_VERSION, UNIT_ROWS
@@ -132,6 +132,9 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
         if ROWS in report.damaged and not leftover.name.endswith(".tmp"):
             report.notes.append(f"{leftover.name} is not named by the catalog; while the rows are damaged it is kept, "
                                 "since it may hold rows newer than the catalog knows of")
+        elif SUBWORDS in report.damaged and is_subword_file(path, leftover.name):
+            report.notes.append(f"{leftover.name} is not named by the catalog; while the n-gram record is damaged "
+                                "it is kept: repair takes it back if it holds the recorded rows")
         else:
             report.notes.append(f"leftover from an interrupted write: {leftover.name} (repair removes it)")
 
@@ -205,6 +208,10 @@ def _check_subwords(catalog: Catalog, meta: StoreMeta, report: CheckReport) -> N
     """A fastText store's n-gram file: its record, name, size, header and SHA-256."""
     row = catalog.subword_row()
     if row is None:
+        if meta.get("subwords") == "ngrams":
+            report.problem(SUBWORDS, "the catalog has lost the record of its n-gram rows (meta.subwords says the "
+                                     "store has them): words outside the vocabulary cannot get vectors; repair "
+                                     "takes back the file that holds them, or copies them again from the model")
         return
     try:
         record = parse_subword_record(row, meta.dimension)

@@ -68,6 +68,11 @@ def subword_file_path(store: Path, name: object) -> Path:
     return store.with_name(name)
 
 
+def is_subword_file(store: Path, name: str) -> bool:
+    """Whether ``name`` is an n-gram rows file name of this store (not a temporary one)."""
+    return isinstance(name, str) and _subword_pattern(store.name).fullmatch(name) is not None
+
+
 def new_catalog_file(store: Path) -> Path:
     """A temporary path for a new catalog, renamed to ``store`` once it is complete."""
     return store.with_name(f".{store.name}.{_token()}.tmp")

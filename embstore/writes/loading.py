@@ -229,6 +229,7 @@ class _Loader:
                                      "bad_words": self.bad_words, "storage": self.storage,
                                      **({"encoding": self.reader.encoding} if hasattr(self.reader, "encoding") else {})}),
             changes_since_load=json.dumps(NO_CHANGES), storage=EXACT, row_values=RAW_ROWS,
+            subwords="ngrams" if catalog.subword_row() is not None else "",  # check: a lost record shows
             counts_source=os.path.abspath(self.counts) if self.counts is not None else
             os.path.abspath(self.reader.name) if self.counts_in_file else "",
         )
