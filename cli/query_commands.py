@@ -299,6 +299,6 @@ def vector(word, db, as_json):
     if resolved.note:
         note(resolved.note)
     if as_json:
-        emit_json(vector_json(resolved.word, values))
+        emit_json(vector_json(resolved, values))
     else:
         click.echo(format_rows([resolved.word], values[None, :])[0])  # each value its shortest exact decimal

@@ -42,8 +42,10 @@ def results_json(results: Sequence[QueryResult]) -> dict | list:
 
 
 def similarity_json(first: Resolved, second: Resolved, cosine: float) -> dict:
-    """{first, second, cosine}: the words as resolved (a case-insensitive match gives the stored word)."""
-    return {"first": first.word, "second": second.word, "cosine": cosine}
+    """{first, second, cosine, notes}: the words as resolved (a case-insensitive match gives the
+    stored word) and how, when not exactly (a fastText word built from its n-grams, say)."""
+    return {"first": first.word, "second": second.word, "cosine": cosine,
+            "notes": [r.note for r in (first, second) if r.note]}
 
 
 def odd_one_out_json(odd: str, ranked: Sequence[Neighbour]) -> dict:
@@ -51,7 +53,8 @@ def odd_one_out_json(odd: str, ranked: Sequence[Neighbour]) -> dict:
     return {"odd_one_out": odd, "cosine_to_mean": to_plain(list(ranked))}
 
 
-def vector_json(word: str, values: np.ndarray) -> dict:
-    """{word, vector}: each value the shortest decimal that reads back to the same float32."""
-    line = format_rows([word], np.asarray(values, dtype=np.float32)[None, :])[0]
-    return {"word": word, "vector": [float(text) for text in line.split(" ")[1:]]}
+def vector_json(resolved: Resolved, values: np.ndarray) -> dict:
+    """{word, vector, notes}: each value the shortest decimal that reads back to the same float32."""
+    line = format_rows([resolved.word], np.asarray(values, dtype=np.float32)[None, :])[0]
+    return {"word": resolved.word, "vector": [float(text) for text in line.split(" ")[1:]],
+            "notes": [resolved.note] if resolved.note else []}

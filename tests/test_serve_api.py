@@ -75,7 +75,8 @@ def test_answers_equal_the_store_api(server, store):
         same_result(got, want)
 
     status, body = server.get("/api/similarity?w1=king&w2=Queen")
-    assert body == {"first": "king", "second": "queen", "cosine": pytest.approx(store.similarity("king", "queen"))}
+    assert body == {"first": "king", "second": "queen", "cosine": pytest.approx(store.similarity("king", "queen")),
+                    "notes": ["'Queen' is not in the vocabulary; using 'queen' (case-insensitive match)"]}
     status, body = server.get("/api/odd-one-out?words=breakfast,cereal,dinner,lunch")
     odd, ranked = store.doesnt_match(["breakfast", "cereal", "dinner", "lunch"])
     assert body["odd_one_out"] == odd == "cereal"

@@ -102,7 +102,7 @@ async def vector(request: Request) -> Response:
     word = _params(request).word("word")
 
     def answer(store):
-        return vector_json(store.resolve(word, case_insensitive=True).word, store.vector(word, case_insensitive=True))
+        return vector_json(store.resolve(word, case_insensitive=True), store.vector(word, case_insensitive=True))
 
     return JSONResponse(await _served(request).run(answer))
 

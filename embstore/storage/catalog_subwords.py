@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import CatalogMismatchError
+from ..subwords.ngrams import HASH_NAME
 
 NGRAMS = "ngrams"
 COLUMNS = ("name", "file", "rows", "dimension", "bytes", "checksum", "fingerprint", "params", "created_at")
@@ -61,6 +62,9 @@ def parse_subword_record(row: tuple, dimension: int) -> SubwordRecord:
         params = None
     if not isinstance(params, dict) or any(key not in params for key in PARAM_KEYS):
         raise CatalogMismatchError("the catalog's n-gram record has no valid params (minn, maxn, bucket, hash)")
+    if params["hash"] != HASH_NAME:
+        raise CatalogMismatchError(f"the catalog's n-gram record names the hash {str(params['hash'])[:40]!r}; this "
+                                   f"embstore computes {HASH_NAME!r}")
     minn, maxn = _whole(params["minn"], "params.minn"), _whole(params["maxn"], "params.maxn")
     if maxn < minn or maxn > 1000 or _whole(params["bucket"], "params.bucket") != rows:
         raise CatalogMismatchError(f"the catalog's n-gram record has params {params} that do not fit its "

@@ -17,6 +17,7 @@ from .ngrams import buckets_of_word, word_ngram_buckets
 GATHER_BYTES = 64 << 20  # n-gram rows gathered at once (one per word)
 STEP_WORDS = 16_384  # words whose n-grams are computed together
 FEW_WORDS = 8  # up to this many, words take the plain Python path
+LONG_WORD = 64  # characters; a longer word takes the vectorised path whatever the count
 
 
 class SubwordVectors:
@@ -48,7 +49,7 @@ class SubwordVectors:
             out[:] = word_rows
         if self.bucket_count == 0 or not len(words):
             return out, counts
-        if len(words) <= FEW_WORDS:  # a query's words: plain Python, then a few row additions
+        if len(words) <= FEW_WORDS and all(len(w) <= LONG_WORD for w in words):  # a query's words: plain Python
             for position, word in enumerate(words):
                 buckets = buckets_of_word(word, self.minn, self.maxn, self.bucket_count)
                 for row in self.buckets[buckets]:
