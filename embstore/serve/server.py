@@ -3,11 +3,13 @@ the one listening, port 0 included), then serve it with one process or several."
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from pathlib import Path
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from .app import CORS_ENV_VAR, DB_ENV_VAR, TIMEOUT_ENV_VAR
 from .slow_clients import TimelyProtocol
@@ -42,8 +44,10 @@ def serve(db: Path, sock: socket.socket, workers: int = 1, access_log: bool = Tr
     os.environ[DB_ENV_VAR] = str(db)  # the environment reaches every worker process
     os.environ[CORS_ENV_VAR] = "1" if cors else "0"
     os.environ[TIMEOUT_ENV_VAR] = str(client_timeout)
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout has only the address line
     config = uvicorn.Config(FACTORY, factory=True, workers=workers, access_log=access_log, http=TimelyProtocol,
-                            timeout_keep_alive=5, limit_concurrency=1000, log_level="info")
+                            timeout_keep_alive=5, limit_concurrency=1000, log_level="info", log_config=log_config)
     if workers == 1:
         uvicorn.Server(config).run(sockets=[sock])
         return
