@@ -11,8 +11,9 @@ The load generator is this process: asyncio connections speaking HTTP/1.1 with k
 each sending its next request when the answer to the last one has arrived (a closed loop, as
 wrk does). Query words are 1,000 vocabulary words spread evenly over the IDs. The server runs
 in its own process (`embstore serve --no-access-log`); on a 2-core machine the load generator
-and the server share the cores, so the figures are a floor. The writer process adds a word and
-deletes it again, as whole `embstore add` / `delete` processes, for as long as the cell runs.
+and the server share the cores, so the figures are a floor. The writer process adds words, one
+whole `embstore add` process each, for as long as the cell runs (adds extend the hnsw index;
+deletes would leave it stale). Each index kind is served from a fresh copy of the store.
 Writes Markdown to bench/results/serve_load.md (not with --quick).
 """
 
@@ -62,12 +63,19 @@ def make_store(args, folder: Path) -> Path:
             print("loading the 400k store and building its hnsw index (a few minutes, once) ...", file=sys.stderr)
             embstore("load", str(glove_text(400_000)), "--db", str(source))
             embstore("index", "build", "--kind", "hnsw", "--db", str(source))
-    served = folder / "served"  # a copy, which the writer process may change (index files keep the store's name)
-    served.mkdir()
+    return source
+
+
+def fresh_copy(source: Path, folder: Path) -> Path:
+    """A copy of ``source`` in its own folder, which the writer process may change (index files
+    keep the store's name); each index kind is measured on a fresh one."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
     for file in source.parent.iterdir():
         if file.name.startswith(source.name):
-            shutil.copy(file, served / file.name)
-    return served / source.name
+            shutil.copy(file, folder / file.name)
+    return folder / source.name
 
 
 @contextlib.contextmanager
@@ -167,8 +175,10 @@ def in_process(db: Path, words: list[str], kind: str, duration: float) -> dict:
 
 @contextlib.contextmanager
 def writer(db: Path, dimension: int):
-    """Another process committing changes for as long as the block runs: add a word, delete it.
-    At the end it is asked to stop and finishes the change it is making."""
+    """Another process committing changes for as long as the block runs: it adds words, one
+    commit each. Adds extend the approximate indexes, so the hnsw index stays current; a
+    delete would renumber the IDs and leave it stale, and queries would then (rightly) be
+    answered by the exact rows. At the end it is asked to stop and finishes the change it is making."""
     vector = ["0.1"] * dimension
     stop = db.parent / "stop-writer"
     script = f"""
@@ -177,7 +187,7 @@ command = [sys.executable, "-m", "embstore_cli"]
 commits = 0
 for n in range(10**9):
     word = f"serveload{{os.getpid()}}w{{n}}"
-    for change in (["add", word, *{vector!r}], ["delete", word]):
+    for change in (["add", word, *{vector!r}],):
         if subprocess.run(command + change + ["--db", {str(db)!r}], capture_output=True).returncode == 0:
             commits += 1
             print(commits, flush=True)
@@ -209,13 +219,14 @@ def main() -> None:
     levels = [int(c) for c in args.connections.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="embstore-serve-load-") as folder:
-        db = make_store(args, Path(folder))
+        source = make_store(args, Path(folder))
         from embstore import Store
 
-        with Store.open(db) as store:
+        with Store.open(source) as store:
             words = [store.vocabulary()[i] for i in range(0, len(store), max(1, len(store) // QUERY_WORDS))]
             size, dimension = len(store), store.dimension
         for kind in ("exact", "hnsw"):
+            db = fresh_copy(source, Path(folder) / f"served-{kind}")
             paths = [f"/api/nearest?word={quote(w, safe='')}&k={K}&index={kind}" for w in words]
             local = in_process(db, words, kind, min(duration, 20.0))
             for changing in (False, True):
