@@ -212,6 +212,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per cell (default 60)")
     parser.add_argument("--connections", default="1,8,64", help="concurrent connections, comma-separated")
     parser.add_argument("--workers", type=int, default=1, help="server processes (embstore serve --workers)")
+    parser.add_argument("--kinds", default="exact,hnsw", help="index kinds, comma-separated")
     parser.add_argument("--quick", action="store_true", help="20k words, 2 s a cell: a smoke test")
     args = parser.parse_args()
     duration = 2.0 if args.quick else args.duration
@@ -225,7 +226,7 @@ def main() -> None:
         with Store.open(source) as store:
             words = [store.vocabulary()[i] for i in range(0, len(store), max(1, len(store) // QUERY_WORDS))]
             size, dimension = len(store), store.dimension
-        for kind in ("exact", "hnsw"):
+        for kind in args.kinds.split(","):
             db = fresh_copy(source, Path(folder) / f"served-{kind}")
             paths = [f"/api/nearest?word={quote(w, safe='')}&k={K}&index={kind}" for w in words]
             local = in_process(db, words, kind, min(duration, 20.0))
