@@ -243,13 +243,18 @@ def _ngram_file(db):
     return next(db.parent.glob(db.name + ".ngrams.*.f32"))
 
 
-def test_check_finds_a_flipped_byte_and_repair_copies_the_rows_again(tmp_path, trained_model):
+def _store_of_a_copied_model(tmp_path, trained_model):
+    """(model copy, store loaded from it, the n-gram vector of 'kingzzz' there)."""
     model = tmp_path / "model.bin"
     shutil.copy(trained_model, model)
     db = tmp_path / "ft.db"
     Store.load(model, db)
     with Store.open(db) as store:
-        expected = store.vector("kingzzz")
+        return model, db, store.vector("kingzzz")
+
+
+def test_check_finds_a_flipped_byte_and_repair_copies_the_rows_again(tmp_path, trained_model):
+    model, db, expected = _store_of_a_copied_model(tmp_path, trained_model)
     path = _ngram_file(db)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x40
@@ -407,12 +412,7 @@ def test_a_model_wider_than_a_store_is_refused(tmp_path):
 def test_repair_never_removes_the_file_that_holds_the_ngram_rows(tmp_path, trained_model, damage):
     import sqlite3
 
-    model = tmp_path / "model.bin"
-    shutil.copy(trained_model, model)
-    db = tmp_path / "ft.db"
-    Store.load(model, db)
-    with Store.open(db) as store:
-        expected = store.vector("kingzzz")
+    model, db, expected = _store_of_a_copied_model(tmp_path, trained_model)
     kept = _ngram_file(db)
     conn = sqlite3.connect(db)
     conn.execute(damage)
