@@ -71,7 +71,10 @@ def test_nearest_batch_on_ray_equals_one_process(cluster, small_store_path, batc
     alone, there = here(*args), embstore(*args, ray_address=cluster.address)
     assert there.stdout == alone
     assert len(alone.splitlines()) == 9_000 and "notaword123\tERROR" in alone
-    assert there.stderr.splitlines()[-2] == "nearest: 3 blocks, 9,000 queries done"
+    lines = there.stderr.splitlines()
+    assert "nearest: 3 blocks, 9,000 queries done" in lines
+    assert "note: 'Paris' is not in the vocabulary; using 'paris' (case-insensitive match)" in lines  # TSV notes
+    assert lines[-1] == "note: 1 queries had an unknown word; their lines say which"
 
 
 def test_analogy_batch_on_ray_equals_one_process(cluster, small_store_path, batches):
