@@ -45,14 +45,20 @@ class Server:
 
         host, port = self.url.rsplit("/", 1)[1].rsplit(":", 1)
         with socket.create_connection((host, int(port)), timeout=30) as sock:
-            sock.sendall(request_bytes)
+            try:
+                sock.sendall(request_bytes)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered (413, say) and closed before taking everything: read what it said
             if hang_up:
                 sock.shutdown(socket.SHUT_WR)
             if not read:
                 return b""
             chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
+            try:
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            except ConnectionResetError:
+                pass
         return b"".join(chunks)
 
     def output(self) -> str:
