@@ -363,12 +363,7 @@ def _map_rows(path: Path, handle: BinaryIO, head: bytes, *, rows: int, size: int
     except (OSError, ValueError) as exc:
         raise CatalogMismatchError(f"index file {path.name} cannot be mapped: {exc}") from None
     if checksum is not None:
-        digest = hashlib.sha256()
-        view = memoryview(mapped)
-        for start in range(0, size, _HASH_BLOCK):
-            digest.update(view[start: start + _HASH_BLOCK])
-        view.release()
-        _check_digest(path, digest, checksum)
+        check_mapped_digest(path, mapped, size, checksum)
     matrix = np.ndarray((rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
     norms = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=norms_offset)
     return ExactRows(matrix, norms, mapped=True)
@@ -456,9 +451,19 @@ def _open_sized(path: Path, size: int, source: str | None = None) -> Iterator[Bi
         yield handle
 
 
-def _check_digest(path: Path, digest, checksum: str) -> None:
+def _check_digest(path: Path, digest, checksum: str, what: str = "index file") -> None:
     if "sha256:" + digest.hexdigest() != checksum:
-        raise CatalogMismatchError(f"index file {path.name} does not match the checksum in the catalog")
+        raise CatalogMismatchError(f"{what} {path.name} does not match the checksum in the catalog")
+
+
+def check_mapped_digest(path: Path, mapped: mmap.mmap, size: int, checksum: str, what: str = "index file") -> None:
+    """CatalogMismatchError unless the SHA-256 of the first ``size`` bytes of ``mapped`` is ``checksum``."""
+    digest = hashlib.sha256()
+    view = memoryview(mapped)
+    for start in range(0, size, _HASH_BLOCK):
+        digest.update(view[start: start + _HASH_BLOCK])
+    view.release()
+    _check_digest(path, digest, checksum, what)
 
 
 def flat_rows(index: faiss.Index) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import CatalogMismatchError, StoreError
 from .durable import fsync_directory
-from .index_files import FINGERPRINT_BYTES, fingerprint_of, open_regular
+from .index_files import check_mapped_digest, fingerprint_of, open_regular
 
 MAGIC = b"embstore ngrams\x00"  # 16 bytes
 LAYOUT = 1
@@ -93,13 +93,7 @@ def open_subword_rows(path: Path, fd: int, *, rows: int, dimension: int, size: i
     except (OSError, ValueError) as exc:
         raise CatalogMismatchError(f"n-gram file {path.name} cannot be mapped: {exc}") from None
     if checksum is not None:
-        digest = hashlib.sha256()
-        view = memoryview(mapped)
-        for start in range(0, size, 8 << 20):
-            digest.update(view[start: start + (8 << 20)])
-        view.release()
-        if "sha256:" + digest.hexdigest() != checksum:
-            raise CatalogMismatchError(f"n-gram file {path.name} does not match the checksum in the catalog")
+        check_mapped_digest(path, mapped, size, checksum, "n-gram file")
     return np.ndarray((rows, dimension), dtype="<f4", buffer=mapped, offset=OFFSET)
 
 
@@ -110,6 +104,3 @@ def open_subword_file(path: Path) -> int:
     except CatalogMismatchError as exc:
         raise CatalogMismatchError(str(exc).replace("index file", "n-gram file")) from None
 
-
-__all__ = ["FINGERPRINT_BYTES", "WrittenSubwords", "open_subword_file", "open_subword_rows", "subword_file_size",
-           "write_subword_file"]
