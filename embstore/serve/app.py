@@ -55,13 +55,19 @@ async def nearest(request: Request) -> Response:
     return JSONResponse(results_json([result]))
 
 
-async def nearest_batch(request: Request) -> Response:
-    params = _params(request)
-    options = _search_options(params)
-    words = word_batch(await json_body(request.headers, request.stream(), request.app.state.client_timeout), spec.MAX_BATCH)
-    results = await _served(request).run(lambda store: store.nearest_many(
-        words, on_unknown="report", case_insensitive=True, **options))
+async def _batch(request: Request, options: dict, parse, answer) -> Response:
+    """A POST batch: the body parsed by ``parse``, answered by ``answer(store)(queries, ...)``
+    with an error in the place of each query that has an unknown word."""
+    body = await json_body(request.headers, request.stream(), request.app.state.client_timeout)
+    queries = parse(body, spec.MAX_BATCH)
+    results = await _served(request).run(lambda store: answer(store)(
+        queries, on_unknown="report", case_insensitive=True, **options))
     return JSONResponse([to_plain(result) for result in results])
+
+
+async def nearest_batch(request: Request) -> Response:
+    options = _search_options(_params(request))
+    return await _batch(request, options, word_batch, lambda store: store.nearest_many)
 
 
 async def analogy(request: Request) -> Response:
@@ -75,10 +81,7 @@ async def analogy(request: Request) -> Response:
 async def analogy_batch(request: Request) -> Response:
     params = _params(request)
     options = {**_search_options(params), "method": params.choice("method", ("add", "mul"), "add")}
-    triples = triple_batch(await json_body(request.headers, request.stream(), request.app.state.client_timeout), spec.MAX_BATCH)
-    results = await _served(request).run(lambda store: store.analogy_many(
-        triples, on_unknown="report", case_insensitive=True, **options))
-    return JSONResponse([to_plain(result) for result in results])
+    return await _batch(request, options, triple_batch, lambda store: store.analogy_many)
 
 
 async def similarity(request: Request) -> Response:
