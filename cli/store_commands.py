@@ -103,6 +103,13 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
     )
 
 
+def _shards_line(shards: dict) -> str:
+    if "damaged" in shards:
+        return f"damaged: {shards['damaged']} (run 'embstore repair')"
+    graphs = " with HNSW graphs" if shards["graphs"] else " (HNSW graphs stale)" if shards["stale_graphs"] else ""
+    return f"{shards['shards']} shard files{graphs} ({human_bytes(shards['bytes_on_disk'])}): 'embstore shard' shows them"
+
+
 def _subwords_line(subwords: dict) -> str:
     if "damaged" in subwords:
         return f"damaged: {subwords['damaged']} (run 'embstore repair')"
@@ -132,6 +139,7 @@ def info(db, as_json):
          else "none (frequency ranks follow the file's order)"),
         ("loaded from", f"{details.source} ({details.source_format})"),
         *([("sub-words", _subwords_line(details.subwords))] if details.subwords else []),
+        *([("shards", _shards_line(details.shards))] if details.shards else []),
         ("created", details.created_at),
         ("catalog", human_bytes(details.catalog_bytes)),
         ("format version", details.format_version),

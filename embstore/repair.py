@@ -3,8 +3,8 @@
 What can be fixed in place is fixed in place: leftovers are removed (only files of this
 store's own pattern that no writer is writing, and unreferenced index files only while
 the rows they might be needed for are intact), ranks are renumbered, a default that
-names no index is reset, damaged or stale approximate indexes are rebuilt from the
-exact rows. Only when the rows themselves are damaged does repair reload the recorded
+names no index is reset, damaged or stale approximate indexes, and damaged shard files or
+stale shard graphs, are written again from the exact rows. Only when the rows themselves are damaged does repair reload the recorded
 source file, and it refuses to if that would drop changes made since the load, unless
 told ``discard_changes``; the approximate indexes are rebuilt after the reload.
 """
@@ -21,8 +21,9 @@ from .errors import CatalogDamagedError, EmbstoreError, StoreNotFoundError
 from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
-from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, STORAGE, SUBWORDS, CheckReport,
-                            check_store)
+from .storage.catalog_shards import MAX_SHARDS
+from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARDS, STORAGE, SUBWORDS,
+                            CheckReport, check_store)
 from .storage.file_names import index_file_path, is_subword_file, kind_of_file, leftover_files, remove_files
 from .storage.index_files import file_checksum
 from .storage.schema import FORMAT_VERSION
@@ -44,6 +45,7 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     if not os.path.lexists(path):
         raise StoreNotFoundError(f"no store at {path}")
     meta, indexes, _ = _read_what_can_be_read(path)  # before anything is mended: every index there was
+    shards = _shard_layout_recorded(path)  # and the shard layout
     try:
         before = _repair_in_place(path, report)
         damaged, problems, stale = before.damaged, before.problems, before.stale
@@ -69,10 +71,42 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
             for kind, params in rebuild.items():
                 store.build_index(kind, **params)
                 report.actions.append(f"rebuilt the {kind} index from the exact rows")
+    if shards and (ROWS in damaged or SHARDS in damaged or SHARDS in stale):
+        _shard_again(path, *shards, report)
     report.remaining += check_store(path).problems
     if not report.actions:
         report.actions.append("nothing needed repair" if not report.remaining else "nothing could be repaired")
     return report
+
+
+def _shard_layout_recorded(path: Path) -> tuple[int, bool] | None:
+    """(shards, whether they had HNSW graphs) that a catalog, perhaps damaged, records; None if not sharded."""
+    try:
+        catalog = Catalog.open(path, upgrade=False)
+    except EmbstoreError:
+        return None
+    try:
+        rows = catalog.shard_rows()
+        recorded = catalog.meta().get("shards")
+    except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError):
+        return None
+    finally:
+        catalog.close()
+    numbers = {row[1] for row in rows if row[0] == EXACT}
+    count = int(recorded) if str(recorded).isdigit() else len(numbers)
+    return (count, any(row[0] == "hnsw" for row in rows)) if 1 <= count <= MAX_SHARDS else None
+
+
+def _shard_again(path: Path, shards: int, graphs: bool, report: RepairReport) -> None:
+    """Write the shard files again from the store's rows, as the store was sharded."""
+    try:
+        with Store.open(path) as store:
+            store.shard(min(shards, len(store)), graphs=graphs)
+    except EmbstoreError as exc:
+        report.remaining.append(f"the shards could not be written again: {exc}")
+        return
+    report.actions.append(f"wrote the {shards} shard files{' and their HNSW graphs' if graphs else ''} again from "
+                          "the store's rows")
 
 
 def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:

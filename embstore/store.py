@@ -318,6 +318,29 @@ class Store:
         """Store measured recall and latency with the ``kind`` file they were measured on."""
         return self._manage_indexes("record_measurements", kind, figures)
 
+    # -- shards -----------------------------------------------------------------------
+
+    def shard(self, shards: int, *, graphs: bool = False, progress: Callable[[str, int, int], None] | None = None
+              ) -> list:
+        """Split the exact rows by word ID into ``shards`` files, one per range (with ``graphs``,
+        also an HNSW graph of each), replacing any earlier layout in one atomic commit. Word
+        changes keep the shard rows equal to the store's rows; graphs go stale when the rows
+        change. Ray's shard actors (``RayShards``) each load one shard file."""
+        from .writes.sharding import Sharding
+
+        unit = (lambda: self.searcher.unit_rows) if graphs else None
+        return self._write(lambda writer: Sharding(self._files, writer).shard(shards, unit, progress))
+
+    def drop_shards(self) -> int:
+        """Remove the shard files; returns how many shards there were."""
+        from .writes.sharding import Sharding
+
+        return self._write(lambda writer: Sharding(self._files, writer).drop())
+
+    def shard_layout(self):
+        """This generation's ``ShardLayout`` (ranges and files), or None if the store is not sharded."""
+        return self._files.shard_layout()
+
     # -- changes ----------------------------------------------------------------------
 
     def add_words(self, words: Sequence[str], vectors: np.ndarray, on_duplicate: str = "error",

@@ -47,8 +47,9 @@ def make_old_store(folder: Path) -> Path:
                   json.dumps({"faiss": "IndexFlatIP"})))
     conn.execute("ALTER TABLE words DROP COLUMN count")
     conn.execute("DROP TABLE subword_files")
+    conn.execute("DROP TABLE shard_files")
     conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0006_word_counts_and_row_values', "
-                 "'0007_subword_files')")
+                 "'0007_subword_files', '0008_shard_files')")
     conn.execute("DELETE FROM meta WHERE key IN ('row_values', 'counts_source')")
     conn.close()
     new_file.unlink()

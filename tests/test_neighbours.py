@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from embstore import Store
-from embstore.distributed.blocks import id_ranges, shard_ranges, split_blocks
+from embstore.distributed.blocks import id_ranges, split_blocks
+from embstore.storage.shard_files import shard_ranges
 from embstore.distributed.output_file import atomic_output
 from embstore.distributed.shards import RowShard, merge_hits
 
@@ -112,7 +113,7 @@ def test_row_shards_merged_equal_the_whole_store_exactly(small_store_path, shard
         queries = store.searcher.vectors(ids)
         exclude = [{i} for i in ids]
         whole = store.searcher.search("exact", queries, 10, exclude)
-        parts = [RowShard(store, start, stop).search(queries, 10, exclude)
+        parts = [RowShard.of_range(store, start, stop).search(queries, 10, exclude)
                  for start, stop in shard_ranges(len(store), shards)]
     assert merge_hits(parts, 10) == whole
 
@@ -136,7 +137,7 @@ def test_hnsw_row_shards_find_nearly_all_exact_answers(small_store_path):
         queries = store.searcher.vectors(ids)
         exclude = [{i} for i in ids]
         exact = store.searcher.search("exact", queries, 10, exclude)
-        shards = [RowShard(store, start, stop, graph=True) for start, stop in shard_ranges(len(store), 2)]
+        shards = [RowShard.of_range(store, start, stop, graph=True) for start, stop in shard_ranges(len(store), 2)]
         approximate = merge_hits([shard.search(queries, 10, exclude, "hnsw") for shard in shards], 10)
     found, expected = recall(approximate, exact)
     assert expected == 10 * len(ids) and 0.95 <= found / expected < 1.0 + 1e-9

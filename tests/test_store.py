@@ -30,7 +30,7 @@ def test_catalog_holds_metadata_and_index_record(store_copy):
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
     assert applied == ["0001_create_catalog", "0002_index_words", "0003_index_staleness",
                        "0004_index_rows_generation", "0005_word_digests", "0006_word_counts_and_row_values",
-                       "0007_subword_files"]
+                       "0007_subword_files", "0008_shard_files"]
 
 
 def test_a_store_from_before_word_digests_upgrades_when_opened(store_copy):
@@ -39,8 +39,9 @@ def test_a_store_from_before_word_digests_upgrades_when_opened(store_copy):
     conn.execute("ALTER TABLE words DROP COLUMN digest")
     conn.execute("ALTER TABLE words DROP COLUMN count")
     conn.execute("DROP TABLE subword_files")
+    conn.execute("DROP TABLE shard_files")
     conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0005_word_digests', "
-                 "'0006_word_counts_and_row_values', '0007_subword_files')")
+                 "'0006_word_counts_and_row_values', '0007_subword_files', '0008_shard_files')")
     conn.execute("DELETE FROM meta WHERE key = 'words_digest'")
     conn.close()
     with Store.open(store_copy) as store:

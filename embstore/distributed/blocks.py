@@ -36,11 +36,3 @@ def id_ranges(count: int, size: int = DEFAULT_BLOCK) -> Iterator[Block]:
     """Blocks of word IDs 0 .. count-1, each given as its (start, stop) range, not a list of IDs."""
     for number, start in enumerate(range(0, count, size)):
         yield Block(number, start, [(start, min(start + size, count))])
-
-
-def shard_ranges(count: int, shards: int) -> list[tuple[int, int]]:
-    """``shards`` contiguous word-ID ranges covering 0 .. count-1, as equal as can be."""
-    if shards < 1:
-        raise ValueError("a store splits into at least one shard")
-    bounds = [count * s // shards for s in range(shards + 1)]
-    return [(bounds[s], bounds[s + 1]) for s in range(shards)]

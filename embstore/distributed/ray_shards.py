@@ -1,7 +1,8 @@
 """Sharded exact search on Ray: one actor per shard holds its rows; a batch fans out to all.
 
 Imports Ray: use only with a cluster. Each actor opens the store by path (a path every node
-sees) and copies its ID range of the exact rows into memory; a query batch's unit vectors
+sees) and reads its shard into memory: the file of its shard when the store is sharded
+into that many (``embstore shard``), else its ID range of the exact rows file; a query batch's unit vectors
 are put once in Ray's object store, every shard answers its top k, and the driver merges
 the lists exactly (``shards.merge_hits``). An actor lost with its node is restarted by Ray
 (``max_restarts``) and reloads its shard; the calls it lost are retried (``max_task_retries``).
@@ -18,7 +19,7 @@ from ..errors import StoreChangedError
 from ..results import Neighbour, QueryResult
 from ..search.searcher import Hits
 from ..store import Store
-from .blocks import shard_ranges
+from ..storage.shard_files import shard_ranges
 from .ray_support import connect, lost_work_error
 from .shards import merge_hits, recall
 
@@ -26,30 +27,55 @@ DEFAULT_RESTARTS = 3
 
 
 class _ShardActor:
-    def __init__(self, path: str, generation: int, start: int, stop: int, graph: bool):
+    def __init__(self, path: str, generation: int, number: int, start: int, stop: int, graph: bool,
+                 from_file: bool):
         from .ray_jobs import open_for_task
         from .shards import RowShard
 
         store = open_for_task(path, generation)
         self.generation = store.generation
-        self.shard = RowShard(store, start, stop, graph)
+        self.shard = None
+        if self.generation != generation:  # the store changed: every search reports it
+            return
+        self.shard = RowShard.of_file(store, number, graph) if from_file else RowShard.of_range(store, start, stop,
+                                                                                              graph)
 
     def search(self, queries: np.ndarray, k: int, exclude: list, kind: str) -> tuple[int, Hits]:
+        if self.shard is None:
+            return self.generation, []
         return self.generation, self.shard.search(queries, k, exclude, kind)
 
 
 class RayShards:
     """``shards`` actors over the exact rows of ``store``, on the cluster at ``address``; with
-    ``graph=True`` each also builds an HNSW graph of its rows when it loads.
+    ``graph=True`` each also holds an HNSW graph of its rows.
 
-    ``search`` (exact) gives the same (id, score) lists as the store's own exact search;
-    ``nearest_many`` the same QueryResults as ``Store.nearest_many(..., index="exact")``."""
+    A store sharded into ``shards`` files (``Store.shard``) gives each actor its shard's file,
+    and its stored graph when that holds the current rows; otherwise each actor copies its
+    word-ID range of the one exact rows file, and builds its graph when it loads. ``source``
+    says which, for the user. ``search`` (exact) gives the same (id, score) lists as the
+    store's own exact search; ``nearest_many`` the same QueryResults as
+    ``Store.nearest_many(..., index="exact")``."""
 
     def __init__(self, address: str, store: Store, shards: int, *, graph: bool = False,
                  max_restarts: int = DEFAULT_RESTARTS):
+        layout = store.shard_layout()
+        from_file = layout is not None and layout.shards == shards
+        self.ranges = layout.ranges if from_file else shard_ranges(len(store), shards)
+        if from_file:
+            self.source = f"{shards} shard files of the store"
+            if graph:
+                self.source += " with their stored HNSW graphs" if layout.graphs else \
+                    (", each building an HNSW graph of its rows (the stored graphs are stale: 'embstore shard "
+                     f"--shards {shards} --graphs' writes them again)" if layout.stale_graphs else
+                     f", each building an HNSW graph of its rows ('embstore shard --shards {shards} --graphs' "
+                     "stores them)")
+        else:
+            self.source = (f"{shards} word-ID ranges of the exact rows file, copied into each shard"
+                           + (f" (the store's own layout has {layout.shards} shards)" if layout else
+                              f" ('embstore shard --shards {shards}' writes a file per shard)"))
         self.ray = ray = connect(address)
         self.store = store
-        self.ranges = shard_ranges(len(store), shards)
         # num_cpus=0: a shard holds memory, not a CPU (4 shards fit a 2-CPU cluster). Shard i is
         # placed on live node i mod nodes; "soft": if that node is lost, Ray restarts it elsewhere.
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -60,7 +86,7 @@ class RayShards:
         self.actors = [actor.options(num_cpus=0, max_restarts=max_restarts, max_task_retries=max_restarts,
                                      scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[number % len(nodes)],
                                                                                         soft=True)
-                                     ).remote(path, store.generation, start, stop, graph)
+                                     ).remote(path, store.generation, number, start, stop, graph, from_file)
                        for number, (start, stop) in enumerate(self.ranges)]
 
     def search(self, queries: np.ndarray, k: int, exclude: Sequence[set[int]], kind: str = "exact") -> Hits:

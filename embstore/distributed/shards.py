@@ -1,10 +1,12 @@
 """Search split by word-ID range: one shard's top k, and the exact merge of all shards'.
 
-A shard is the rows ``start .. stop`` of the store's exact rows file. Each shard answers a
+A shard is the rows ``start .. stop``: a range of the store's exact rows file, or the file
+of one shard of a sharded store (``embstore shard``). Each shard answers a
 batch of query vectors with the same engine call as the whole store (``exact_top_k``, with
 the rows' stored lengths), so its scores are the unsharded scores of those rows; the merge
 keeps, per query, the k best of all shards' k best by score, equal scores by lower word ID.
-A shard can also hold an HNSW graph of its rows (built when the shard loads, not stored);
+A shard can also hold an HNSW graph of its rows (stored by ``embstore shard --graphs``, or
+built when the shard loads);
 its answers are approximate, and ``recall`` measures them against the exact ones.
 """
 
@@ -20,30 +22,64 @@ from ..search.engine import exact_top_k, search_top_k
 from ..search.searcher import EXACT, Hits
 
 index_kinds = lazy_module("embstore.search.index_kinds")
+shard_files = lazy_module("embstore.storage.shard_files")
 
 SHARD_KINDS = (EXACT, "hnsw")
-HNSW_SETTINGS = {"knn_links": 0, "ef_search": 96}  # plain HNSW: vector queries, a list of 96 (README, Speed)
 
 
 class RowShard:
-    """The exact rows ``start .. stop`` of one store, copied into memory, and their search;
-    with ``graph=True`` also an HNSW graph of them."""
+    """The exact rows of word IDs ``start .. start + len(rows)``, held in memory, and their
+    search; with ``graph``, also an HNSW graph of them (and its search ``parameters``)."""
 
-    def __init__(self, store, start: int, stop: int, graph: bool = False):
+    def __init__(self, rows: np.ndarray, norms: np.ndarray | None, start: int, graph=None, parameters=None):
+        self.rows, self.norms, self.start, self.stop = rows, norms, start, start + len(rows)
+        self.graph, self.parameters = graph, parameters
+
+    @classmethod
+    def of_range(cls, store, start: int, stop: int, graph: bool = False) -> "RowShard":
+        """IDs ``start .. stop`` of the store's exact rows file, copied into memory (only that
+        range's pages of the mapped file are read); with ``graph``, an HNSW graph built of them."""
         searcher = store.searcher
         if store.storage != EXACT:
             raise QueryError(f"a store that keeps only {store.storage} codes cannot be sharded; shard the exact rows")
         if not 0 <= start <= stop <= searcher.size:
             raise QueryError(f"shard {start}..{stop} is outside the store's {searcher.size:,} rows")
-        self.start, self.stop = start, stop
-        self.rows = np.array(searcher.rows[start:stop])  # only this range's pages of the mapped file are read
-        self.norms = np.array(searcher.norms[start:stop]) if searcher.raw_rows else None
-        self.graph = self.parameters = None
-        if graph and stop > start:
-            unit = self.rows / self.norms[:, None] if self.norms is not None else self.rows
-            params = index_kinds.resolve_parameters("hnsw", HNSW_SETTINGS, len(unit), unit.shape[1])
-            self.graph, _ = index_kinds.build("hnsw", np.ascontiguousarray(unit, dtype=np.float32), params)
-            self.parameters = index_kinds.search_parameters("hnsw", params, None)[0]
+        rows = np.array(searcher.rows[start:stop])
+        norms = np.array(searcher.norms[start:stop]) if searcher.raw_rows else None
+        shard = cls(rows, norms, start)
+        if graph:
+            shard.build_graph()
+        return shard
+
+    @classmethod
+    def of_file(cls, store, number: int, graph: bool = False) -> "RowShard":
+        """Shard ``number`` of the store's shard layout (``embstore shard``): its rows file read
+        into memory, and with ``graph`` its stored HNSW graph (built here if the stored one is
+        stale or was never built). The store must be at the generation the layout was read at."""
+        layout = store.shard_layout()
+        if layout is None or not 0 <= number < layout.shards:
+            raise QueryError(f"{store.path} has no shard {number} (embstore shard --shards N splits it)")
+        record = layout.exact[number]
+        mapped = shard_files.open_rows(store.path, record, store.dimension)
+        rows = np.array(mapped.rows)  # in memory: a file shortened later cannot fault the process
+        norms = np.array(mapped.norms) if store.searcher.raw_rows and mapped.norms is not None else None
+        del mapped
+        shard = cls(rows, norms, record.start)
+        if graph and layout.graphs:
+            stored = layout.graphs[number]
+            shard.graph = shard_files.open_graph(store.path, stored, store.dimension)
+            shard.parameters = index_kinds.search_parameters("hnsw", stored.params, None)[0]
+        elif graph:
+            shard.build_graph()
+        return shard
+
+    def build_graph(self) -> None:
+        if self.stop == self.start:
+            return
+        unit = self.rows / self.norms[:, None] if self.norms is not None else self.rows
+        params = index_kinds.resolve_parameters("hnsw", index_kinds.SHARD_GRAPH_SETTINGS, len(unit), unit.shape[1])
+        self.graph, _ = index_kinds.build("hnsw", np.ascontiguousarray(unit, dtype=np.float32), params)
+        self.parameters = index_kinds.search_parameters("hnsw", params, None)[0]
 
     def search(self, queries: np.ndarray, k: int, exclude: Sequence[Collection[int]], kind: str = EXACT) -> Hits:
         """Top ``k`` (word ID, cosine) in this shard for each unit query through ``kind`` (exact,

@@ -27,6 +27,9 @@ from ..storage.store_meta import APPROXIMATE_KINDS
 from .hnsw_links import link_nearest
 
 KINDS = APPROXIMATE_KINDS
+# A shard's HNSW graph (``embstore shard --graphs``, Ray's shard actors): plain HNSW for
+# vector queries, searched with a list of 96 (README, Speed).
+SHARD_GRAPH_SETTINGS = {"knn_links": 0, "ef_search": 96}
 FLAT_CODE_KINDS = ("sq8", "pq")  # exhaustive scans of compressed codes
 TRAINING_ROWS = 200_000
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterator
 from ..errors import (CatalogDamagedError, NotAStoreError, StoreBusyError, StoreChangedError, StoreError,
                       StoreReadOnlyError)
 from .catalog_indexes import IndexRecords
+from .catalog_shards import ShardRecords
 from .catalog_subwords import SubwordRecords
 from .catalog_words import WordQueries
 from .schema import (APPLICATION_ID, APPLIED_MARKERS, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET,
@@ -66,7 +67,7 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
 
-class Catalog(WordQueries, IndexRecords, SubwordRecords):
+class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
     """An open catalog database. Use ``create`` for a new one and ``open`` for an existing one."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool = False):

@@ -117,7 +117,7 @@ class IndexRecords:
         self.conn.execute("DELETE FROM index_files")
 
     def recorded_file_names(self) -> set[str]:
-        """The file names the catalog references (index and n-gram files), read without
+        """The file names the catalog references (index, n-gram and shard files), read without
         validating the records."""
         names = {row[0] for row in self.conn.execute("SELECT file FROM index_files") if isinstance(row[0], str)}
-        return names | self.subword_file_names()
+        return names | self.subword_file_names() | self.shard_file_names()

@@ -18,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CatalogDamagedError, EmbstoreError, NotAStoreError, StoreNotFoundError
+from ..errors import CatalogDamagedError, CatalogMismatchError, EmbstoreError, NotAStoreError, StoreNotFoundError
 from ..paths import resolve_store_path
 from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
+from .catalog_shards import parse_shard_record
 from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, is_subword_file, leftover_files, subword_file_path
 from ..row_norms import row_norms
 from .index_files import open_exact_rows, open_index_file, stored_width
 from .schema import FORMAT_VERSION, UNIT_ROWS
+from .shard_files import check_ranges, open_graph as open_shard_graph, open_rows as open_shard_rows
 from .store_meta import APPROXIMATE_KINDS, EXACT, RAW_ROWS, StoreMeta
 from .subword_file import open_subword_file, open_subword_rows
 
@@ -39,6 +41,7 @@ DERIVABLE_META = ("format_version", "generation", "rows_generation")
 ROW_VALUES = "row values"  # meta.row_values is missing or says unit rows that are not: repair reads the rows
 ROW_VALUE_SAMPLE = 4096
 SUBWORDS = "subwords"  # a fastText store's n-gram rows file or its record: repair copies them again from the model
+SHARDS = "shards"  # a sharded store's shard files or their records: repair writes them again from the rows
 
 
 @dataclass
@@ -48,7 +51,7 @@ class CheckReport:
     notes: list[str] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     damaged: set[str] = field(default_factory=set)  # ROWS, RANKS, DEFAULT, or 'index:<kind>'
-    stale: set[str] = field(default_factory=set)  # approximate kinds built from older rows
+    stale: set[str] = field(default_factory=set)  # approximate kinds built from older rows (SHARDS: the graphs)
     leftovers: list[Path] = field(default_factory=list)
     row_values: str | None = None  # what the exact rows are, judged from a sample of them
 
@@ -124,6 +127,8 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
         part = ROWS if kind == meta.storage else f"index:{kind}"
         _check_index_file(path, record, meta, count, part, report, catalog)
     _check_subwords(catalog, meta, report)
+    if count >= 0:
+        _check_shards(catalog, meta, records.get(EXACT), count, report)
     if meta.default_index != EXACT and meta.default_index not in records \
             and f"index:{meta.default_index}" not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
@@ -227,6 +232,68 @@ def _check_subwords(catalog: Catalog, meta: StoreMeta, report: CheckReport) -> N
                                  "copies the rows again from the model file)")
         return
     report.checked.append(f"n-gram rows {record.file}: {record.rows:,} buckets, checksum ok")
+
+
+def _check_shards(catalog: Catalog, meta: StoreMeta, rows_record: IndexFileRecord | None, words: int,
+                  report: CheckReport) -> None:
+    """A sharded store's records (ranges, generations), each shard file's SHA-256, and each
+    shard's rows and norms compared with the store's own rows."""
+    rows = catalog.shard_rows()
+    recorded = meta.get("shards")
+    if not rows:
+        if recorded is not None:
+            report.problem(SHARDS, f"the catalog has lost the records of its {str(recorded)[:20]} shard files "
+                                   "(meta.shards says the store is sharded); repair writes them again")
+        return
+    fix = " (repair writes the shards again from the store's rows)"
+    try:
+        records = [parse_shard_record(row) for row in rows]
+        exact = [r for r in records if r.kind == EXACT]
+        graphs = [r for r in records if r.kind != EXACT]
+        if not exact:
+            raise CatalogMismatchError("the catalog records HNSW shard graphs but no shard rows")
+        check_ranges(exact, words)
+        if recorded != str(len(exact)):
+            raise CatalogMismatchError(f"meta.shards is {str(recorded)[:20]!r}, but {len(exact)} shards are recorded")
+        stale = sorted({r.rows_generation for r in exact} - {meta.rows_generation})
+        if stale:
+            raise CatalogMismatchError(f"shard files hold rows of generation {stale[:3]}, the store "
+                                       f"{meta.rows_generation}")
+    except EmbstoreError as exc:
+        report.problem(SHARDS, f"shards: {exc}{fix}")
+        return
+    store_rows = None
+    if rows_record is not None and meta.storage == EXACT and ROWS not in report.damaged:
+        try:
+            store_rows = open_exact_rows(index_file_path(catalog.path, EXACT, rows_record.file), rows=rows_record.rows,
+                                         size=rows_record.bytes, checksum=None, dimension=meta.dimension)
+        except EmbstoreError:
+            store_rows = None
+    current_graphs = bool(graphs) and all(r.rows_generation == meta.rows_generation for r in graphs)
+    for record in exact + (graphs if current_graphs else []):
+        label = f"shard {record.number}'s {'rows' if record.kind == EXACT else 'graph'} {record.file}"
+        try:
+            if record.kind == EXACT:
+                held = open_shard_rows(catalog.path, record, meta.dimension, verify=True)
+                if store_rows is not None and not (
+                        np.array_equal(held.rows, store_rows.rows[record.start:record.stop])
+                        and (held.norms is None or store_rows.norms is None
+                             or np.array_equal(held.norms, store_rows.norms[record.start:record.stop]))):
+                    raise CatalogMismatchError("its rows differ from the store's rows of the same word IDs")
+                del held
+            else:
+                ranges = [(r.start, r.stop) for r in exact]
+                if [(r.start, r.stop) for r in graphs] != ranges:
+                    raise CatalogMismatchError("it covers other word IDs than the shard's rows")
+                open_shard_graph(catalog.path, record, meta.dimension, verify=True)
+        except EmbstoreError as exc:
+            report.problem(SHARDS, f"{label}: {exc}{fix}")
+            continue
+        report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
+    if graphs and not current_graphs:
+        report.stale.add(SHARDS)
+        report.notes.append("the shards' HNSW graphs are stale (the rows changed after they were built); shard "
+                            "actors build their own until 'embstore shard --graphs' (or repair) writes them again")
 
 
 def row_values_of(rows: np.ndarray, catalog: Catalog) -> str:

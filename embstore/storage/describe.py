@@ -30,6 +30,7 @@ class StoreInfo:
     counts: int = 0  # words with a count (load --counts)
     counts_source: str | None = None
     subwords: dict | None = None  # a fastText store's n-gram rows: file, buckets, minn, maxn, bytes (or damage)
+    shards: dict | None = None  # a sharded store: shards, graphs, stale graphs, bytes (or damage)
 
 
 def describe(files: StoreFiles) -> StoreInfo:
@@ -65,10 +66,17 @@ def describe(files: StoreFiles) -> StoreInfo:
                     "model": record.params.get("model"), "checksum": record.checksum}
     elif files.subword_problem is not None:
         subwords = {"damaged": files.subword_problem}
+    try:
+        layout = files.shard_layout()
+        shards = None if layout is None else {
+            "shards": layout.shards, "graphs": bool(layout.graphs), "stale_graphs": layout.stale_graphs,
+            "bytes_on_disk": sum(r.bytes for r in layout.exact + layout.graphs)}
+    except EmbstoreError as exc:
+        shards = {"damaged": str(exc)}
     return StoreInfo(
         path=str(files.path), words=files.size, dimension=meta.dimension, metric=meta.get("metric", "cosine"),
         normalisation=meta.get("normalisation", ""), format_version=meta.format_version,
         source=meta.get("source"), source_format=meta.get("source_format"), created_at=meta.get("created_at"),
         catalog_bytes=files.path.stat().st_size, indexes=indexes, default_index=meta.default_index,
         storage=meta.storage, changes_since_load=changes_since_load(meta.raw), vectors=vectors, counts=counts,
-        counts_source=meta.get("counts_source") or None, subwords=subwords)
+        counts_source=meta.get("counts_source") or None, subwords=subwords, shards=shards)

@@ -2,7 +2,8 @@
 and the leftovers an interrupted writer left.
 
 A store ``emb.db`` owns ``emb.db.<kind>.<8 hex>.faiss`` beside it, a fastText store also
-``emb.db.ngrams.<8 hex>.f32`` (its n-gram rows), and while writing, the same names with a
+``emb.db.ngrams.<8 hex>.f32`` (its n-gram rows), a sharded store
+``emb.db.shard<4 digits>.<exact or hnsw>.<8 hex>.faiss`` (one shard's rows or graph), and while writing, the same names with a
 leading ``.`` and a trailing ``.tmp``, and ``.emb.db.<8 hex>.tmp`` (a new catalog). A
 catalog record naming anything else (``../victim.txt``, an absolute path, another
 store's file) is damage: it is never opened or deleted. A writer holds an exclusive
@@ -23,6 +24,7 @@ from ..errors import CatalogMismatchError
 
 _KIND = r"[a-z][a-z0-9]{0,15}"
 _TOKEN = r"[0-9a-f]{8}"
+_SHARD = r"[0-9]{4}"
 
 
 def _token() -> str:
@@ -40,8 +42,13 @@ def _subword_pattern(store_name: str) -> re.Pattern:
     return re.compile(rf"{re.escape(store_name)}\.ngrams\.{_TOKEN}\.f32")
 
 
+def _shard_pattern(store_name: str) -> re.Pattern:
+    return re.compile(rf"{re.escape(store_name)}\.shard({_SHARD})\.(exact|hnsw)\.{_TOKEN}\.faiss")
+
+
 def _temporary_pattern(store_name: str) -> re.Pattern:
-    return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|ngrams\.{_TOKEN}\.f32|{_TOKEN})\.tmp")
+    return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|ngrams\.{_TOKEN}\.f32|"
+                      rf"shard{_SHARD}\.(?:exact|hnsw)\.{_TOKEN}\.faiss|{_TOKEN})\.tmp")
 
 
 def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
@@ -71,6 +78,37 @@ def subword_file_path(store: Path, name: object) -> Path:
 def is_subword_file(store: Path, name: str) -> bool:
     """Whether ``name`` is an n-gram rows file name of this store (not a temporary one)."""
     return isinstance(name, str) and _subword_pattern(store.name).fullmatch(name) is not None
+
+
+def new_shard_file(store: Path, kind: str, number: int) -> tuple[Path, Path]:
+    """(temporary path, final path) for a new file of shard ``number`` (kind exact or hnsw)."""
+    name = f"{store.name}.shard{number:04d}.{kind}.{_token()}.faiss"
+    if not _shard_pattern(store.name).fullmatch(name):
+        raise ValueError(f"not a shard file: {kind!r}, {number!r}")
+    return store.with_name(f".{name}.tmp"), store.with_name(name)
+
+
+def shard_file_path(store: Path, kind: str, number: int, name: object) -> Path:
+    """The path of the file the catalog names ``name`` for shard ``number`` of ``kind``;
+    CatalogMismatchError if that is not a plain name of this store's own pattern for them."""
+    match = _shard_pattern(store.name).fullmatch(name) if isinstance(name, str) else None
+    if match is None or (int(match.group(1)), match.group(2)) != (number, kind):
+        raise CatalogMismatchError(
+            f"the catalog names the file {str(name)[:80]!r} for {kind} shard {number}, which is not a file of this "
+            f"store (expected {store.name}.shard{number:04d}.{kind}.<8 hex digits>.faiss beside it); it is not "
+            "opened or removed")
+    return store.with_name(name)
+
+
+def own_shard_paths(store: Path, named: Iterable[tuple[str, int, str]]) -> list[Path]:
+    """The paths of the (kind, number, file name) shard records that name this store's own files."""
+    paths = []
+    for kind, number, name in named:
+        try:
+            paths.append(shard_file_path(store, kind, number, name))
+        except CatalogMismatchError:
+            continue
+    return paths
 
 
 def new_catalog_file(store: Path) -> Path:
@@ -110,7 +148,7 @@ def kind_of_file(store: Path, name: str) -> str | None:
 def is_own_file(store: Path, name: str) -> bool:
     """Whether ``name`` has the shape of one of this store's index or temporary files."""
     return bool(_index_pattern(store.name).fullmatch(name) or _subword_pattern(store.name).fullmatch(name)
-                or _temporary_pattern(store.name).fullmatch(name))
+                or _shard_pattern(store.name).fullmatch(name) or _temporary_pattern(store.name).fullmatch(name))
 
 
 def is_store_file(store: Path, path: str | os.PathLike) -> bool:

@@ -117,6 +117,17 @@ def _subword_files(db: sqlite_utils.Database) -> None:
     )
 
 
+def _shard_files(db: sqlite_utils.Database) -> None:
+    """A sharded store (``embstore shard``): per shard, the word-ID range ``start .. stop`` and
+    the file that holds its rows (kind 'exact') or an HNSW graph of them (kind 'hnsw'), with
+    the generation of the rows it holds. The words table stays the one source of words and IDs."""
+    db["shard_files"].create(
+        {"kind": str, "number": int, "shards": int, "start": int, "stop": int, "file": str, "bytes": int,
+         "checksum": str, "fingerprint": str, "params": str, "rows_generation": int, "created_at": str},
+        pk=("kind", "number"),
+    )
+
+
 # The schema's history, in order. Never change a step that has been released: add one.
 MIGRATION_STEPS = (
     ("0001_create_catalog", _create_catalog),
@@ -126,6 +137,7 @@ MIGRATION_STEPS = (
     ("0005_word_digests", _word_digests),
     ("0006_word_counts_and_row_values", _word_counts_and_row_values),
     ("0007_subword_files", _subword_files),
+    ("0008_shard_files", _shard_files),
 )
 
 
@@ -139,6 +151,7 @@ APPLIED_MARKERS = {
     "0005_word_digests": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'digest'",
     "0006_word_counts_and_row_values": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'count'",
     "0007_subword_files": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subword_files'",
+    "0008_shard_files": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shard_files'",
 }
 
 

@@ -26,6 +26,7 @@ from .index_files import open_exact_rows, open_index_file, open_regular, stored_
 from .subword_file import open_subword_rows
 from ..subwords.compose import SubwordVectors
 from .schema import UNIT_ROWS
+from .shard_files import ShardLayout
 from .store_meta import EXACT, RAW_ROWS, StoreMeta
 
 OPEN_ATTEMPTS = 5
@@ -372,6 +373,11 @@ class StoreFiles:
         self._subword_rows = None
         self.rows = self.storage_index = self.norms = None
         self.catalog.close()
+
+    def shard_layout(self) -> ShardLayout | None:
+        """This generation's shard layout (``embstore shard``), or None if the store is not
+        sharded; CatalogMismatchError if its records disagree with the words or the rows."""
+        return ShardLayout.read(self.catalog, self.size, self.meta.rows_generation)
 
     def rows_intact(self) -> None:
         """Raise CatalogMismatchError if the exact rows file shrank after it was opened: reading

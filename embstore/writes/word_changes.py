@@ -5,7 +5,9 @@ lock, and commits only if the store is still at that generation. Deleting renumb
 densely in the old order: rows are compacted here, the catalog in one pass
 (``Catalog.delete_words_renumbering``); both are O(N). Adding appends rows with the next
 IDs and extends each current approximate index; any other change to the rows leaves
-approximate indexes stale until they are rebuilt (``embstore index build``).
+approximate indexes stale until they are rebuilt (``embstore index build``). A sharded
+store's shard rows are written again with the rows, in the same commit; its shard graphs
+go stale.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from ..errors import FormatError, QueryError, StoreError
 from ..formats import EmbeddingReader
 from ..search import index_kinds
 from ..storage.catalog import Catalog
-from ..storage.file_names import NewFiles, is_store_file, leftover_files, new_index_file, own_paths, remove_files
+from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_index_file, own_paths,
+                                  own_shard_paths, remove_files)
 from ..row_norms import row_norms, usable_lengths
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, write_index_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
 from ..vocabulary.vocabulary import Vocabulary, word_list, word_problem
 from .loading import record_written
+from .sharding import write_exact_shards
 
 ROW_CHUNK = 65_536
 
@@ -64,6 +68,7 @@ class WordChanges:
         files = self.files
         new = NewFiles()
         records = []
+        shards = files.catalog.shard_records(EXACT) if new_rows is not None else []
         with new.written():
             rows_generation = files.meta.rows_generation + (new_rows is not None)
             if new_rows is not None:
@@ -88,6 +93,8 @@ class WordChanges:
                     written = write_index_file(index, new.claim(tmp, final), final)
                     records.append(record_written(kind, written, params=record.params, recall=record.recall,
                                                   generation=record.generation + 1, rows_generation=rows_generation))
+                if shards:  # a sharded store: its shard rows change with its rows, in the same commit
+                    shards = write_exact_shards(self.path, new_rows, shards[0].shards, rows_generation, new)
             replaced = [files.records[r.kind] for r in records]
             catalog = self.catalog
             with catalog.commit_at(files.generation, doing):
@@ -95,6 +102,7 @@ class WordChanges:
                 catalog.record_words_digest()
                 for record in records:
                     catalog.record_index_file(record)
+                old_shards = catalog.record_shards(EXACT, shards) if shards else []
                 totals = changes_since_load(catalog.meta())
                 catalog.set_meta(rows_generation=rows_generation, changes_since_load=json.dumps(
                     {key: totals[key] + counts.get(key, 0) for key in totals}))
@@ -104,7 +112,8 @@ class WordChanges:
                     raise StoreError(f"internal error: the change left {count} words for {expected} rows; "
                                      "nothing was changed")
                 leftovers = leftover_files(self.path, catalog.recorded_file_names())
-        remove_files(own_paths(self.path, [(r.kind, r.file) for r in replaced]) + leftovers)
+        remove_files(own_paths(self.path, [(r.kind, r.file) for r in replaced]) + own_shard_paths(self.path, old_shards)
+                     + leftovers)
 
     def add_words(self, words: Sequence[str], vectors: np.ndarray, on_duplicate: str = "error",
                   source: str = "add") -> dict:
