@@ -108,6 +108,7 @@ def _sharded_answers(store, spec: JobSpec, blocks, address: str | None, shards: 
 
     done = queries = found = expected = 0
     with RayShards(address, store, shards, graph=kind == "hnsw") as sharded:
+        note(f"searching {sharded.source}")
         for block in blocks:
             answered = sharded.nearest_many(block.items, k=options["k"], on_unknown="report", case_insensitive=True,
                                             kind=kind, measure_recall=kind != "exact")

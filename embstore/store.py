@@ -124,6 +124,10 @@ class Store:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def is_newest(self) -> bool:
+        """Whether this store is at the newest committed generation (no writer committed since)."""
+        return self._files.is_newest()
+
     def refresh(self) -> bool:
         """Move to the newest committed generation; returns whether anything changed. If the
         move fails (damage, Ctrl-C), the store stays whole on the generation it had."""
@@ -329,7 +333,7 @@ class Store:
         from .writes.sharding import Sharding
 
         unit = (lambda: self.searcher.unit_rows) if graphs else None
-        return self._write(lambda writer: Sharding(self._files, writer).shard(shards, unit, progress))
+        return self._write(lambda writer: Sharding(self._files, writer).shard(shards, unit, progress), CHANGE_ATTEMPTS)
 
     def drop_shards(self) -> int:
         """Remove the shard files; returns how many shards there were."""

@@ -135,6 +135,34 @@ def test_sharded_exact_search_equals_the_unsharded_store(cluster, small_store_pa
     assert [line.split("\t")[0] for line in lines] == [line.split("\t")[0] for line in exact_lines]
 
 
+def test_each_shard_actor_loads_its_file_of_a_sharded_store(cluster, store_copy, batches):
+    """``embstore shard`` wrote one file per shard (and an HNSW graph each): every actor loads
+    its own file, and the merged answers equal the unsharded store's; after a word change the
+    shard files hold the new rows, and the stale graphs are not used."""
+    from embstore import Store
+
+    with Store.open(store_copy) as store:
+        store.shard(3, graphs=True)
+    args = ["nearest", "--batch", batches / "words.txt", "-k", "10", "--exact", "--db", store_copy]
+    alone = here(*args)
+    there = embstore(*args, "--shards", 3, ray_address=cluster.address)
+    assert there.stdout == alone
+    assert "searching 3 shard files of the store" in there.stderr
+    approximate = embstore(*args[:-3], "--index", "hnsw", "--db", store_copy, "--shards", 3,
+                           ray_address=cluster.address)
+    assert "3 shard files of the store with their stored HNSW graphs" in approximate.stderr
+    recall = float(approximate.stderr.split("recall@10 of the hnsw shards against exact search: ")[1].split()[0])
+    assert 0.95 <= recall <= 1.0
+    here("delete", "king", "queen", "--db", store_copy)
+    alone = here(*args)
+    there = embstore(*args, "--shards", 3, ray_address=cluster.address)
+    assert there.stdout == alone and "searching 3 shard files of the store" in there.stderr
+    other = embstore(*args, "--shards", 2, ray_address=cluster.address)  # not the store's layout: ranges
+    assert other.stdout == alone and "the store's own layout has 3 shards" in other.stderr
+    stale = embstore(*args[:-3], "--index", "hnsw", "--db", store_copy, "--shards", 3, ray_address=cluster.address)
+    assert "the stored graphs are stale" in stale.stderr
+
+
 def test_killed_worker_node_restarts_its_shard_actor(cluster, small_store_path, batches):
     args = ["nearest", "--batch", batches / "words.txt", "-k", "10", "--exact", "--db", small_store_path]
     alone = here(*args)

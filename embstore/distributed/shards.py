@@ -16,7 +16,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
-from ..errors import QueryError
+from ..errors import CatalogMismatchError, QueryError, StoreChangedError
 from ..lazy_modules import lazy_module
 from ..search.engine import exact_top_k, search_top_k
 from ..search.searcher import EXACT, Hits
@@ -60,14 +60,21 @@ class RowShard:
         if layout is None or not 0 <= number < layout.shards:
             raise QueryError(f"{store.path} has no shard {number} (embstore shard --shards N splits it)")
         record = layout.exact[number]
-        mapped = shard_files.open_rows(store.path, record, store.dimension)
-        rows = np.array(mapped.rows)  # in memory: a file shortened later cannot fault the process
-        norms = np.array(mapped.norms) if store.searcher.raw_rows and mapped.norms is not None else None
-        del mapped
+        try:
+            mapped = shard_files.open_rows(store.path, record, store.dimension)
+            rows = np.array(mapped.rows)  # in memory: a file shortened later cannot fault the process
+            norms = np.array(mapped.norms) if store.searcher.raw_rows and mapped.norms is not None else None
+            del mapped
+            stored = layout.graphs[number] if graph and layout.graphs else None
+            loaded = shard_files.open_graph(store.path, stored, store.dimension) if stored else None
+        except CatalogMismatchError:
+            if not store.is_newest():  # a writer replaced the files after this generation was opened
+                raise StoreChangedError(f"the store {store.path} changed while shard {number} was being loaded; "
+                                        "open it again") from None
+            raise
         shard = cls(rows, norms, record.start)
-        if graph and layout.graphs:
-            stored = layout.graphs[number]
-            shard.graph = shard_files.open_graph(store.path, stored, store.dimension)
+        if stored is not None:
+            shard.graph = loaded
             shard.parameters = index_kinds.search_parameters("hnsw", stored.params, None)[0]
         elif graph:
             shard.build_graph()

@@ -29,7 +29,7 @@ from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
-                                  own_paths, remove_files, subword_file_path)
+                                  own_paths, own_shard_paths, remove_files, subword_file_path)
 from ..row_norms import row_norms, usable_lengths
 from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
@@ -192,10 +192,13 @@ class _Loader:
                     catalog.delete_all_words()
                     catalog.delete_all_index_files()
                     old_subwords = catalog.delete_subwords()
+                    old_shards = catalog.delete_shards()  # a new load is not sharded
+                    catalog.delete_meta("shards")
                     report, dropped = self._write(catalog, rows_generation=catalog.safe_generation("rows_generation") + 1)
         finally:
             catalog.close()
-        remove_files(own_paths(self.path, old) + dropped + _own_subword_paths(self.path, old_subwords))
+        remove_files(own_paths(self.path, old) + dropped + _own_subword_paths(self.path, old_subwords)
+                     + own_shard_paths(self.path, old_shards))
         return report
 
     def _write(self, catalog: Catalog, rows_generation: int) -> tuple[LoadReport, list[Path]]:
