@@ -3,7 +3,7 @@ new one, never a mixture, and it passes ``check``.
 
 Killed here: ``load`` and ``load --append`` (15,000 words), and on small stores (4,000 real
 GloVe words, copied for each trial from seeds built once per module) ``delete``, ``rename``,
-``add --file``, ``index build`` of each kind, ``index drop``, ``index default``, ``repair``,
+``add --file``, ``delete`` on a sharded store, ``shard``, ``index build`` of each kind, ``index drop``, ``index default``, ``repair``,
 ``export`` and ``load --storage sq8`` (a new store, and ``--replace`` of an exact one).
 
 After each kill: ``check`` passes; the vocabulary, every vector, the index list and the
@@ -443,6 +443,39 @@ def test_killed_delete_leaves_old_or_new_words(tmp_path, world):
     before = world.state("before")
     after = world.state("after", [w for w in world.words if w not in set(doomed)])
     store_changing_trials(tmp_path, "delete", world, world.indexed, ["delete", *doomed], before, after, rng_seed=11)
+
+
+def test_killed_delete_on_a_sharded_store_leaves_shard_rows_equal_to_the_rows(tmp_path, world):
+    """check compares every shard file's rows with the store's rows of its range: after any kill
+    they are the old rows or the new ones, never a mixture."""
+    seed = derived_seed(world, "sharded", lambda store: store.shard(3, graphs=True))
+    doomed = world.words[7::150]
+    before = world.state("before")
+    after = world.state("after", [w for w in world.words if w not in set(doomed)])
+    store_changing_trials(tmp_path, "delete (sharded)", world, seed, ["delete", *doomed], before, after, rng_seed=13)
+
+
+def test_killed_shard_leaves_no_layout_or_a_whole_one(tmp_path, world):
+    def prepare(folder: Path) -> list:
+        shutil.copytree(world.indexed, folder)
+        return ["shard", "--shards", "4", "--graphs", "--db", folder / "s.db"]
+
+    def verify(folder: Path) -> str:
+        db = folder / "s.db"
+        assert verify_store(db, [world.state("same")], world.truth, world.probes()) == "same"
+        with Store.open(db) as store:
+            layout = store.shard_layout()
+            if layout is None:
+                return "before"
+            assert layout.shards == 4 and len(layout.graphs) == 4 and layout.ranges[-1][1] == len(store)
+        return "after"
+
+    def rerun(folder: Path, outcome: str, arguments: list) -> None:
+        run_to_completion(arguments)
+        assert verify(folder) == "after"
+
+    outcomes = kill_trials(tmp_path, "shard --shards 4 --graphs", world, prepare, verify, rng_seed=14, rerun=rerun)
+    assert outcomes["before"] > 0, "no kill landed before the commit"
 
 
 def test_killed_rename_leaves_old_or_new_spelling(tmp_path, world):
