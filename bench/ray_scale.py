@@ -97,9 +97,51 @@ def shard_latency(db: Path, address: str, shards: int, kind: str = "exact") -> t
     return statistics.median(times), f"recall@{K} {found / sum(len(e.words()) for e in expected):.4f}"
 
 
+def shard_files_rows(db: Path, address: str) -> list[str]:
+    """For 1, 2 and 4 shards: the time ``embstore shard --graphs`` takes, then how long the shard
+    actors take to load (first batch) from the store's shard files and from ranges of its one
+    rows file (graphs read from the files, or built by each actor), and whether the answers are
+    the unsharded store's."""
+    from embstore.distributed.ray_shards import RayShards
+
+    lines = []
+    with Store.open(db) as store:
+        words = store.vocabulary()
+        queries = words[:: max(1, len(words) // SHARD_QUERIES)][:SHARD_QUERIES]
+        expected = [(r.query, r.neighbours) for r in store.nearest_many(queries, k=K, index="exact")]
+        for shards in (1, 2, 4):
+            started = time.perf_counter()
+            store.shard(shards, graphs=True)
+            written = time.perf_counter() - started
+            for from_files in (True, False):
+                if not from_files:
+                    store.drop_shards()
+                for kind in ("exact", "hnsw"):
+                    started = time.perf_counter()
+                    with RayShards(address, store, shards, graph=kind == "hnsw") as sharded:
+                        answers = sharded.nearest_many(queries, k=K, kind=kind)
+                        loaded = time.perf_counter() - started
+                        started = time.perf_counter()
+                        sharded.nearest_many(queries, k=K, kind=kind)
+                        warm = time.perf_counter() - started
+                    if kind == "exact":
+                        same = [(r.query, r.neighbours) for r in answers] == expected
+                        outcome = "identical" if same else "DIFFERENT"
+                    else:
+                        found = sum(len({n.word for n in a.neighbours} & {n.word for n in e[1]})
+                                    for a, e in zip(answers, expected))
+                        outcome = f"recall@{K} {found / (K * len(expected)):.4f}"
+                    source = "shard files" if from_files else "ranges of the rows file"
+                    lines.append(f"| {shards} | {written if from_files else 0:.1f} | {source} | {kind} | "
+                                 f"{loaded:.2f} | {warm:.3f} | {outcome} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run on 5,000 words")
+    parser.add_argument("--shard-files", action="store_true",
+                        help="only the shard layout: write it, and time the shard actors loading it on 2 nodes")
     parser.add_argument("--words", type=int, default=400_000,
                         help="the GloVe words to use (the exact job grows with the square: 100000 takes 1/16 of the time)")
     options = parser.parse_args()
@@ -108,6 +150,24 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ray-bench"))
     db = quick_store(work) if options.quick else full_store(options.words)
+    if options.shard_files:
+        cluster = LocalRayCluster()
+        try:
+            cluster.start(workers=1)
+            lines = shard_files_rows(db, cluster.address)
+        finally:
+            ray.shutdown()
+            cluster.stop()
+        report = "\n".join([f"### Shard files, {len(Store.open(db)):,} words, 2-node cluster; a batch of "
+                            f"{SHARD_QUERIES:,} word queries, k = {K}", "",
+                            "| shards | `shard --graphs` s | actors load from | search | first batch s (load + "
+                            "answer) | next batch s | answers |", "| ---: | ---: | --- | --- | ---: | ---: | --- |",
+                            *lines])
+        print(report)
+        if not options.quick:
+            (ROOT / "bench" / "results" / "shard_files.md").write_text(report + "\n", encoding="utf-8")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     with Store.open(db) as store:
         words = len(store)
     rows, figures = [], {}
