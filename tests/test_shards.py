@@ -169,6 +169,9 @@ def test_check_finds_each_kind_of_damage_and_repair_writes_the_shards_again(stor
         assert store.nearest("king", k=1).neighbours[0].word == "prince"
         with pytest.raises(CatalogMismatchError, match="shard 1 starts at word ID"):
             store.shard_layout()
+        with pytest.raises(CatalogMismatchError, match="shard layout is damaged.*embstore repair"):
+            store.delete_words(["king"])  # a change would leave shard files of other rows: refused
+        assert "king" in store
     assert repair_store(store_copy).remaining == []
 
     conn = sqlite3.connect(store_copy, isolation_level=None)

@@ -377,7 +377,11 @@ class StoreFiles:
     def shard_layout(self) -> ShardLayout | None:
         """This generation's shard layout (``embstore shard``), or None if the store is not
         sharded; CatalogMismatchError if its records disagree with the words or the rows."""
-        return ShardLayout.read(self.catalog, self.size, self.meta.rows_generation)
+        try:
+            return ShardLayout.read(self.catalog, self.size, self.meta.rows_generation)
+        except CatalogMismatchError as exc:
+            raise CatalogMismatchError(f"{self.path}: the shard layout is damaged: {exc}. To repair: "
+                                       f"'embstore repair --db {self.path}'") from None
 
     def rows_intact(self) -> None:
         """Raise CatalogMismatchError if the exact rows file shrank after it was opened: reading

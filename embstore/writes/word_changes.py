@@ -68,7 +68,7 @@ class WordChanges:
         files = self.files
         new = NewFiles()
         records = []
-        shards = files.catalog.shard_records(EXACT) if new_rows is not None else []
+        shards = files.shard_layout().exact if new_rows is not None and files.catalog.shard_rows() else ()
         with new.written():
             rows_generation = files.meta.rows_generation + (new_rows is not None)
             if new_rows is not None:
