@@ -140,6 +140,9 @@ def shard_files_rows(db: Path, address: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run on 5,000 words")
+    parser.add_argument("--indexes", default="exact,hnsw",
+                        help="the searches to measure, comma-separated (hnsw alone: the 400k run takes minutes, "
+                             "exact about an hour on 2 cores)")
     parser.add_argument("--shard-files", action="store_true",
                         help="only the shard layout: write it, and time the shard actors loading it on 2 nodes")
     parser.add_argument("--words", type=int, default=400_000,
@@ -158,7 +161,9 @@ def main() -> None:
         finally:
             ray.shutdown()
             cluster.stop()
-        report = "\n".join([f"### Shard files, {len(Store.open(db)):,} words, 2-node cluster; a batch of "
+        with Store.open(db) as store:
+            words = len(store)
+        report = "\n".join([f"### Shard files, {words:,} words, 2-node cluster; a batch of "
                             f"{SHARD_QUERIES:,} word queries, k = {K}", "",
                             "| shards | `shard --graphs` s | actors load from | search | first batch s (load + "
                             "answer) | next batch s | answers |", "| ---: | ---: | --- | --- | ---: | ---: | --- |",
@@ -170,8 +175,9 @@ def main() -> None:
         return
     with Store.open(db) as store:
         words = len(store)
+    indexes = [index for index in ("exact", "hnsw") if index in options.indexes.split(",")]
     rows, figures = [], {}
-    for index in ("exact", "hnsw"):
+    for index in indexes:
         alone = work / f"alone.{index}.tsv"
         figures[index, 0] = timed_job(db, alone, index, None)
         rows.append((index, "one process, no Ray", figures[index, 0], "-"))
@@ -180,14 +186,14 @@ def main() -> None:
         cluster = LocalRayCluster()
         try:
             cluster.start(workers=nodes - 1)
-            for index in ("exact", "hnsw"):
+            for index in indexes:
                 output = work / f"ray{nodes}.{index}.tsv"
                 figures[index, nodes] = timed_job(db, output, index, cluster.address)
                 same = output.read_bytes() == (work / f"alone.{index}.tsv").read_bytes()
                 rows.append((index, f"Ray, {nodes} node{'s' if nodes > 1 else ''} x 1 CPU", figures[index, nodes],
                              "yes" if same else "NO"))
             if nodes == 2:
-                for kind in ("exact", "hnsw"):
+                for kind in indexes:
                     for shards in (1, 2, 4):
                         seconds, answers = shard_latency(db, cluster.address, shards, kind)
                         shard_rows.append((kind, shards, seconds, answers))
@@ -202,12 +208,14 @@ def main() -> None:
               "answers against the unsharded store's exact search)", "",
               "| search | shards | seconds (median of 3) | answers |", "| --- | ---: | ---: | --- |"]
     lines += [f"| {kind} | {shards} | {seconds:.3f} | {answers} |" for kind, shards, seconds, answers in shard_rows]
-    lines += ["", *estimate(words, figures)]
+    if len(indexes) == 2:
+        lines += ["", *estimate(words, figures)]
     report = "\n".join(lines)
     shutil.rmtree(work, ignore_errors=True)
     print(report)
     if not options.quick:
-        (ROOT / "bench" / "results" / "ray_scale.md").write_text(report + "\n", encoding="utf-8")
+        name = "ray_scale.md" if len(indexes) == 2 else f"ray_scale.{words // 1000}k.{'.'.join(indexes)}.md"
+        (ROOT / "bench" / "results" / name).write_text(report + "\n", encoding="utf-8")
 
 
 def estimate(words: int, figures: dict) -> list[str]:

@@ -128,7 +128,8 @@ def _sharded_answers(store, spec: JobSpec, blocks, address: str | None, shards: 
 def _batch_only(option: str | None, shards: int | None = None) -> None:
     """--ray and --shards apply to --batch jobs only (an explicit option; the environment is ignored)."""
     if option or shards:
-        raise click.UsageError("--ray and --shards run --batch jobs; give --batch FILE")
+        given = " and ".join(name for name, value in (("--ray", option), ("--shards", shards)) if value)
+        raise click.UsageError(f"{given} {'runs' if ' and ' not in given else 'run'} --batch jobs; give --batch FILE")
 
 
 MAX_K = 100_000
@@ -188,8 +189,9 @@ def _is_number(token: str) -> bool:
 @with_batch_options
 @with_ray_options
 @click.option("--shards", type=click.IntRange(min=1), default=None,
-              help="With --batch and --ray: split the rows by word ID into N shards, one Ray actor each, searched "
-                   "exactly (or with --index hnsw through a graph per shard, recall reported).")
+              help="With --batch and --ray: search N shards of the rows by word ID, one Ray actor each, exactly (or "
+                   "with --index hnsw through a graph per shard, recall reported). Each actor loads its file of the "
+                   "store's 'embstore shard' layout when it has N shards, else copies its range of the rows.")
 @with_index_options
 @db_option
 @json_option

@@ -24,7 +24,8 @@ def shard(shards, graphs, drop, db, as_json):
     range's rows. 'nearest --batch --ray ADDRESS --shards N' gives each Ray shard actor its
     file (and, with --graphs, its stored HNSW graph). Adding, deleting or replacing words
     writes the shard rows again in the same commit; the graphs then go stale until the next
-    'embstore shard --graphs'. Without options it shows the layout.
+    'embstore shard --shards N --graphs' (which keeps the rows files). --shards N replaces any
+    other layout; without --graphs it keeps no graphs. Without options it shows the layout.
     """
     if drop and (shards or graphs):
         raise click.UsageError("--drop removes the shards; give it alone")
@@ -34,7 +35,7 @@ def shard(shards, graphs, drop, db, as_json):
             if as_json:
                 emit_json({"dropped": dropped})
             else:
-                click.echo(f"Dropped {dropped} shards" if dropped else "The store had no shards")
+                click.echo(f"Dropped {_plural(dropped, 'shard')}" if dropped else "The store had no shards")
             return
         if shards is None:
             if graphs:
@@ -51,29 +52,47 @@ def shard(shards, graphs, drop, db, as_json):
                     bar.__enter__()
                 bar.update(done - bar.pos)
 
+            before = store.shard_layout()
             try:
                 store.shard(shards, graphs=graphs, progress=progress if stderr_is_terminal() else None)
             finally:
                 if bar is not None:
                     bar.__exit__(None, None, None)
+            if before is not None and before.shards != shards:
+                click.echo(f"Replaced the layout of {_plural(before.shards, 'shard')}", err=True)
+            if before is not None and (before.graphs or before.stale) and not graphs:
+                click.echo("Removed the stored HNSW graphs (give --graphs to store graphs)", err=True)
         layout = store.shard_layout()
-    _show(layout, as_json)
+        problems = layout.file_problems(store.path) if layout is not None else []
+    _show(layout, problems, as_json)
 
 
-def _show(layout, as_json: bool) -> None:
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _show(layout, problems: list[str], as_json: bool) -> None:
     if as_json:
         emit_json(None if layout is None else {
             "shards": layout.shards, "graphs": bool(layout.graphs), "stale_graphs": layout.stale_graphs,
+            "bytes": layout.bytes, "problems": problems,
             "files": [{"shard": r.number, "kind": r.kind, "start": r.start, "stop": r.stop, "file": r.file,
-                       "bytes": r.bytes} for r in layout.exact + layout.graphs]})
+                       "bytes": r.bytes, "stale": r in layout.stale} for r in layout.exact + layout.graphs + layout.stale]})
         return
     if layout is None:
         click.echo("The store is not sharded ('embstore shard --shards N' splits it)")
         return
-    graphs = " with HNSW graphs" if layout.graphs else " (its HNSW graphs are stale)" if layout.stale_graphs else ""
-    size = sum(r.bytes for r in layout.exact + layout.graphs)
-    click.echo(f"{layout.shards} shards{graphs}, {human_bytes(size)}:")
+    graphs = " with HNSW graphs" if layout.graphs else ", their HNSW graphs stale" if layout.stale_graphs else ""
+    click.echo(f"{_plural(layout.shards, 'shard')}{graphs}, {human_bytes(layout.bytes)}:")
     for number, record in enumerate(layout.exact):
         graph = f" + graph {human_bytes(layout.graphs[number].bytes)}" if layout.graphs else ""
         click.echo(f"  shard {number}: word IDs {record.start:,} .. {record.stop - 1:,} "
-                   f"({record.rows:,} rows, {human_bytes(record.bytes)}{graph})")
+                   f"({_plural(record.rows, 'row')}, {human_bytes(record.bytes)}{graph})")
+    if layout.stale_graphs:
+        click.echo(f"The HNSW graphs were built before the rows last changed, so they are not used; "
+                   f"'embstore shard --shards {layout.shards} --graphs' builds them again (the rows files stay).")
+    for problem in problems:
+        click.echo(f"Damaged: {problem} (run 'embstore check', then 'embstore repair')")
+    if not problems:
+        click.echo(f"Used by: embstore nearest --batch FILE --ray ADDRESS --shards {layout.shards} "
+                   "(one Ray actor per shard file; README, Scaling out)")

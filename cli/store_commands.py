@@ -106,8 +106,10 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
 def _shards_line(shards: dict) -> str:
     if "damaged" in shards:
         return f"damaged: {shards['damaged']} (run 'embstore repair')"
-    graphs = " with HNSW graphs" if shards["graphs"] else " (HNSW graphs stale)" if shards["stale_graphs"] else ""
-    return f"{shards['shards']} shard files{graphs} ({human_bytes(shards['bytes_on_disk'])}): 'embstore shard' shows them"
+    graphs = " with HNSW graphs" if shards["graphs"] else \
+        f", stale HNSW graphs (rebuild: embstore shard --shards {shards['shards']} --graphs)" \
+        if shards["stale_graphs"] else ""
+    return f"{shards['shards']} shard files{graphs}, {human_bytes(shards['bytes_on_disk'])}: 'embstore shard' shows them"
 
 
 def _subwords_line(subwords: dict) -> str:

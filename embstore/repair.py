@@ -72,7 +72,7 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
                 store.build_index(kind, **params)
                 report.actions.append(f"rebuilt the {kind} index from the exact rows")
     if shards and (ROWS in damaged or SHARDS in damaged or SHARDS in stale):
-        _shard_again(path, *shards, report)
+        _shard_again(path, *shards, report, rows_too=ROWS in damaged or SHARDS in damaged)
     report.remaining += check_store(path).problems
     if not report.actions:
         report.actions.append("nothing needed repair" if not report.remaining else "nothing could be repaired")
@@ -97,16 +97,17 @@ def _shard_layout_recorded(path: Path) -> tuple[int, bool] | None:
     return (count, any(row[0] == "hnsw" for row in rows)) if 1 <= count <= MAX_SHARDS else None
 
 
-def _shard_again(path: Path, shards: int, graphs: bool, report: RepairReport) -> None:
-    """Write the shard files again from the store's rows, as the store was sharded."""
+def _shard_again(path: Path, shards: int, graphs: bool, report: RepairReport, rows_too: bool) -> None:
+    """Write the shard files (``rows_too``), or only their stale graphs, again from the store's rows."""
     try:
         with Store.open(path) as store:
-            store.shard(min(shards, len(store)), graphs=graphs)
+            store.shard(min(shards, len(store)), graphs=graphs, reuse_rows=not rows_too)
     except EmbstoreError as exc:
         report.remaining.append(f"the shards could not be written again: {exc}")
         return
-    report.actions.append(f"wrote the {shards} shard files{' and their HNSW graphs' if graphs else ''} again from "
-                          "the store's rows")
+    written = f"the {shards} shard files{' and their HNSW graphs' if graphs else ''}" if rows_too else \
+        f"the HNSW graphs of the {shards} shards"
+    report.actions.append(f"wrote {written} again from the store's rows")
 
 
 def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:

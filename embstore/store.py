@@ -324,16 +324,19 @@ class Store:
 
     # -- shards -----------------------------------------------------------------------
 
-    def shard(self, shards: int, *, graphs: bool = False, progress: Callable[[str, int, int], None] | None = None
-              ) -> list:
+    def shard(self, shards: int, *, graphs: bool = False, progress: Callable[[str, int, int], None] | None = None,
+              reuse_rows: bool = True) -> list:
         """Split the exact rows by word ID into ``shards`` files, one per range (with ``graphs``,
         also an HNSW graph of each), replacing any earlier layout in one atomic commit. Word
         changes keep the shard rows equal to the store's rows; graphs go stale when the rows
-        change. Ray's shard actors (``RayShards``) each load one shard file."""
+        change. Rows files of the current rows, as many shards, are kept (``reuse_rows``) when they
+        pass the checks of an open; without ``graphs`` any stored graphs are removed. Ray's
+        shard actors (``RayShards``) each load one shard file."""
         from .writes.sharding import Sharding
 
         unit = (lambda: self.searcher.unit_rows) if graphs else None
-        return self._write(lambda writer: Sharding(self._files, writer).shard(shards, unit, progress), CHANGE_ATTEMPTS)
+        return self._write(lambda writer: Sharding(self._files, writer).shard(shards, unit, progress, reuse_rows),
+                           CHANGE_ATTEMPTS)
 
     def drop_shards(self) -> int:
         """Remove the shard files; returns how many shards there were."""

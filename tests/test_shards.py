@@ -106,10 +106,13 @@ def test_word_changes_rewrite_the_shard_rows_in_the_same_commit(store_copy):
     assert report.ok and "shards" in report.stale
     assert any("HNSW graphs are stale" in note for note in report.notes)
     assert len(shard_files(store_copy)) == 6  # 3 rows files and 3 stale graphs: nothing left over
+    rows_files = [name for name in shard_files(store_copy) if ".exact." in name]
     repaired = repair_store(store_copy)
-    assert any("wrote the 3 shard files and their HNSW graphs again" in a for a in repaired.actions)
+    assert any("wrote the HNSW graphs of the 3 shards again" in a for a in repaired.actions)
+    assert [name for name in shard_files(store_copy) if ".exact." in name] == rows_files  # kept: they were whole
     with Store.open(store_copy) as store:
         assert store.shard_layout().graphs and not store.shard_layout().stale_graphs
+    assert check_store(store_copy).ok
 
 
 def test_a_writer_that_commits_during_sharding_makes_it_start_again(store_copy):
@@ -256,6 +259,24 @@ def test_bad_requests_get_one_clear_error(store_copy, run, tmp_path, glove_small
     assert shard_files(store_copy) == [] and list(tmp_path.glob("*.shard*")) == []
 
 
+def test_graphs_after_a_change_keep_the_rows_files_unless_they_are_damaged(store_copy, run):
+    with Store.open(store_copy) as store:
+        store.shard(2, graphs=True)
+        store.delete_words(["king"])
+        rows_files = [name for name in shard_files(store_copy) if ".exact." in name]
+        store.shard(2, graphs=True)
+        assert [name for name in shard_files(store_copy) if ".exact." in name] == rows_files
+        assert len(shard_files(store_copy)) == 4 and store.shard_layout().graphs
+        victim = store_copy.parent / rows_files[0]
+        data = bytearray(victim.read_bytes())
+        data[-10] ^= 1  # in the last 64 KiB: the fingerprint an open checks sees it
+        victim.write_bytes(bytes(data))
+        store.shard(2)
+        assert victim.name not in shard_files(store_copy) and len(shard_files(store_copy)) == 2
+        assert_shards_hold_the_rows(store)
+    assert check_store(store_copy).ok
+
+
 def test_the_cli_writes_shows_and_drops_the_layout(store_copy, run):
     result = run("shard", "--db", store_copy)
     assert result.exit_code == 0 and "not sharded" in result.output
@@ -270,5 +291,19 @@ def test_the_cli_writes_shows_and_drops_the_layout(store_copy, run):
     layout = json.loads(shown.output)
     assert layout["shards"] == 3 and [f["stop"] for f in layout["files"]] == [6_666, 13_333, 20_000]
     assert sorted(f["file"] for f in layout["files"]) == shard_files(store_copy)
+    assert layout["problems"] == []
+    assert "Used by: embstore nearest --batch FILE --ray ADDRESS --shards 3" in run("shard", "--db", store_copy).output
+    (store_copy.parent / shard_files(store_copy)[1]).unlink()  # found by a look at the files, before any check
+    shown = run("shard", "--db", store_copy).output
+    assert "Damaged: shard 1's rows small.db.shard0001.exact." in shown and "is missing" in shown
+    assert "damaged: shard 1's rows" in run("info", "--db", store_copy).output
+    result = run("shard", "--shards", "2", "--graphs", "--db", store_copy)
+    assert result.exit_code == 0 and "Replaced the layout of 3 shards" in result.stderr
+    assert "with HNSW graphs" in result.stdout
+    result = run("shard", "--shards", "2", "--db", store_copy)
+    assert "Removed the stored HNSW graphs" in result.stderr and len(shard_files(store_copy)) == 2
+    run("delete", "king", "--db", store_copy)
+    result = run("shard", "--shards", "1", "--db", store_copy)
+    assert result.stdout.startswith("1 shard, ") and "(19,999 rows, " in result.stdout
     result = run("shard", "--drop", "--db", store_copy)
-    assert result.exit_code == 0 and result.output == "Dropped 3 shards\n" and shard_files(store_copy) == []
+    assert result.exit_code == 0 and result.output == "Dropped 1 shard\n" and shard_files(store_copy) == []

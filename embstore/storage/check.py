@@ -262,6 +262,8 @@ def _check_shards(catalog: Catalog, meta: StoreMeta, rows_record: IndexFileRecor
     except EmbstoreError as exc:
         report.problem(SHARDS, f"shards: {exc}{fix}")
         return
+    report.checked.append(f"shards: {len(exact)} ranges cover word IDs 0 .. {words - 1:,}, rows of the current "
+                          "generation")
     store_rows = None
     if rows_record is not None and meta.storage == EXACT and ROWS not in report.damaged:
         try:
@@ -292,8 +294,9 @@ def _check_shards(catalog: Catalog, meta: StoreMeta, rows_record: IndexFileRecor
         report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
     if graphs and not current_graphs:
         report.stale.add(SHARDS)
-        report.notes.append("the shards' HNSW graphs are stale (the rows changed after they were built); shard "
-                            "actors build their own until 'embstore shard --graphs' (or repair) writes them again")
+        report.notes.append(f"the shards' HNSW graphs are stale (the rows changed after they were built); shard "
+                            f"actors build their own until 'embstore shard --shards {len(exact)} --graphs' (or "
+                            "repair) writes them again")
 
 
 def row_values_of(rows: np.ndarray, catalog: Catalog) -> str:

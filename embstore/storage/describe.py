@@ -68,9 +68,10 @@ def describe(files: StoreFiles) -> StoreInfo:
         subwords = {"damaged": files.subword_problem}
     try:
         layout = files.shard_layout()
-        shards = None if layout is None else {
+        problems = layout.file_problems(files.path) if layout is not None else []
+        shards = None if layout is None else {"damaged": "; ".join(problems)} if problems else {
             "shards": layout.shards, "graphs": bool(layout.graphs), "stale_graphs": layout.stale_graphs,
-            "bytes_on_disk": sum(r.bytes for r in layout.exact + layout.graphs)}
+            "bytes_on_disk": layout.bytes}
     except EmbstoreError as exc:
         shards = {"damaged": str(exc)}
     return StoreInfo(

@@ -8,6 +8,7 @@ time checks as the store's own rows (size, header, rows, fingerprint), or the SH
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,39 @@ class ShardLayout:
 
     exact: tuple[ShardRecord, ...]
     graphs: tuple[ShardRecord, ...]
-    stale_graphs: bool  # HNSW graphs are recorded but hold older rows
+    stale: tuple[ShardRecord, ...] = ()  # HNSW graphs recorded that hold older rows (never searched)
+
+    @property
+    def stale_graphs(self) -> bool:
+        return bool(self.stale)
+
+    @property
+    def bytes(self) -> int:
+        """The bytes of every file the layout records, stale graphs too."""
+        return sum(r.bytes for r in self.exact + self.graphs + self.stale)
+
+    def file_problems(self, store: Path) -> list[str]:
+        """What a look at each recorded file finds wrong, in constant time: a name that is not this
+        store's own, a missing file, a link or other non-regular file, a size other than recorded.
+        (``check`` reads every byte.)"""
+        problems = []
+        for record in self.exact + self.graphs + self.stale:
+            what = f"shard {record.number}'s {'rows' if record.kind == EXACT else 'graph'}"
+            try:
+                path = shard_file_path(store, record.kind, record.number, record.file)
+            except CatalogMismatchError as exc:
+                problems.append(f"{what}: {exc}")
+                continue
+            try:
+                found = path.lstat()
+            except FileNotFoundError:
+                problems.append(f"{what} {record.file} is missing")
+                continue
+            if not stat.S_ISREG(found.st_mode):
+                problems.append(f"{what} {record.file} is not a regular file")
+            elif found.st_size != record.bytes:
+                problems.append(f"{what} {record.file} is {found.st_size:,} bytes, not the {record.bytes:,} recorded")
+        return problems
 
     @property
     def shards(self) -> int:
@@ -56,7 +89,7 @@ class ShardLayout:
         current = bool(graphs) and all(r.rows_generation == rows_generation for r in graphs)
         if current and [(r.start, r.stop) for r in graphs] != [(r.start, r.stop) for r in exact]:
             raise CatalogMismatchError("the shards' HNSW graphs cover other word-ID ranges than their rows")
-        return cls(tuple(exact), tuple(graphs) if current else (), stale_graphs=bool(graphs) and not current)
+        return cls(tuple(exact), tuple(graphs) if current else (), () if current else tuple(graphs))
 
 
 def shard_ranges(count: int, shards: int) -> list[tuple[int, int]]:
