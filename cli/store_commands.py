@@ -105,7 +105,8 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
 
 def _shards_line(shards: dict) -> str:
     if "damaged" in shards:
-        return f"damaged: {shards['damaged']} (run 'embstore repair')"
+        return f"damaged: {shards['damaged']}" + ("" if "embstore repair" in shards["damaged"] else
+                                                 " (run 'embstore check', then 'embstore repair')")
     graphs = " with HNSW graphs" if shards["graphs"] else \
         f", stale HNSW graphs (rebuild: embstore shard --shards {shards['shards']} --graphs)" \
         if shards["stale_graphs"] else ""

@@ -22,9 +22,10 @@ from .paths import resolve_store_path
 from .search.index_kinds import KINDS, PARAMETERS
 from .storage.catalog import Catalog
 from .storage.catalog_shards import MAX_SHARDS
-from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARDS, STORAGE, SUBWORDS,
-                            CheckReport, check_store)
-from .storage.file_names import index_file_path, is_subword_file, kind_of_file, leftover_files, remove_files
+from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARD_MIGRATION, SHARDS, STORAGE,
+                            SUBWORDS, CheckReport, check_store)
+from .storage.file_names import (index_file_path, is_shard_file, is_subword_file, kind_of_file, leftover_files,
+                                  remove_files)
 from .storage.index_files import file_checksum
 from .storage.schema import FORMAT_VERSION
 from .storage.store_meta import EXACT, STORAGE_KINDS, changes_since_load
@@ -45,7 +46,7 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     if not os.path.lexists(path):
         raise StoreNotFoundError(f"no store at {path}")
     meta, indexes, _ = _read_what_can_be_read(path)  # before anything is mended: every index there was
-    shards = _shard_layout_recorded(path)  # and the shard layout
+    shards = _shard_layout_recorded(path)  # and the shard layout (None: not sharded, or beyond reading)
     try:
         before = _repair_in_place(path, report)
         damaged, problems, stale = before.damaged, before.problems, before.stale
@@ -73,6 +74,11 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
                 report.actions.append(f"rebuilt the {kind} index from the exact rows")
     if shards and (ROWS in damaged or SHARDS in damaged or SHARDS in stale):
         _shard_again(path, *shards, report, rows_too=ROWS in damaged or SHARDS in damaged)
+    elif SHARDS in damaged:  # records that say no usable number of shards: the layout is dropped
+        with Store.open(path) as store:
+            store.drop_shards()
+        report.actions.append("dropped the shard layout, whose records name no usable number of shards "
+                              "('embstore shard --shards N' writes one again)")
     report.remaining += check_store(path).problems
     if not report.actions:
         report.actions.append("nothing needed repair" if not report.remaining else "nothing could be repaired")
@@ -92,22 +98,32 @@ def _shard_layout_recorded(path: Path) -> tuple[int, bool] | None:
         return None
     finally:
         catalog.close()
-    numbers = {row[1] for row in rows if row[0] == EXACT}
-    count = int(recorded) if str(recorded).isdigit() else len(numbers)
-    return (count, any(row[0] == "hnsw" for row in rows)) if 1 <= count <= MAX_SHARDS else None
+    graphs = any(row[0] == "hnsw" for row in rows)
+    for count in (int(recorded) if str(recorded).isdigit() else 0, len({row[1] for row in rows if row[0] == EXACT})):
+        if 1 <= count <= MAX_SHARDS:  # meta.shards, else as many as the rows records
+            return count, graphs
+    return None
 
 
 def _shard_again(path: Path, shards: int, graphs: bool, report: RepairReport, rows_too: bool) -> None:
     """Write the shard files (``rows_too``), or only their stale graphs, again from the store's rows."""
     try:
         with Store.open(path) as store:
-            store.shard(min(shards, len(store)), graphs=graphs, reuse_rows=not rows_too)
+            shards = min(shards, len(store))
+            store.shard(shards, graphs=graphs, reuse_rows=not rows_too)
+        catalog = Catalog.open(path)
+        try:  # files named by records too damaged to name them again (a kind or number that is not one)
+            leftovers = [p for p in leftover_files(path, catalog.recorded_file_names()) if is_shard_file(path, p.name)]
+        finally:
+            catalog.close()
+        remove_files(leftovers)
     except EmbstoreError as exc:
         report.remaining.append(f"the shards could not be written again: {exc}")
         return
     written = f"the {shards} shard files{' and their HNSW graphs' if graphs else ''}" if rows_too else \
         f"the HNSW graphs of the {shards} shards"
     report.actions.append(f"wrote {written} again from the store's rows")
+    report.actions += [f"removed leftover {p.name}" for p in leftovers]
 
 
 def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
@@ -244,6 +260,11 @@ def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport, row_
         catalog.set_meta(storage=EXACT)
         report.actions.append("meta.storage named codes while the exact rows are there: the store reads its exact "
                               "rows again")
+    if SHARDS in damaged and not catalog.has_shard_table():
+        from .storage.schema import MIGRATION_STEPS
+
+        dict(MIGRATION_STEPS)[SHARD_MIGRATION](catalog.db)  # the step's own table, as the migration made it
+        report.actions.append("made the catalog's shard_files table again")
     if DEFAULT in damaged:
         catalog.delete_meta("default_index")
         report.actions.append("reset the default index, which named no index, to exact")

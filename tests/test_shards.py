@@ -106,10 +106,10 @@ def test_word_changes_rewrite_the_shard_rows_in_the_same_commit(store_copy):
     assert report.ok and "shards" in report.stale
     assert any("HNSW graphs are stale" in note for note in report.notes)
     assert len(shard_files(store_copy)) == 6  # 3 rows files and 3 stale graphs: nothing left over
-    rows_files = [name for name in shard_files(store_copy) if ".exact." in name]
+    rows_files = [name for name in shard_files(store_copy) if "-exact." in name]
     repaired = repair_store(store_copy)
     assert any("wrote the HNSW graphs of the 3 shards again" in a for a in repaired.actions)
-    assert [name for name in shard_files(store_copy) if ".exact." in name] == rows_files  # kept: they were whole
+    assert [name for name in shard_files(store_copy) if "-exact." in name] == rows_files  # kept: they were whole
     with Store.open(store_copy) as store:
         assert store.shard_layout().graphs and not store.shard_layout().stale_graphs
     assert check_store(store_copy).ok
@@ -263,9 +263,9 @@ def test_graphs_after_a_change_keep_the_rows_files_unless_they_are_damaged(store
     with Store.open(store_copy) as store:
         store.shard(2, graphs=True)
         store.delete_words(["king"])
-        rows_files = [name for name in shard_files(store_copy) if ".exact." in name]
+        rows_files = [name for name in shard_files(store_copy) if "-exact." in name]
         store.shard(2, graphs=True)
-        assert [name for name in shard_files(store_copy) if ".exact." in name] == rows_files
+        assert [name for name in shard_files(store_copy) if "-exact." in name] == rows_files
         assert len(shard_files(store_copy)) == 4 and store.shard_layout().graphs
         victim = store_copy.parent / rows_files[0]
         data = bytearray(victim.read_bytes())
@@ -295,7 +295,7 @@ def test_the_cli_writes_shows_and_drops_the_layout(store_copy, run):
     assert "Used by: embstore nearest --batch FILE --ray ADDRESS --shards 3" in run("shard", "--db", store_copy).output
     (store_copy.parent / shard_files(store_copy)[1]).unlink()  # found by a look at the files, before any check
     shown = run("shard", "--db", store_copy).output
-    assert "Damaged: shard 1's rows small.db.shard0001.exact." in shown and "is missing" in shown
+    assert "Damaged: shard 1's rows small.db.shard0001-exact." in shown and "is missing" in shown
     assert "damaged: shard 1's rows" in run("info", "--db", store_copy).output
     result = run("shard", "--shards", "2", "--graphs", "--db", store_copy)
     assert result.exit_code == 0 and "Replaced the layout of 3 shards" in result.stderr
@@ -307,3 +307,59 @@ def test_the_cli_writes_shows_and_drops_the_layout(store_copy, run):
     assert result.stdout.startswith("1 shard, ") and "(19,999 rows, " in result.stdout
     result = run("shard", "--drop", "--db", store_copy)
     assert result.exit_code == 0 and result.output == "Dropped 1 shard\n" and shard_files(store_copy) == []
+
+
+def test_a_store_named_like_a_shard_keeps_its_files_and_so_does_the_sharded_store(tmp_path, glove_small):
+    """A store ``b.db.shard0000`` beside ``b.db``: neither takes the other's files for leftovers."""
+    first, second = tmp_path / "b.db", tmp_path / "b.db.shard0000"
+    Store.load(glove_small, first, limit=1_000)
+    Store.load(glove_small, second, limit=500)
+    with Store.open(first) as store:
+        store.shard(2)
+    for db in (first, second, first):
+        assert check_store(db).leftovers == []
+        repair_store(db)
+    for db in (first, second):
+        assert check_store(db).ok
+        with Store.open(db) as store:
+            assert store.nearest("the", k=1).neighbours
+    with Store.open(first) as store:
+        assert_shards_hold_the_rows(store)
+
+
+@pytest.mark.parametrize("damage", [
+    "UPDATE shard_files SET number = NULL WHERE number = 1",
+    "UPDATE shard_files SET number = 'abc' WHERE number = 1",
+    "UPDATE shard_files SET number = 1.5 WHERE number = 1",
+    "UPDATE shard_files SET kind = NULL WHERE number = 0",
+    "UPDATE shard_files SET shards = 5000; UPDATE meta SET value = '5000' WHERE key = 'shards'",
+    "UPDATE meta SET value = '99999999999999999999' WHERE key = 'shards'",
+    "DROP TABLE shard_files",
+])
+def test_repair_mends_any_damaged_record_in_one_pass(store_copy, run, damage):
+    with Store.open(store_copy) as store:
+        store.shard(2, graphs=True)
+    conn = sqlite3.connect(store_copy, isolation_level=None)
+    conn.executescript(damage)
+    conn.close()
+    assert not check_store(store_copy).ok
+    for command in (["shard"], ["info"], ["repair"]):
+        result = run(*command, "--db", store_copy)
+        assert "Traceback" not in result.output and not isinstance(result.exception, Exception) \
+            or isinstance(result.exception, SystemExit), result.output
+    report = check_store(store_copy)
+    assert report.ok and report.leftovers == [], report.problems + [p.name for p in report.leftovers]
+    with Store.open(store_copy) as store:
+        layout = store.shard_layout()
+        assert len(store) == 20_000
+        if layout is not None:
+            assert_shards_hold_the_rows(store)
+    result = run("shard", "--drop", "--db", store_copy)
+    assert result.exit_code == 0 and shard_files(store_copy) == []
+
+
+def test_a_flag_is_not_a_number_of_shards(store_copy):
+    with Store.open(store_copy) as store:
+        with pytest.raises(QueryError, match="1 to 4,096 shards"):
+            store.shard(True)
+    assert shard_files(store_copy) == []

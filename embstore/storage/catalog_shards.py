@@ -80,13 +80,13 @@ class ShardRecords:
     if TYPE_CHECKING:
         conn: sqlite3.Connection
 
-    def _has_shard_table(self) -> bool:
+    def has_shard_table(self) -> bool:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shard_files'"
                                  ).fetchone() is not None
 
     def shard_rows(self) -> list[tuple]:
         """Every shard record as stored, unparsed (in ``COLUMNS`` order), by kind and number."""
-        if not self._has_shard_table():
+        if not self.has_shard_table():
             return []
         return self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM shard_files ORDER BY kind, number").fetchall()
 
@@ -95,7 +95,7 @@ class ShardRecords:
         return [parse_shard_record(row) for row in self.shard_rows() if row[0] == kind]
 
     def shard_file_names(self) -> set[str]:
-        if not self._has_shard_table():
+        if not self.has_shard_table():
             return set()
         return {row[0] for row in self.conn.execute("SELECT file FROM shard_files") if isinstance(row[0], str)}
 
@@ -113,6 +113,6 @@ class ShardRecords:
     def delete_shards(self) -> list[tuple[str, int, str]]:
         """Forget every shard record; returns their (kind, number, file), to remove after the commit."""
         old = [(row[0], row[1], row[5]) for row in self.shard_rows()]
-        if self._has_shard_table():
+        if self.has_shard_table():
             self.conn.execute("DELETE FROM shard_files")
         return old

@@ -42,6 +42,7 @@ ROW_VALUES = "row values"  # meta.row_values is missing or says unit rows that a
 ROW_VALUE_SAMPLE = 4096
 SUBWORDS = "subwords"  # a fastText store's n-gram rows file or its record: repair copies them again from the model
 SHARDS = "shards"  # a sharded store's shard files or their records: repair writes them again from the rows
+SHARD_MIGRATION = "0008_shard_files"
 
 
 @dataclass
@@ -240,6 +241,10 @@ def _check_shards(catalog: Catalog, meta: StoreMeta, rows_record: IndexFileRecor
     shard's rows and norms compared with the store's own rows."""
     rows = catalog.shard_rows()
     recorded = meta.get("shards")
+    if SHARD_MIGRATION in catalog.applied_migrations() and not catalog.has_shard_table():
+        report.problem(SHARDS, "the catalog has lost its shard_files table (migration 0008 is recorded); repair "
+                               "makes it again")
+        return
     if not rows:
         if recorded is not None:
             report.problem(SHARDS, f"the catalog has lost the records of its {str(recorded)[:20]} shard files "

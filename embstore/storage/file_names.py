@@ -3,7 +3,9 @@ and the leftovers an interrupted writer left.
 
 A store ``emb.db`` owns ``emb.db.<kind>.<8 hex>.faiss`` beside it, a fastText store also
 ``emb.db.ngrams.<8 hex>.f32`` (its n-gram rows), a sharded store
-``emb.db.shard<4 digits>.<exact or hnsw>.<8 hex>.faiss`` (one shard's rows or graph), and while writing, the same names with a
+``emb.db.shard<4 digits>-<exact or hnsw>.<8 hex>.faiss`` (one shard's rows or graph: the ``-``
+keeps it from being the name of another store's file, such as the rows of a store named
+``emb.db.shard0000``), and while writing, the same names with a
 leading ``.`` and a trailing ``.tmp``, and ``.emb.db.<8 hex>.tmp`` (a new catalog). A
 catalog record naming anything else (``../victim.txt``, an absolute path, another
 store's file) is damage: it is never opened or deleted. A writer holds an exclusive
@@ -43,12 +45,12 @@ def _subword_pattern(store_name: str) -> re.Pattern:
 
 
 def _shard_pattern(store_name: str) -> re.Pattern:
-    return re.compile(rf"{re.escape(store_name)}\.shard({_SHARD})\.(exact|hnsw)\.{_TOKEN}\.faiss")
+    return re.compile(rf"{re.escape(store_name)}\.shard({_SHARD})-(exact|hnsw)\.{_TOKEN}\.faiss")
 
 
 def _temporary_pattern(store_name: str) -> re.Pattern:
     return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|ngrams\.{_TOKEN}\.f32|"
-                      rf"shard{_SHARD}\.(?:exact|hnsw)\.{_TOKEN}\.faiss|{_TOKEN})\.tmp")
+                      rf"shard{_SHARD}-(?:exact|hnsw)\.{_TOKEN}\.faiss|{_TOKEN})\.tmp")
 
 
 def new_index_file(store: Path, kind: str) -> tuple[Path, Path]:
@@ -82,7 +84,7 @@ def is_subword_file(store: Path, name: str) -> bool:
 
 def new_shard_file(store: Path, kind: str, number: int) -> tuple[Path, Path]:
     """(temporary path, final path) for a new file of shard ``number`` (kind exact or hnsw)."""
-    name = f"{store.name}.shard{number:04d}.{kind}.{_token()}.faiss"
+    name = f"{store.name}.shard{number:04d}-{kind}.{_token()}.faiss"
     if not _shard_pattern(store.name).fullmatch(name):
         raise ValueError(f"not a shard file: {kind!r}, {number!r}")
     return store.with_name(f".{name}.tmp"), store.with_name(name)
@@ -93,11 +95,17 @@ def shard_file_path(store: Path, kind: str, number: int, name: object) -> Path:
     CatalogMismatchError if that is not a plain name of this store's own pattern for them."""
     match = _shard_pattern(store.name).fullmatch(name) if isinstance(name, str) else None
     if match is None or (int(match.group(1)), match.group(2)) != (number, kind):
+        expected = f"shard{number:04d}-{kind}" if isinstance(number, int) and isinstance(kind, str) else "shard<N>-<kind>"
         raise CatalogMismatchError(
-            f"the catalog names the file {str(name)[:80]!r} for {kind} shard {number}, which is not a file of this "
-            f"store (expected {store.name}.shard{number:04d}.{kind}.<8 hex digits>.faiss beside it); it is not "
+            f"the catalog names the file {str(name)[:80]!r} for shard {str(number)[:20]} ({str(kind)[:20]}), which is "
+            f"not a file of this store (expected {store.name}.{expected}.<8 hex digits>.faiss beside it); it is not "
             "opened or removed")
     return store.with_name(name)
+
+
+def is_shard_file(store: Path, name: str) -> bool:
+    """Whether ``name`` is a shard file name of this store (not a temporary one)."""
+    return isinstance(name, str) and _shard_pattern(store.name).fullmatch(name) is not None
 
 
 def own_shard_paths(store: Path, named: Iterable[tuple[str, int, str]]) -> list[Path]:

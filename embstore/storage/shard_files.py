@@ -94,7 +94,7 @@ class ShardLayout:
 
 def shard_ranges(count: int, shards: int) -> list[tuple[int, int]]:
     """``shards`` contiguous word-ID ranges covering 0 .. count-1, as equal as can be."""
-    if not isinstance(shards, int) or not 1 <= shards <= MAX_SHARDS:
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= MAX_SHARDS:
         raise QueryError(f"a store splits into 1 to {MAX_SHARDS:,} shards, not {shards!r}")
     bounds = [count * s // shards for s in range(shards + 1)]
     return [(bounds[s], bounds[s + 1]) for s in range(shards)]
