@@ -4,8 +4,8 @@ What can be fixed in place is fixed in place: leftovers are removed (only files 
 store's own pattern that no writer is writing, and unreferenced index files only while
 the rows they might be needed for are intact), ranks are renumbered, a default that
 names no index is reset, damaged or stale approximate indexes, and damaged shard files or
-stale shard graphs, are written again from the exact rows. Only when the rows themselves are damaged does repair reload the recorded
-source file, and it refuses to if that would drop changes made since the load, unless
+stale shard graphs, are written again from the exact rows. Only when the rows themselves
+are damaged does repair reload the recorded source file, and it refuses to if that would drop changes made since the load, unless
 told ``discard_changes``; the approximate indexes are rebuilt after the reload.
 """
 
@@ -75,10 +75,13 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     if shards and (ROWS in damaged or SHARDS in damaged or SHARDS in stale):
         _shard_again(path, *shards, report, rows_too=ROWS in damaged or SHARDS in damaged)
     elif SHARDS in damaged:  # records that say no usable number of shards: the layout is dropped
-        with Store.open(path) as store:
-            store.drop_shards()
-        report.actions.append("dropped the shard layout, whose records name no usable number of shards "
-                              "('embstore shard --shards N' writes one again)")
+        try:
+            with Store.open(path) as store:
+                store.drop_shards()
+            report.actions.append("dropped the shard layout, whose records name no usable number of shards "
+                                  "('embstore shard --shards N' writes one again)")
+        except EmbstoreError as exc:
+            report.remaining.append(f"the shard layout could not be dropped: {exc}")
     report.remaining += check_store(path).problems
     if not report.actions:
         report.actions.append("nothing needed repair" if not report.remaining else "nothing could be repaired")
