@@ -234,6 +234,21 @@ class FlatIndexWriter:
             self.tmp_path.unlink(missing_ok=True)
 
 
+ROW_CHUNK = 65_536  # rows per write when a matrix already in memory (or mapped) is written out
+
+
+def write_rows_file(rows: np.ndarray, tmp_path: Path, final_path: Path) -> WrittenFile:
+    """Write ``rows`` (a matrix, or a slice of a mapped one) as an exact rows file, a chunk at a time."""
+    writer = FlatIndexWriter(tmp_path, final_path, rows.shape[1])
+    try:
+        for start in range(0, rows.shape[0], ROW_CHUNK):
+            writer.add(rows[start: start + ROW_CHUNK])
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
 def _header(dimension: int, rows: int) -> bytes:
     norms_offset = ROWS_OFFSET + 4 * rows * dimension
     return HEADER.pack(ROWS_MAGIC, ROWS_LAYOUT, dimension, rows, FAISS_OFFSET, norms_offset, bytes(16)) + \

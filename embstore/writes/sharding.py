@@ -20,12 +20,11 @@ from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.catalog_shards import ShardRecord
 from ..storage.file_names import NewFiles, new_shard_file, own_shard_paths, remove_files
-from ..storage.index_files import FlatIndexWriter, write_index_file
+from ..storage.index_files import write_index_file, write_rows_file
 from ..storage.shard_files import open_rows, shard_ranges
 from ..storage.store_files import StoreFiles
 from .loading import now
 
-ROW_CHUNK = 65_536
 
 
 def write_exact_shards(store, rows: np.ndarray, shards: int, rows_generation: int, new: NewFiles,
@@ -35,14 +34,7 @@ def write_exact_shards(store, rows: np.ndarray, shards: int, rows_generation: in
     ranges = shard_ranges(rows.shape[0], shards)
     for number, (start, stop) in enumerate(ranges):
         tmp, final = new_shard_file(store, "exact", number)
-        writer = FlatIndexWriter(new.claim(tmp, final), final, rows.shape[1])
-        try:
-            for low in range(start, stop, ROW_CHUNK):
-                writer.add(rows[low: min(low + ROW_CHUNK, stop)])
-            written = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
+        written = write_rows_file(rows[start:stop], new.claim(tmp, final), final)
         records.append(ShardRecord("exact", number, shards, start, stop, final.name, written.bytes, written.checksum,
                                    written.fingerprint, {}, rows_generation, now()))
         if progress:

@@ -25,14 +25,12 @@ from ..storage.catalog import Catalog
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_index_file, own_paths,
                                   own_shard_paths, remove_files)
 from ..row_norms import row_norms, usable_lengths
-from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, write_index_file
+from ..storage.index_files import LENGTH_PROBLEM, write_index_file, write_rows_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
 from ..vocabulary.vocabulary import Vocabulary, word_list, word_problem
 from .loading import record_written
 from .sharding import write_exact_shards
-
-ROW_CHUNK = 65_536
 
 
 def check_new_word(word: object, source: str) -> str:
@@ -74,14 +72,7 @@ class WordChanges:
             if new_rows is not None:
                 old = files.records[EXACT]
                 tmp, final = new_index_file(self.path, EXACT)
-                writer = FlatIndexWriter(new.claim(tmp, final), final, files.dimension)
-                try:
-                    for start in range(0, new_rows.shape[0], ROW_CHUNK):
-                        writer.add(new_rows[start: start + ROW_CHUNK])
-                    written = writer.finish()
-                except BaseException:
-                    writer.abort()
-                    raise
+                written = write_rows_file(new_rows, new.claim(tmp, final), final)
                 records.append(record_written(EXACT, written, params=old.params, generation=old.generation + 1,
                                               rows_generation=rows_generation, recall=old.recall))
                 for kind, record in files.records.items():
