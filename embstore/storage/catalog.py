@@ -386,6 +386,12 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
 
     # -- schema ---------------------------------------------------------------------
 
+    def has_table(self, name: str) -> bool:
+        """Whether the catalog has the table ``name`` (tables later migrations add may be missing
+        from a read-only store that was not upgraded)."""
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
+
     def applied_migrations(self) -> list[str]:
         """The migrations applied to this catalog, in order, read from sqlite-utils' record."""
         if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",

@@ -80,19 +80,16 @@ class ShardRecords:
     if TYPE_CHECKING:
         conn: sqlite3.Connection
 
+        def has_table(self, name: str) -> bool: ...
+
     def has_shard_table(self) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shard_files'"
-                                 ).fetchone() is not None
+        return self.has_table("shard_files")
 
     def shard_rows(self) -> list[tuple]:
         """Every shard record as stored, unparsed (in ``COLUMNS`` order), by kind and number."""
         if not self.has_shard_table():
             return []
         return self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM shard_files ORDER BY kind, number").fetchall()
-
-    def shard_records(self, kind: str) -> list[ShardRecord]:
-        """The ``kind`` records, validated, in shard order (CatalogMismatchError names a bad field)."""
-        return [parse_shard_record(row) for row in self.shard_rows() if row[0] == kind]
 
     def shard_file_names(self) -> set[str]:
         if not self.has_shard_table():

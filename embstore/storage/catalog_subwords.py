@@ -79,9 +79,10 @@ class SubwordRecords:
     if TYPE_CHECKING:
         conn: sqlite3.Connection
 
+        def has_table(self, name: str) -> bool: ...
+
     def _has_subword_table(self) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subword_files'"
-                                 ).fetchone() is not None
+        return self.has_table("subword_files")
 
     def subword_row(self) -> tuple | None:
         """The n-gram record as stored, unparsed, or None."""

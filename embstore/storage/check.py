@@ -277,6 +277,7 @@ def _check_shards(catalog: Catalog, meta: StoreMeta, rows_record: IndexFileRecor
         except EmbstoreError:
             store_rows = None
     current_graphs = bool(graphs) and all(r.rows_generation == meta.rows_generation for r in graphs)
+    graphs_match = [(r.start, r.stop) for r in graphs] == [(r.start, r.stop) for r in exact]
     for record in exact + (graphs if current_graphs else []):
         label = f"shard {record.number}'s {'rows' if record.kind == EXACT else 'graph'} {record.file}"
         try:
@@ -289,8 +290,7 @@ def _check_shards(catalog: Catalog, meta: StoreMeta, rows_record: IndexFileRecor
                     raise CatalogMismatchError("its rows differ from the store's rows of the same word IDs")
                 del held
             else:
-                ranges = [(r.start, r.stop) for r in exact]
-                if [(r.start, r.stop) for r in graphs] != ranges:
+                if not graphs_match:
                     raise CatalogMismatchError("it covers other word IDs than the shard's rows")
                 open_shard_graph(catalog.path, record, meta.dimension, verify=True)
         except EmbstoreError as exc:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..errors import CatalogMismatchError
 
@@ -110,13 +111,7 @@ def is_shard_file(store: Path, name: str) -> bool:
 
 def own_shard_paths(store: Path, named: Iterable[tuple[str, int, str]]) -> list[Path]:
     """The paths of the (kind, number, file name) shard records that name this store's own files."""
-    paths = []
-    for kind, number, name in named:
-        try:
-            paths.append(shard_file_path(store, kind, number, name))
-        except CatalogMismatchError:
-            continue
-    return paths
+    return _named_paths(functools.partial(shard_file_path, store), named)
 
 
 def new_catalog_file(store: Path) -> Path:
@@ -135,16 +130,26 @@ def index_file_path(store: Path, kind: str, name: str) -> Path:
     return store.with_name(name)
 
 
-def own_paths(store: Path, named: Iterable[tuple[str, str]]) -> list[Path]:
-    """The paths of the (kind, file name) pairs that are this store's own files; any other
+def _named_paths(path_of: Callable[..., Path], named: Iterable[tuple]) -> list[Path]:
+    """``path_of(*entry)`` for each entry that names one of this store's own files; any other
     name (a hostile or damaged record's) is left out, so it is never touched."""
     paths = []
-    for kind, name in named:
+    for entry in named:
         try:
-            paths.append(index_file_path(store, kind, name))
+            paths.append(path_of(*entry))
         except CatalogMismatchError:
             continue
     return paths
+
+
+def own_paths(store: Path, named: Iterable[tuple[str, str]]) -> list[Path]:
+    """The paths of the (kind, file name) index records that name this store's own files."""
+    return _named_paths(functools.partial(index_file_path, store), named)
+
+
+def own_subword_paths(store: Path, names: Iterable[str]) -> list[Path]:
+    """The paths of the n-gram file names that are this store's own."""
+    return _named_paths(functools.partial(subword_file_path, store), [(name,) for name in names])
 
 
 def kind_of_file(store: Path, name: str) -> str | None:

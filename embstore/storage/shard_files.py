@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import CatalogMismatchError, QueryError
 from ..lazy_modules import faiss
 from .catalog import Catalog
-from .catalog_shards import MAX_SHARDS, ShardRecord
+from .catalog_shards import MAX_SHARDS, ShardRecord, parse_shard_record
 from .file_names import shard_file_path
 from .index_files import ExactRows, open_exact_rows, open_index_file
 
@@ -75,8 +75,9 @@ class ShardLayout:
     def read(cls, catalog: Catalog, words: int, rows_generation: int) -> "ShardLayout | None":
         """The layout the catalog records, checked to cover IDs 0 .. words-1 with current rows;
         None if the store is not sharded. CatalogMismatchError says what disagrees."""
-        exact = catalog.shard_records(EXACT)
-        graphs = catalog.shard_records(HNSW)
+        records = [parse_shard_record(row) for row in catalog.shard_rows()]
+        exact = [r for r in records if r.kind == EXACT]
+        graphs = [r for r in records if r.kind == HNSW]
         if not exact:
             if graphs:
                 raise CatalogMismatchError("the catalog records HNSW shard graphs but no shard rows")

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import CatalogDamagedError, CatalogMismatchError, FormatError, NotAStoreError, StoreError
+from ..errors import CatalogDamagedError, FormatError, NotAStoreError, StoreError
 from ..formats import EmbeddingReader, open_embeddings
 from ..formats.counts import read_counts
 from ..search import index_kinds
@@ -29,7 +29,7 @@ from ..storage.catalog import Catalog
 from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
-                                  own_paths, own_shard_paths, remove_files, subword_file_path)
+                                  own_paths, own_shard_paths, own_subword_paths, remove_files)
 from ..row_norms import row_norms, usable_lengths
 from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
@@ -116,16 +116,6 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
     return run("overwrite")
 
 
-def _own_subword_paths(store: Path, names: list[str]) -> list[Path]:
-    paths = []
-    for name in names:
-        try:
-            paths.append(subword_file_path(store, name))
-        except CatalogMismatchError:
-            continue  # a hostile or damaged record's name: never touched
-    return paths
-
-
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
     """An exclusive flock on the folder, held by whoever is placing a new catalog in it."""
@@ -197,7 +187,7 @@ class _Loader:
                     report, dropped = self._write(catalog, rows_generation=catalog.safe_generation("rows_generation") + 1)
         finally:
             catalog.close()
-        remove_files(own_paths(self.path, old) + dropped + _own_subword_paths(self.path, old_subwords)
+        remove_files(own_paths(self.path, old) + dropped + own_subword_paths(self.path, old_subwords)
                      + own_shard_paths(self.path, old_shards))
         return report
 
