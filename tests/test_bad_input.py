@@ -6,6 +6,7 @@ import gzip
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 GOOD = "alpha 0.1 0.2 0.3\nbeta 0.4 0.5 0.6\ngamma 0.7 0.8 0.9\n"
@@ -147,3 +148,26 @@ def test_zero_vectors_skip_and_duplicates_keep_first(run, tmp_path):
 def test_unknown_word_exit_code_and_suggestion(run, small_store_path):
     result = run("nearest", "kingg", "--db", small_store_path)
     assert_one_clear_error(result, "unknown word 'kingg'", "did you mean", "'king'")
+
+
+def test_duplicates_and_bad_words_far_apart_in_a_file_of_many_chunks(tmp_path):
+    """The loader checks a chunk's words in a few C calls and goes word by word only for a
+    chunk that fails: a duplicate of a word many chunks back must still be found."""
+    from embstore import Store
+
+    rng = np.random.default_rng(5)
+    count, dimension = 12_000, 300  # 1.2 kB an entry: several of the reader's 4 MiB chunks
+    words = [f"w{i}" for i in range(count)]
+    words[9_000] = "w0"  # a duplicate, in a later chunk than its first
+    words[2_000] = "bad\u00a0word"  # a no-break space: left out with bad_words="skip"
+    rows = rng.standard_normal((count, dimension)).astype(np.float32)
+    path = tmp_path / "many.bin"
+    path.write_bytes(f"{count} {dimension}\n".encode() + b"".join(
+        w.encode() + b" " + r.tobytes() + b"\n" for w, r in zip(words, rows)))
+    report = Store.load(path, tmp_path / "s.db", bad_words="skip")
+    assert (report.words, report.duplicates, report.first_duplicates) == (count - 2, 1, ["w0"])
+    store = Store.open(tmp_path / "s.db")
+    kept = [i for i in range(count) if i not in (2_000, 9_000)]
+    assert store.vocabulary() == [words[i] for i in kept]
+    assert np.array_equal(store.vector("w0"), rows[0]) and np.array_equal(store.vector("w8999"), rows[8_999])
+    assert store.vocabulary()[8_999] == "w9001"  # IDs stay dense

@@ -8,6 +8,8 @@ import lzma
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from embstore import FormatError
 from embstore.formats import EmbeddingReader, read_embeddings
@@ -113,3 +115,51 @@ def test_gensim_unicode_errors_agree(tmp_path):
     for mode in ("replace", "ignore"):
         theirs = KeyedVectors.load_word2vec_format(str(path), unicode_errors=mode)
         assert read_embeddings(path, unicode_errors=mode)[0] == theirs.index_to_key
+
+
+def _reference_binary(data: bytes, dimension: int) -> tuple[list[bytes], np.ndarray]:
+    """word2vec binary parsed the plain way, one entry at a time (the word ends at the first
+    space; newlines before it are the end of the previous vector)."""
+    header, _, body = data.partition(b"\n")
+    count = int(header.split()[0])
+    words, rows, position = [], [], 0
+    for _ in range(count):
+        space = body.index(b" ", position)
+        words.append(body[position:space].lstrip(b"\n"))
+        rows.append(np.frombuffer(body, "<f4", dimension, space + 1))
+        position = space + 1 + 4 * dimension
+    return words, np.array(rows, dtype=np.float32).reshape(count, dimension)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), dimension=st.integers(1, 5), chunk_bytes=st.integers(1, 300))
+def test_binary_entries_split_as_one_by_one_at_any_chunk_size(tmp_path, data, dimension, chunk_bytes):
+    """The reader matches whole entries in C; at every chunk size it must split the file
+    exactly as the plain loop does, vector bytes that hold spaces and newlines included."""
+    words = data.draw(st.lists(st.binary(min_size=1, max_size=12).filter(lambda w: b" " not in w and w[:1] != b"\n"),
+                               min_size=1, max_size=40, unique=True))
+    rng = np.random.default_rng(len(words))
+    body = b""
+    for word in words:
+        values = rng.choice(np.array([32, 10, 0, 65, 255], np.uint8), 4 * dimension).tobytes()  # spaces, newlines
+        values = np.frombuffer(values, "<f4")
+        values = np.where(np.isfinite(values), values, 1.0).astype("<f4").tobytes()
+        body += b"\n" * data.draw(st.integers(0, 2)) + word + b" " + values
+    path = tmp_path / f"v{chunk_bytes}.bin"
+    path.write_bytes(f"{len(words)} {dimension}\n".encode() + body)
+    expected_words, expected_rows = _reference_binary(path.read_bytes(), dimension)
+    with EmbeddingReader(path, "word2vec-bin", chunk_bytes=chunk_bytes, unicode_errors="replace") as reader:
+        chunks = list(reader.chunks())
+    got = [w for c in chunks for w in c.words]
+    assert got == [w.decode("utf-8", "replace") for w in expected_words]
+    assert np.array_equal(np.concatenate([c.vectors for c in chunks]), expected_rows)
+    assert np.concatenate([c.lines for c in chunks]).tolist() == list(range(1, len(words) + 1))
+
+
+def test_binary_empty_word_is_reported_at_its_entry(tmp_path):
+    row = np.ones(3, "<f4").tobytes()
+    path = tmp_path / "empty.bin"
+    path.write_bytes(b"4 3\n" + b"a " + row + b"\nb " + row + b"\n\n " + row + b"\nd " + row)
+    with pytest.raises(FormatError) as caught:
+        read_embeddings(path)
+    assert caught.value.line == 3 and "empty" in str(caught.value)

@@ -116,3 +116,32 @@ def test_header_and_norms_of_a_written_file(store_copy):
     os.truncate(path, size - 4)
     with pytest.raises(CatalogMismatchError):
         open_exact_rows(path, rows=20_000, size=size - 4, checksum=None, dimension=50)
+
+
+@pytest.mark.parametrize("case", ["as declared", "duplicates", "limit", "glove"])
+def test_the_recorded_checksum_is_the_sha256_of_the_file_on_disk(tmp_path, case):
+    """A load whose row count is the header's hashes the rows as they are written; any other
+    count reads the file back. Either way the catalog must hold the file's real SHA-256."""
+    import hashlib
+    import sqlite3
+
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(500)] + (["w7", "w9"] if case == "duplicates" else [])
+    rows = rng.standard_normal((len(words), 7)).astype(np.float32)
+    if case == "glove":
+        source = tmp_path / "v.txt"
+        source.write_text("".join(w + " " + " ".join(map(repr, r.tolist())) + "\n" for w, r in zip(words, rows)))
+    else:
+        source = tmp_path / "v.bin"
+        source.write_bytes(f"{len(words)} 7\n".encode() + b"".join(w.encode() + b" " + r.tobytes() + b"\n"
+                                                                   for w, r in zip(words, rows)))
+    db = tmp_path / "s.db"
+    report = Store.load(source, db, limit=123 if case == "limit" else None)
+    assert report.words == (123 if case == "limit" else 500)
+    path = exact_file(db)
+    with sqlite3.connect(db) as conn:
+        recorded = conn.execute("SELECT checksum FROM index_files WHERE kind = 'exact'").fetchone()[0]
+    assert recorded == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    opened = open_exact_rows(path, rows=report.words, size=path.stat().st_size, checksum=recorded, dimension=7)
+    kept = rows[:report.words] if case != "duplicates" else rows[:500]
+    assert np.array_equal(np.asarray(opened.rows), kept)

@@ -11,7 +11,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import quote
 
 import numpy as np
 import pytest

@@ -10,7 +10,6 @@ of other rows. The same layout on a real Ray cluster is in ``test_ray.py``.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys

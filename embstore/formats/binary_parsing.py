@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
+import re
 from typing import Iterator
 
 import numpy as np
@@ -11,6 +15,14 @@ from ..errors import FormatError
 from .chunk import Chunk
 
 MAX_WORD_BYTES = 1 << 20        # binary: a longer word means the file is not what it claims
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_pattern(row_bytes: int) -> re.Pattern:
+    """One whole entry: newlines left by the previous vector, the word (no space, within
+    ``MAX_WORD_BYTES`` of the entry's start, as the loop's ``find`` allows), a space, and exactly
+    ``row_bytes`` bytes of vector."""
+    return re.compile(rb"\n*([^ ]{0,%d}) (?s:.{%d})" % (MAX_WORD_BYTES - 1, row_bytes))
 
 
 class BinaryParsing:
@@ -27,6 +39,18 @@ class BinaryParsing:
             data = self._pending
             find, size, position = data.find, len(data), 0
             last = min(wanted, first + rows_per_chunk)
+            # The bulk of the chunk in C: anchored matches one after another, so each entry starts
+            # where the previous one ended, exactly as the loop below steps; the loop then takes
+            # what is left (a partial entry, or the one that is wrong, which it reports).
+            scanner = _entry_pattern(row_bytes).scanner(data)
+            matches = list(itertools.islice(iter(scanner.match, None), last - entry))
+            if matches:
+                words = list(map(operator.itemgetter(1), matches))
+                ends = list(map(operator.methodcaller("end"), matches))
+                starts = [end - row_bytes for end in ends]
+                position = ends[-1]
+                entry += len(matches)
+                del matches
             while entry < last:
                 space = find(b" ", position, position + MAX_WORD_BYTES)
                 end = space + 1 + row_bytes
@@ -35,7 +59,7 @@ class BinaryParsing:
                         self._check_words(words, first)
                         self._binary_truncated(entry + 1, data[position:], row_bytes)
                     break
-                words.append(data[position:space])
+                words.append(data[position:space].lstrip(b"\n"))
                 starts.append(space + 1)
                 position = end
                 entry += 1
@@ -62,11 +86,11 @@ class BinaryParsing:
                 )
 
     def _check_words(self, words: list[bytes], first: int) -> list[bytes]:
-        """The words without the newline that ends the previous vector; raise at the first empty one."""
-        stripped = [word.lstrip(b"\n") for word in words]
-        if not all(stripped):
-            raise FormatError(self.name, first + 1 + stripped.index(b""), "the word is empty", unit="entry")
-        return stripped
+        """The words (each already without the newline that ends the previous vector); raise at
+        the first empty one."""
+        if not all(words):
+            raise FormatError(self.name, first + 1 + words.index(b""), "the word is empty", unit="entry")
+        return words
 
     def _binary_truncated(self, entry: int, tail: bytes, row_bytes: int) -> None:
         if not tail.strip():

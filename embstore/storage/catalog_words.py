@@ -6,6 +6,7 @@ order, and a word's rank equals its ID.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -34,6 +35,17 @@ def _stored_fold(word: str) -> str | None:
     return None if folded == word else folded
 
 
+def _stored_folds(words: Sequence[str]) -> Iterable[str | None]:
+    """``_stored_fold`` of each word; one C call when folding changes none of them (GloVe's words)."""
+    try:
+        joined = "\n".join(words)
+    except TypeError:
+        joined = None
+    if joined is not None and joined.casefold() == joined:
+        return itertools.repeat(None, len(words))
+    return map(_stored_fold, words)
+
+
 class WordQueries:
     if TYPE_CHECKING:
         conn: sqlite3.Connection
@@ -42,15 +54,16 @@ class WordQueries:
     def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
                      norms: Sequence[float], counts: Sequence[int] | None = None) -> None:
         """Insert new words; ``counts`` (a fastText model's, say) go in with them."""
+        folded = _stored_folds(words)
         if counts is None:
             self.conn.executemany(
                 "INSERT INTO words(id, word, folded, rank, norm, digest) VALUES (?, ?, ?, ?, ?, ?)",
-                zip(ids, words, map(_stored_fold, words), ranks, norms, word_digests(words, norms)),
+                zip(ids, words, folded, ranks, norms, word_digests(words, norms)),
             )
             return
         self.conn.executemany(
             "INSERT INTO words(id, word, folded, rank, norm, digest, count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            zip(ids, words, map(_stored_fold, words), ranks, norms, word_digests(words, norms), counts),
+            zip(ids, words, folded, ranks, norms, word_digests(words, norms), counts),
         )
 
     def words_digest(self) -> str:

@@ -151,30 +151,47 @@ class FlatIndexWriter:
     count, fsyncs and renames it to ``final_path``. ``abort`` removes the temporary file.
     Writes happen on a background thread (at most ``_QUEUED_CHUNKS`` chunks wait), so the
     disk works while the caller parses the next chunk; a failed write is raised by the next call.
+
+    With ``expected_rows`` (a word2vec header's count, say), that thread also feeds the rows to
+    the file's SHA-256 as they are written, starting from the header the file will have with
+    that many rows; when the count comes out as
+    expected, ``finish`` need not read the file back.
+    Otherwise it reads the file back for its checksum.
     """
 
     _QUEUED_CHUNKS = 2
 
-    def __init__(self, tmp_path: Path, final_path: Path, dimension: int):
+    def __init__(self, tmp_path: Path, final_path: Path, dimension: int, expected_rows: int | None = None):
         self.tmp_path = tmp_path
         self.final_path = final_path
         self.dimension = dimension
         self.rows = 0
         self._before, self._after = _faiss_layout_checked(dimension)
         self._norms: list[np.ndarray] = []
+        if expected_rows is not None and not 0 < expected_rows < (1 << 60) // (4 * (dimension + 1)):
+            expected_rows = None  # a header's claim no file can hold: never matched, so not hashed ahead
+        self._expected_rows = expected_rows
+        self._digest = hashlib.sha256(self._prefix(expected_rows)) if expected_rows else None
         self._handle = open(tmp_path, "wb")
-        self._handle.write(_header(dimension, 0))
-        self._handle.write(self._before + struct.pack("<q", 0) + self._after + struct.pack("<Q", 0))
+        self._handle.write(self._prefix(0))
         self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=self._QUEUED_CHUNKS)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._write_queued, name="embstore-index-writer", daemon=True)
         self._thread.start()
 
+    def _prefix(self, rows: int) -> bytes:
+        """The file's first ``ROWS_OFFSET`` bytes for ``rows`` rows: our header, then FAISS's."""
+        return _header(self.dimension, rows) + self._before + struct.pack("<q", rows) + self._after + \
+            struct.pack("<Q", rows * self.dimension)
+
     def _write_queued(self) -> None:
         while (rows := self._queue.get()) is not None:
             if self._failure is None:
                 try:
-                    self._handle.write(memoryview(rows).cast("B"))
+                    data = memoryview(rows).cast("B")
+                    self._handle.write(data)
+                    if self._digest is not None:
+                        self._digest.update(data)  # hashlib lets the caller's thread run meanwhile
                 except BaseException as exc:  # reported to the caller by the next add or finish
                     self._failure = exc
 
@@ -184,14 +201,17 @@ class FlatIndexWriter:
         if self._failure is not None:
             raise self._failure
 
-    def add(self, unit_rows: np.ndarray) -> None:
+    def add(self, unit_rows: np.ndarray, norms: np.ndarray | None = None) -> None:
+        """Append rows; ``norms``, if given, must be their ``row_norms`` (computed by the caller already)."""
         self._raise_failure()
         rows = np.ascontiguousarray(unit_rows, dtype="<f4")  # written later: callers must not change it
         if rows.ndim != 2 or rows.shape[1] != self.dimension:
             raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
         if not rows.size:  # a chunk whose every word was a duplicate
             return
-        self._norms.append(row_norms(rows).astype("<f4"))  # gensim's norms, row by row
+        if norms is None or len(norms) != rows.shape[0]:
+            norms = row_norms(rows)
+        self._norms.append(np.asarray(norms, dtype="<f4"))  # gensim's norms, row by row
         self._queue.put(rows)
         self.rows += rows.shape[0]
 
@@ -204,21 +224,20 @@ class FlatIndexWriter:
         self._stop()
         self._raise_failure()
         handle = self._handle
+        digest = self._digest if self.rows == self._expected_rows else None
         try:
             for norms in self._norms:
                 handle.write(memoryview(norms).cast("B"))
+                if digest is not None:
+                    digest.update(memoryview(norms).cast("B"))
             handle.seek(0)
-            handle.write(_header(self.dimension, self.rows))
-            handle.seek(FAISS_OFFSET + len(self._before))
-            handle.write(struct.pack("<q", self.rows))
-            handle.seek(FAISS_OFFSET + len(self._before) + 8 + len(self._after))
-            handle.write(struct.pack("<Q", self.rows * self.dimension))
+            handle.write(self._prefix(self.rows))
             handle.flush()
             os.fsync(handle.fileno())
             handle.close()
         except OSError as exc:
             raise StoreError(f"cannot write {self.final_path}: {exc.strerror or exc}") from None
-        checksum = file_checksum(self.tmp_path)
+        checksum = "sha256:" + digest.hexdigest() if digest is not None else file_checksum(self.tmp_path)
         size = self.tmp_path.stat().st_size
         with open(self.tmp_path, "rb") as written:
             fingerprint = fingerprint_of(written, size)
@@ -239,7 +258,7 @@ ROW_CHUNK = 65_536  # rows per write when a matrix already in memory (or mapped)
 
 def write_rows_file(rows: np.ndarray, tmp_path: Path, final_path: Path) -> WrittenFile:
     """Write ``rows`` (a matrix, or a slice of a mapped one) as an exact rows file, a chunk at a time."""
-    writer = FlatIndexWriter(tmp_path, final_path, rows.shape[1])
+    writer = FlatIndexWriter(tmp_path, final_path, rows.shape[1], expected_rows=rows.shape[0])
     try:
         for start in range(0, rows.shape[0], ROW_CHUNK):
             writer.add(rows[start: start + ROW_CHUNK])

@@ -36,6 +36,17 @@ def word_problem(word: object) -> str | None:
                                        " (a control character)")
 
 
+def all_plain_words(words: list[str]) -> bool:
+    """Whether every item of ``words`` passes ``word_problem``'s fast path (a non-empty string,
+    printable, no space), checked for the whole list in a few C calls; False means "look at
+    each one", not that any is bad."""
+    try:
+        joined = " ".join(words)  # a TypeError if any is no string
+    except TypeError:
+        return False
+    return all(words) and joined.isprintable() and joined.count(" ") == len(words) - 1
+
+
 def word_list(words: object, argument: str) -> list[str]:
     """``words`` as a list of words; a bare string (which Python would read as its letters)
     is refused with a TypeError that says what to write instead."""

@@ -9,6 +9,7 @@ for the load; readers go on reading the old generation until it commits. With
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -30,12 +31,12 @@ from ..storage.catalog_indexes import IndexFileRecord
 from ..storage.durable import fsync_directory
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_catalog_file, new_index_file,
                                   own_paths, own_shard_paths, own_subword_paths, remove_files)
-from ..row_norms import row_norms, usable_lengths
+from ..row_norms import row_norms
 from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
-from ..vocabulary.vocabulary import word_problem
+from ..vocabulary.vocabulary import all_plain_words, word_problem
 
 METRIC = "cosine"
 NORMALISATION = "none: rows as loaded, divided by their norms at query time; norms also kept in the catalog"
@@ -195,14 +196,23 @@ class _Loader:
         """Stream the rows into a new exact file and the catalog (inside its transaction).
         Returns the report and the files to remove once committed."""
         tmp, final = new_index_file(self.path, EXACT)
-        writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension)
+        expected = self.reader.declared_count if self.reader.limit is None or self.reader.declared_count is None \
+            else min(self.reader.declared_count, self.reader.limit)
+        writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension, expected_rows=expected)
         try:
             report = self._stream(catalog, writer)
-            written = writer.finish()
+            # The rows file is synced (and checksummed, if its count was not as declared) on a
+            # thread while SQLite builds the word indexes, after the bulk insert: both let go of the GIL.
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embstore-finish") as pool:
+                finishing = pool.submit(writer.finish)
+                try:
+                    catalog.finish_bulk_insert()
+                finally:
+                    concurrent.futures.wait([finishing])
+                written = finishing.result()
         except BaseException:
             writer.abort()
             raise
-        catalog.finish_bulk_insert()  # word indexes are built now, after the bulk insert
         if self.counts is not None:
             report.notes.extend(self._record_counts(catalog))
         if hasattr(self.reader, "subwords"):
@@ -261,57 +271,41 @@ class _Loader:
     def _stream(self, catalog: Catalog, writer: FlatIndexWriter) -> LoadReport:
         reader = self.reader
         seen: set[str] = set()
-        next_id = duplicates = zeros = 0
+        next_id = zeros = 0
+        self.duplicates = 0
         first_duplicates: list[str] = []
         unit = "entry" if reader.format in ("word2vec-bin", "fasttext-bin") else "line"
         for chunk in reader.chunks():
             exact = chunk.vectors.astype(np.float64)  # the norms the catalog keeps are computed in float64
             norms = np.sqrt(np.einsum("ij,ij->i", exact, exact))
-            keep = np.ones(len(chunk.words), dtype=bool)
-            for position in np.flatnonzero(~usable_lengths(chunk.vectors) & (norms > 0)):
+            del exact
+            lengths = row_norms(chunk.vectors)  # float32, gensim's: what the rows file keeps
+            keep = np.isfinite(lengths) & (lengths > 0)
+            for position in np.flatnonzero(~keep):
                 if self.zero_vectors == "error":
+                    problem = ("is all zeros, which has no direction for cosine search" if norms[position] == 0
+                               else LENGTH_PROBLEM)
                     raise FormatError(reader.name, int(chunk.lines[position]),
-                                      f"the vector of {chunk.words[position]!r} {LENGTH_PROBLEM}",
+                                      f"the vector of {chunk.words[position]!r} {problem}",
                                       hint="zero_vectors='skip' (--zero-vectors skip) leaves such words out",
                                       unit=unit)
-                keep[position] = False
                 zeros += 1
-            for position in np.flatnonzero(norms == 0):
-                if self.zero_vectors == "error":
-                    raise FormatError(
-                        reader.name, int(chunk.lines[position]),
-                        f"the vector of {chunk.words[position]!r} is all zeros, which has no direction for cosine search",
-                        hint="zero_vectors='skip' (--zero-vectors skip) leaves such words out",
-                        unit=unit,
-                    )
-                keep[position] = False
-                zeros += 1
-            for position, word in enumerate(chunk.words):
-                problem = word_problem(word)
-                if problem and self.bad_words == "error":
-                    raise FormatError(reader.name, int(chunk.lines[position]), f"word {word!r:.60} {problem}",
-                                      hint="a word has no white space or control characters; bad_words='skip' (--bad-words skip) "
-                                           "leaves such words out", unit=unit)
-                if problem:
-                    keep[position] = False
-                    self.bad_words_skipped += 1
-                elif word in seen:
-                    keep[position] = False
-                    duplicates += 1
-                    if len(first_duplicates) < 5:
-                        first_duplicates.append(word)
-                elif keep[position]:
-                    seen.add(word)
+            fresh = set(chunk.words) if keep.all() and all_plain_words(chunk.words) else None
+            if fresh is not None and len(fresh) == len(chunk.words) and seen.isdisjoint(fresh):
+                seen |= fresh  # the usual chunk: every word good and new, checked in a few C calls
+            else:
+                self._check_words_one_by_one(chunk, keep, seen, first_duplicates, unit)
+            del fresh
             rows = chunk.vectors
             if not keep.all():
-                rows, norms = rows[keep], norms[keep]
+                rows, norms, lengths = rows[keep], norms[keep], lengths[keep]
             words = [w for w, k in zip(chunk.words, keep) if k] if len(rows) < len(keep) else chunk.words
             counts = None
             if chunk.counts is not None and self.counts is None:  # the file's own counts (fastText)
                 counts = (chunk.counts[keep] if len(rows) < len(keep) else chunk.counts).tolist()
                 self.counts_in_file = True
             ids = range(next_id, next_id + len(words))
-            writer.add(rows)  # the values as read, bit for bit
+            writer.add(rows, lengths)  # the values as read, bit for bit
             catalog.insert_words(ids, words, ids, norms.tolist(), counts)
             next_id += len(words)
             if self.progress:
@@ -320,8 +314,29 @@ class _Loader:
             raise FormatError(reader.name, None, "no vectors left to store after skipping zero vectors")
         return LoadReport(
             store=self.path, source=reader.name, format=reader.format, dimension=reader.dimension, words=next_id,
-            duplicates=duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - self.started,
+            duplicates=self.duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - self.started,
             first_duplicates=first_duplicates, notes=list(reader.notes) + (
                 [f"{self.bad_words_skipped:,} words with white space or control characters skipped"]
                 if self.bad_words_skipped else []),
         )
+
+    def _check_words_one_by_one(self, chunk, keep: np.ndarray, seen: set[str], first_duplicates: list[str],
+                                unit: str) -> None:
+        """The word rule and duplicates, word by word, for a chunk that failed the quick check:
+        clears ``keep`` for each word left out, and adds the kept ones to ``seen``."""
+        for position, word in enumerate(chunk.words):
+            problem = word_problem(word)
+            if problem and self.bad_words == "error":
+                raise FormatError(self.reader.name, int(chunk.lines[position]), f"word {word!r:.60} {problem}",
+                                  hint="a word has no white space or control characters; bad_words='skip' (--bad-words skip) "
+                                       "leaves such words out", unit=unit)
+            if problem:
+                keep[position] = False
+                self.bad_words_skipped += 1
+            elif word in seen:
+                keep[position] = False
+                self.duplicates += 1
+                if len(first_duplicates) < 5:
+                    first_duplicates.append(word)
+            elif keep[position]:
+                seen.add(word)
