@@ -88,15 +88,53 @@ def synthetic_file(rows: int) -> Path:
     return path
 
 
-def load_gensim(source: Path, saved: Path) -> dict:
+def text_values(vectors: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Rows as fastText's .vec files write them (4 decimals, one space between values), and each
+    row's length in bytes; no Python formatting per value (values are clipped to (-10, 10))."""
+    scaled = np.rint(np.clip(vectors, -9.9999, 9.9999) * 10_000).astype(np.int64)
+    rows, dimension = scaled.shape
+    digits = np.abs(scaled)
+    field = np.empty((rows, dimension, 8), dtype=np.uint8)  # "-d.dddd " or "d.dddd " (+ one byte dropped)
+    field[..., 0] = np.where(scaled < 0, ord("-"), 0)
+    field[..., 1] = ord("0") + digits // 10_000
+    field[..., 2] = ord(".")
+    for place, power in enumerate((1000, 100, 10, 1)):
+        field[..., 3 + place] = ord("0") + digits // power % 10
+    field[..., 7] = ord(" ")
+    field[:, -1, 7] = ord("\n")
+    flat = field.reshape(rows, -1)
+    return flat[flat != 0].tobytes(), np.count_nonzero(flat, axis=1)
+
+
+def synthetic_vec(rows: int) -> Path:
+    """The synthetic vocabulary as a .vec text file (fastText crawl-300d-2M's shape and number format)."""
+    path = CACHE / f"big.{rows // 1000}k.{DIMENSION}d.vec"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"making {path.name} ...", file=sys.stderr)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as out:
+        out.write(f"{rows} {DIMENSION}\n".encode())
+        for words, vectors in synthetic_words_and_vectors(rows):
+            values, lengths = text_values(vectors)
+            ends = np.cumsum(lengths)
+            out.write(b"".join(w.encode() + b" " + values[end - length:end]
+                               for w, end, length in zip(words, ends.tolist(), lengths.tolist())))
+    tmp.rename(path)
+    return path
+
+
+def load_gensim(source: Path, saved: Path | None, binary: bool = True) -> dict:
     return run_python(f"""
         import json, time
         started = time.perf_counter()
         from gensim.models import KeyedVectors
-        kv = KeyedVectors.load_word2vec_format({str(source)!r}, binary=True)
+        kv = KeyedVectors.load_word2vec_format({str(source)!r}, binary={binary})
         seconds = time.perf_counter() - started
         peak = {PEAK}
-        kv.save({str(saved)!r})
+        if {str(saved) if saved else ""!r}:
+            kv.save({str(saved)!r})
         print(json.dumps({{"seconds": seconds, "peak_mb": peak}}))
     """)
 
@@ -237,11 +275,34 @@ def growth(source: Path, largest: int) -> str:
     return "\n".join(lines)
 
 
+def vec_load(rows: int) -> None:
+    source = synthetic_vec(rows)
+    db = CACHE / f"big.vec.{rows // 1000}k.db"
+    ours, theirs = load_embstore(source, db), load_gensim(source, None, binary=False)
+    for old in db.parent.glob(db.name + "*"):
+        old.unlink()
+    table = "\n".join([
+        "| figure | embstore | gensim 4 | ratio |", "| --- | --- | --- | --- |",
+        f"| load .vec text ({source.stat().st_size / 1e9:.1f} GB) | {ours['seconds']:.1f} s, peak {ours['peak_mb']:.0f} MB | "
+        f"{theirs['seconds']:.1f} s, peak {theirs['peak_mb']:.0f} MB | {theirs['seconds'] / ours['seconds']:.2f}x faster, "
+        f"{ours['peak_mb'] / theirs['peak_mb']:.2f} of the memory |"])
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"big.vec.{rows // 1000}k.md").write_text(
+        f"# {rows:,} x {DIMENSION} .vec text (synthetic; `python bench/big.py --vec --rows {rows}`)\n\n{table}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=3_000_000)
     parser.add_argument("--growth", action="store_true", help="only the growth table, 50k rows to --rows")
+    parser.add_argument("--vec", action="store_true",
+                        help="only the load of a .vec text file of --rows rows (2,000,000 for crawl-300d-2M's shape; "
+                             "needs ~5 GB of disk), embstore against gensim")
     args = parser.parse_args()
+    if args.vec:
+        vec_load(args.rows)
+        return
     source = synthetic_file(args.rows)
     if args.growth:
         table = growth(source, args.rows)
