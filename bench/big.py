@@ -73,19 +73,8 @@ def synthetic_words_and_vectors(rows: int):
         yield [w for w, _ in block], vectors.astype(np.float32)
 
 
-def synthetic_file(rows: int) -> Path:
-    path = CACHE / f"big.{rows // 1000}k.{DIMENSION}d.bin"
-    if path.exists():
-        return path
-    CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"making {path.name} ...", file=sys.stderr)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as out:
-        out.write(f"{rows} {DIMENSION}\n".encode())
-        for words, vectors in synthetic_words_and_vectors(rows):
-            out.write(b"".join(w.encode() + b" " + v.tobytes() + b"\n" for w, v in zip(words, vectors)))
-    tmp.rename(path)
-    return path
+def binary_entries(words: list[str], vectors: np.ndarray) -> bytes:
+    return b"".join(w.encode() + b" " + v.tobytes() + b"\n" for w, v in zip(words, vectors))
 
 
 def text_values(vectors: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -106,21 +95,27 @@ def text_values(vectors: np.ndarray) -> tuple[bytes, np.ndarray]:
     return flat[flat != 0].tobytes(), np.count_nonzero(flat, axis=1)
 
 
-def synthetic_vec(rows: int) -> Path:
-    """The synthetic vocabulary as a .vec text file (fastText crawl-300d-2M's shape and number format)."""
-    path = CACHE / f"big.{rows // 1000}k.{DIMENSION}d.vec"
+def text_entries(words: list[str], vectors: np.ndarray) -> bytes:
+    values, lengths = text_values(vectors)
+    ends = np.cumsum(lengths)
+    return b"".join(w.encode() + b" " + values[end - length:end]
+                    for w, end, length in zip(words, ends.tolist(), lengths.tolist()))
+
+
+def synthetic_file(rows: int, suffix: str = "bin") -> Path:
+    """The synthetic vocabulary as word2vec binary ("bin"), or as a .vec text file ("vec", the
+    shape and number format of fastText's crawl-300d-2M), made once and cached."""
+    path = CACHE / f"big.{rows // 1000}k.{DIMENSION}d.{suffix}"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"making {path.name} ...", file=sys.stderr)
+    entries = binary_entries if suffix == "bin" else text_entries
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as out:
         out.write(f"{rows} {DIMENSION}\n".encode())
         for words, vectors in synthetic_words_and_vectors(rows):
-            values, lengths = text_values(vectors)
-            ends = np.cumsum(lengths)
-            out.write(b"".join(w.encode() + b" " + values[end - length:end]
-                               for w, end, length in zip(words, ends.tolist(), lengths.tolist())))
+            out.write(entries(words, vectors))
     tmp.rename(path)
     return path
 
@@ -276,7 +271,7 @@ def growth(source: Path, largest: int) -> str:
 
 
 def vec_load(rows: int) -> None:
-    source = synthetic_vec(rows)
+    source = synthetic_file(rows, "vec")
     db = CACHE / f"big.vec.{rows // 1000}k.db"
     ours, theirs = load_embstore(source, db), load_gensim(source, None, binary=False)
     for old in db.parent.glob(db.name + "*"):
