@@ -17,7 +17,7 @@ from .results import Neighbour, QueryResult, Resolved
 
 
 def to_plain(value: Any) -> Any:
-    """``value`` with dataclasses and named tuples turned into dicts, tuples into lists and
+    """``value`` with dataclasses and named tuples turned into dicts, tuples and sets into lists and
     numpy values into Python numbers: something ``json.dumps`` takes."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {k: to_plain(v) for k, v in dataclasses.asdict(value).items()}
@@ -27,6 +27,8 @@ def to_plain(value: Any) -> Any:
         return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):  # check's damaged and stale kinds, say: sorted, so output is stable
+        return sorted(to_plain(v) for v in value)
     if hasattr(value, "tolist"):
         return value.tolist()
     if hasattr(value, "__fspath__"):

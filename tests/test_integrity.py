@@ -35,6 +35,26 @@ def test_healthy_store_passes(run, store):
     assert "ok       exact index" in result.output and "PROBLEM" not in result.output
 
 
+def test_check_json_healthy_and_damaged(run, store):
+    """--json gives the same verdict as the text, as one JSON object (the damaged kinds as a list)."""
+    import json
+
+    db, _ = store
+    healthy = run("check", "--json", "--db", db)
+    assert healthy.exit_code == 0, healthy.output
+    report = json.loads(healthy.stdout)
+    assert report["ok"] is True and report["problems"] == [] and report["damaged"] == []
+    path = exact_file(db)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    damaged = run("check", "--json", "--db", db)
+    assert damaged.exit_code == 1, damaged.output
+    report = json.loads(damaged.stdout)
+    assert report["ok"] is False and report["damaged"] == ["rows"]
+    assert any("checksum" in problem for problem in report["problems"])
+
+
 @pytest.mark.parametrize("damage,message", [
     ("truncate", "bytes but the catalog recorded"),
     ("flip", "does not match the checksum in the catalog"),
