@@ -9,6 +9,11 @@ class EmbstoreError(Exception):
     """Base class: anything embstore reports to a user as a one-line error."""
 
 
+class InterruptedAfterCommit(KeyboardInterrupt):
+    """Ctrl-C arrived while a COMMIT ran, and Python raised it after the commit had gone
+    through: the change is in the store, so the files it names must be kept."""
+
+
 class FormatError(EmbstoreError):
     """An embedding file is malformed. Carries the file, the line and what was wrong."""
 

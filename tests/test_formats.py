@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import time
 
 import numpy as np
 import pytest
@@ -163,3 +164,43 @@ def test_binary_empty_word_is_reported_at_its_entry(tmp_path):
     with pytest.raises(FormatError) as caught:
         read_embeddings(path)
     assert caught.value.line == 3 and "empty" in str(caught.value)
+
+
+def _outcome(path, dimension, chunk_bytes):
+    try:
+        with EmbeddingReader(path, "word2vec-bin", chunk_bytes=chunk_bytes) as reader:
+            chunks = list(reader.chunks())
+    except FormatError as exc:
+        return ("error", exc.line, str(exc))
+    return ("ok", tuple(w for c in chunks for w in c.words), np.concatenate([c.vectors for c in chunks]).tobytes())
+
+
+def test_a_word_at_the_length_limit_reads_the_same_wherever_chunks_end(tmp_path, monkeypatch):
+    """The limit counts the newlines before a word, as the entry loop's search for the space
+    does, so where the reader's chunks happen to end cannot decide whether a file loads."""
+    from embstore.formats import binary_parsing
+
+    monkeypatch.setattr(binary_parsing, "MAX_WORD_BYTES", 16)
+    row = np.full(2, 0.5, "<f4").tobytes()
+    for body, expected in [(b"a " + row + b"\n" + b"w" * 15 + b" " + row, "error"),  # 1 + 15 bytes: too long
+                           (b"a " + row + b"\n" + b"w" * 14 + b" " + row, "ok"),     # 1 + 14: the longest kept
+                           (b"a " + row + b"\n\n" + b"w" * 14 + b" " + row, "error")]:  # 2 + 14: too long
+        path = tmp_path / "limit.bin"
+        path.write_bytes(b"2 2\n" + body)
+        outcomes = {_outcome(path, 2, chunk_bytes) for chunk_bytes in range(1, 80)}
+        assert {outcome[0] for outcome in outcomes} == {expected}, outcomes
+        if expected == "ok":
+            assert len(outcomes) == 1 and next(iter(outcomes))[1] == ("a", "w" * 14)
+
+
+def test_a_long_run_of_newlines_is_read_in_linear_time(tmp_path):
+    """A header that claims one entry more than a file holds, then 100,000 newlines: the
+    error comes at once (a pattern that backtracked into the run took about a minute)."""
+    row = np.ones(4, "<f4").tobytes()
+    path = tmp_path / "newlines.bin"
+    path.write_bytes(b"6 4\n" + b"".join(b"w%d " % i + row + b"\n" for i in range(5)) + b"\n" * 100_000)
+    started = time.perf_counter()
+    with pytest.raises(FormatError) as caught:
+        read_embeddings(path)
+    assert "declares 6 words but the file holds 5" in str(caught.value)
+    assert time.perf_counter() - started < 10  # linear: about 0.01 s; the quadratic pattern: about 60 s

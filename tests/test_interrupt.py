@@ -61,3 +61,66 @@ def test_a_chunk_of_nothing_but_duplicates_loads(tmp_path, glove_small, small_ma
     assert report.words == 20_000 and report.duplicates == 40_000
     with Store.open(tmp_path / "r.db") as store:
         assert list(store) == small_matrix[0]
+
+
+class _InterruptAfterCommit:
+    """The catalog's own connection, except that a real SIGINT reaches this process the moment a
+    COMMIT returns: Python raises KeyboardInterrupt there, as it does for a Ctrl-C pressed while
+    SQLite was committing."""
+
+    def __init__(self, conn):
+        self.__dict__["_conn"] = conn
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._conn, name, value)
+
+    def execute(self, sql, *args):
+        result = self._conn.execute(sql, *args)
+        if sql == "COMMIT":
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+
+@pytest.mark.parametrize("change", ["replace", "add", "create"])
+def test_ctrl_c_during_the_commit_keeps_what_was_committed(tmp_path, monkeypatch, sample_lines, change):
+    """Ctrl-C landing while the COMMIT runs: the change is in the catalog by the time Python
+    raises it, so its files must stay (a store whose catalog names a deleted file was the bug).
+    A new store committed only to its temporary catalog leaves nothing behind."""
+    import numpy as np
+
+    from embstore.storage import catalog as catalog_module
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("".join(sample_lines[:300]), encoding="utf-8")
+    second.write_text("".join(sample_lines[300:700]), encoding="utf-8")
+    db = tmp_path / "s.db"
+    if change != "create":
+        Store.load(first, db)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    original = catalog_module.Catalog.write_transaction
+
+    def interrupted(self):
+        self.conn = _InterruptAfterCommit(self.conn)
+        return original(self)
+
+    monkeypatch.setattr(catalog_module.Catalog, "write_transaction", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        if change == "add":
+            with Store.open(db) as store:
+                store.add_words(["zzznew"], np.ones((1, 50), dtype=np.float32))
+        else:
+            Store.load(second, db, replace=change == "replace")
+    monkeypatch.undo()
+    if change == "create":
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["first.txt", "second.txt"]
+        return
+    report = check_store(db)
+    assert report.ok, report.problems
+    with Store.open(db) as store:
+        expected = 400 if change == "replace" else 301
+        assert len(store) == expected
+        assert ("zzznew" in store) == (change == "add")
+        store.nearest(store.vocabulary()[0], k=3)

@@ -18,11 +18,15 @@ MAX_WORD_BYTES = 1 << 20        # binary: a longer word means the file is not wh
 
 
 @functools.lru_cache(maxsize=8)
-def _entry_pattern(row_bytes: int) -> re.Pattern:
-    """One whole entry: newlines left by the previous vector, the word (no space, within
-    ``MAX_WORD_BYTES`` of the entry's start, as the loop's ``find`` allows), a space, and exactly
-    ``row_bytes`` bytes of vector."""
-    return re.compile(rb"\n*([^ ]{0,%d}) (?s:.{%d})" % (MAX_WORD_BYTES - 1, row_bytes))
+def _entry_pattern(row_bytes: int, max_word_bytes: int) -> re.Pattern:
+    """One whole entry, as the entry loop reads it: a space within ``max_word_bytes`` of the
+    entry's start (the newlines that end the previous vector count, as in the loop's ``find``),
+    the word after those newlines, the space, then exactly ``row_bytes`` bytes of vector.
+
+    The word cannot start with a newline, so nothing the ``\n*`` gives back can be taken again
+    by the word: a failed match costs time in proportion to the bytes it looked at, never more
+    (a run of newlines would otherwise be scanned once for each newline in it)."""
+    return re.compile(rb"(?=[^ ]{0,%d} )\n*((?:[^ \n][^ ]*)?) (?s:.{%d})" % (max_word_bytes - 1, row_bytes))
 
 
 class BinaryParsing:
@@ -42,7 +46,7 @@ class BinaryParsing:
             # The bulk of the chunk in C: anchored matches one after another, so each entry starts
             # where the previous one ended, exactly as the loop below steps; the loop then takes
             # what is left (a partial entry, or the one that is wrong, which it reports).
-            scanner = _entry_pattern(row_bytes).scanner(data)
+            scanner = _entry_pattern(row_bytes, MAX_WORD_BYTES).scanner(data)
             matches = list(itertools.islice(iter(scanner.match, None), last - entry))
             if matches:
                 words = list(map(operator.itemgetter(1), matches))

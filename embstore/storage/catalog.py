@@ -19,8 +19,8 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from ..errors import (CatalogDamagedError, NotAStoreError, StoreBusyError, StoreChangedError, StoreError,
-                      StoreReadOnlyError)
+from ..errors import (CatalogDamagedError, InterruptedAfterCommit, NotAStoreError, StoreBusyError, StoreChangedError,
+                      StoreError, StoreReadOnlyError)
 from .catalog_indexes import IndexRecords
 from .catalog_shards import ShardRecords
 from .catalog_subwords import SubwordRecords
@@ -307,10 +307,14 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
             if "readonly" in str(exc):
                 raise StoreReadOnlyError(f"store {self.path} is read-only: {exc}") from None
             raise
+        committing = False
         try:
             yield
+            committing = True
             self.conn.execute("COMMIT")
         except BaseException as exc:
+            if committing and not self.conn.in_transaction and isinstance(exc, KeyboardInterrupt):
+                raise InterruptedAfterCommit() from None  # too late to undo: the callers keep the files
             if self.conn.in_transaction:
                 try:
                     self.conn.execute("ROLLBACK")

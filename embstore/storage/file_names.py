@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..errors import CatalogMismatchError
+from ..errors import CatalogMismatchError, InterruptedAfterCommit
 
 _KIND = r"[a-z][a-z0-9]{0,15}"
 _TOKEN = r"[0-9a-f]{8}"
@@ -214,9 +214,13 @@ class NewFiles:
 
     @contextlib.contextmanager
     def written(self) -> Iterator["NewFiles"]:
-        """Discard the files if the block fails, release the claims when it ends."""
+        """Discard the files if the block fails, release the claims when it ends. A Ctrl-C that
+        came after the block's commit went through keeps them: the store names them now."""
         try:
             yield self
+        except InterruptedAfterCommit:
+            self.release()
+            raise
         except BaseException:
             self.discard()
             raise

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ..errors import CatalogDamagedError, FormatError, NotAStoreError, StoreError
+from ..errors import CatalogDamagedError, FormatError, InterruptedAfterCommit, NotAStoreError, StoreError
 from ..formats import EmbeddingReader, open_embeddings
 from ..formats.counts import read_counts
 from ..search import index_kinds
@@ -150,6 +150,9 @@ class _Loader:
                     catalog.delete_all_words()  # drops the word indexes: built once, sorted, after the insert
                     report, dropped = self._write(catalog, rows_generation=1)
                 catalog.finish_creation()
+            except InterruptedAfterCommit:  # committed to the temporary catalog only: nothing is placed yet
+                catalog.close()
+                raise KeyboardInterrupt from None
             except BaseException:
                 catalog.close()
                 raise
