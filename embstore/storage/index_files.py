@@ -154,9 +154,8 @@ class FlatIndexWriter:
 
     With ``expected_rows`` (a word2vec header's count, say), that thread also feeds the rows to
     the file's SHA-256 as they are written, starting from the header the file will have with
-    that many rows; when the count comes out as
-    expected, ``finish`` need not read the file back.
-    Otherwise it reads the file back for its checksum.
+    that many rows. When the count comes out as expected, ``finish`` need not read the file
+    back for its checksum; otherwise it does.
     """
 
     _QUEUED_CHUNKS = 2
