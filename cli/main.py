@@ -12,6 +12,7 @@ from typing import Any, Callable
 import click
 
 from embstore import EmbstoreError, Store, __version__
+from embstore.errors import InterruptedAfterCommit
 from embstore.paths import STORE_ENV_VAR
 
 
@@ -58,6 +59,9 @@ class EmbstoreGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(1)
+        except InterruptedAfterCommit:
+            click.echo("Interrupted, but only after the change was committed: the store holds it.", err=True)
+            sys.exit(130)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)

@@ -124,3 +124,27 @@ def test_ctrl_c_during_the_commit_keeps_what_was_committed(tmp_path, monkeypatch
         assert len(store) == expected
         assert ("zzznew" in store) == (change == "add")
         store.nearest(store.vocabulary()[0], k=3)
+
+
+def test_the_cli_says_when_an_interrupt_came_after_the_commit(run, tmp_path, monkeypatch, sample_lines):
+    from embstore.storage import catalog as catalog_module
+
+    source = tmp_path / "words.txt"
+    source.write_text("".join(sample_lines[:300]), encoding="utf-8")
+    db = tmp_path / "s.db"
+    Store.load(source, db)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    original = catalog_module.Catalog.write_transaction
+
+    def interrupted(self):
+        self.conn = _InterruptAfterCommit(self.conn)
+        return original(self)
+
+    monkeypatch.setattr(catalog_module.Catalog, "write_transaction", interrupted)
+    word = sample_lines[0].split(" ")[0]
+    result = run("delete", word, "--db", db)
+    assert result.exit_code == 130 and "after the change was committed" in result.output, result.output
+    monkeypatch.undo()
+    with Store.open(db) as store:
+        assert word not in store and len(store) == 299
+    assert check_store(db).ok
