@@ -84,21 +84,10 @@ class _InterruptAfterCommit:
         return result
 
 
-@pytest.mark.parametrize("change", ["replace", "add", "create"])
-def test_ctrl_c_during_the_commit_keeps_what_was_committed(tmp_path, monkeypatch, sample_lines, change):
-    """Ctrl-C landing while the COMMIT runs: the change is in the catalog by the time Python
-    raises it, so its files must stay (a store whose catalog names a deleted file was the bug).
-    A new store committed only to its temporary catalog leaves nothing behind."""
-    import numpy as np
-
+def _interrupt_every_commit(monkeypatch):
+    """From now on, a real SIGINT arrives as each catalog COMMIT returns (see _InterruptAfterCommit)."""
     from embstore.storage import catalog as catalog_module
 
-    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
-    first.write_text("".join(sample_lines[:300]), encoding="utf-8")
-    second.write_text("".join(sample_lines[300:700]), encoding="utf-8")
-    db = tmp_path / "s.db"
-    if change != "create":
-        Store.load(first, db)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     original = catalog_module.Catalog.write_transaction
 
@@ -107,6 +96,22 @@ def test_ctrl_c_during_the_commit_keeps_what_was_committed(tmp_path, monkeypatch
         return original(self)
 
     monkeypatch.setattr(catalog_module.Catalog, "write_transaction", interrupted)
+
+
+@pytest.mark.parametrize("change", ["replace", "add", "create"])
+def test_ctrl_c_during_the_commit_keeps_what_was_committed(tmp_path, monkeypatch, sample_lines, change):
+    """Ctrl-C landing while the COMMIT runs: the change is in the catalog by the time Python
+    raises it, so its files must stay (a store whose catalog names a deleted file was the bug).
+    A new store committed only to its temporary catalog leaves nothing behind."""
+    import numpy as np
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("".join(sample_lines[:300]), encoding="utf-8")
+    second.write_text("".join(sample_lines[300:700]), encoding="utf-8")
+    db = tmp_path / "s.db"
+    if change != "create":
+        Store.load(first, db)
+    _interrupt_every_commit(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         if change == "add":
             with Store.open(db) as store:
@@ -127,20 +132,11 @@ def test_ctrl_c_during_the_commit_keeps_what_was_committed(tmp_path, monkeypatch
 
 
 def test_the_cli_says_when_an_interrupt_came_after_the_commit(run, tmp_path, monkeypatch, sample_lines):
-    from embstore.storage import catalog as catalog_module
-
     source = tmp_path / "words.txt"
     source.write_text("".join(sample_lines[:300]), encoding="utf-8")
     db = tmp_path / "s.db"
     Store.load(source, db)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    original = catalog_module.Catalog.write_transaction
-
-    def interrupted(self):
-        self.conn = _InterruptAfterCommit(self.conn)
-        return original(self)
-
-    monkeypatch.setattr(catalog_module.Catalog, "write_transaction", interrupted)
+    _interrupt_every_commit(monkeypatch)
     word = sample_lines[0].split(" ")[0]
     result = run("delete", word, "--db", db)
     assert result.exit_code == 130 and "after the change was committed" in result.output, result.output
