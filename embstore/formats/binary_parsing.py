@@ -32,7 +32,7 @@ def _entry_pattern(row_bytes: int, max_word_bytes: int) -> re.Pattern:
 class BinaryParsing:
     def _binary_chunks(self) -> Iterator[Chunk]:
         row_bytes = 4 * self.dimension
-        wanted = self.declared_count if self.limit is None else min(self.declared_count, self.limit)
+        wanted = self.expected_rows
         rows_per_chunk = max(1, self.chunk_bytes // row_bytes)
         entry = 0
         while entry < wanted:

@@ -174,7 +174,7 @@ class FastTextModelReader:
         self.subwords = SubwordSettings(minn=minn, maxn=maxn, bucket=bucket, dimension=dim)
         self._check_length(after_input)
         self.declared_count = self.nwords
-        self.count = self.nwords if self.limit is None else min(self.nwords, self.limit)
+        self.count = self.expected_rows = self.nwords if self.limit is None else min(self.nwords, self.limit)
         what = "versioned" if self.versioned else "pre-0.2"
         self.description = (f"fastText {self.model} model ({what} format{f' {self.version}' if self.version else ''}), "
                             f"{self.nwords:,} words x {dim}, {bucket:,} n-gram buckets, n-grams of {minn} to {maxn} "

@@ -257,6 +257,13 @@ class EmbeddingReader(TextParsing, BinaryParsing):
         if self.limit is None or self.rows_read < self.limit:
             self._check_count()
 
+    @property
+    def expected_rows(self) -> int | None:
+        """How many rows the header promises, capped by ``limit``; None where there is no header."""
+        if self.declared_count is None:
+            return None
+        return self.declared_count if self.limit is None else min(self.declared_count, self.limit)
+
     def _remaining_limit(self) -> int | None:
         return None if self.limit is None else self.limit - self.rows_read
 

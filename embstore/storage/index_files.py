@@ -208,8 +208,10 @@ class FlatIndexWriter:
             raise ValueError(f"expected rows of dimension {self.dimension}, got shape {rows.shape}")
         if not rows.size:  # a chunk whose every word was a duplicate
             return
-        if norms is None or len(norms) != rows.shape[0]:
+        if norms is None:
             norms = row_norms(rows)
+        elif len(norms) != rows.shape[0]:
+            raise ValueError(f"expected {rows.shape[0]:,} norms, one a row, got {len(norms):,}")
         self._norms.append(np.asarray(norms, dtype="<f4"))  # gensim's norms, row by row
         self._queue.put(rows)
         self.rows += rows.shape[0]

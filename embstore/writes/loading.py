@@ -134,7 +134,8 @@ class _Loader:
         self.reader, self.path, self.zero_vectors, self.bad_words = reader, path, zero_vectors, bad_words
         self.counts = counts
         self.counts_in_file = False  # whether the file itself gave the counts (a fastText model)
-        self.bad_words_skipped = 0
+        self.bad_words_skipped = self.duplicates = 0
+        self.first_duplicates: list[str] = []  # the first five, for the report
         self.progress, self.storage, self.started = progress, storage, started
         self.files = NewFiles()
 
@@ -199,9 +200,8 @@ class _Loader:
         """Stream the rows into a new exact file and the catalog (inside its transaction).
         Returns the report and the files to remove once committed."""
         tmp, final = new_index_file(self.path, EXACT)
-        expected = self.reader.declared_count if self.reader.limit is None or self.reader.declared_count is None \
-            else min(self.reader.declared_count, self.reader.limit)
-        writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension, expected_rows=expected)
+        writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension,
+                                 expected_rows=self.reader.expected_rows)
         try:
             report = self._stream(catalog, writer)
             # The rows file is synced (and checksummed, if its count was not as declared) on a
@@ -275,8 +275,6 @@ class _Loader:
         reader = self.reader
         seen: set[str] = set()
         next_id = zeros = 0
-        self.duplicates = 0
-        first_duplicates: list[str] = []
         unit = "entry" if reader.format in ("word2vec-bin", "fasttext-bin") else "line"
         for chunk in reader.chunks():
             exact = chunk.vectors.astype(np.float64)  # the norms the catalog keeps are computed in float64
@@ -297,7 +295,7 @@ class _Loader:
             if fresh is not None and len(fresh) == len(chunk.words) and seen.isdisjoint(fresh):
                 seen |= fresh  # the usual chunk: every word good and new, checked in a few C calls
             else:
-                self._check_words_one_by_one(chunk, keep, seen, first_duplicates, unit)
+                self._check_words_one_by_one(chunk, keep, seen, unit)
             del fresh
             rows = chunk.vectors
             if not keep.all():
@@ -318,13 +316,12 @@ class _Loader:
         return LoadReport(
             store=self.path, source=reader.name, format=reader.format, dimension=reader.dimension, words=next_id,
             duplicates=self.duplicates, zero_vectors_skipped=zeros, seconds=time.perf_counter() - self.started,
-            first_duplicates=first_duplicates, notes=list(reader.notes) + (
+            first_duplicates=self.first_duplicates, notes=list(reader.notes) + (
                 [f"{self.bad_words_skipped:,} words with white space or control characters skipped"]
                 if self.bad_words_skipped else []),
         )
 
-    def _check_words_one_by_one(self, chunk, keep: np.ndarray, seen: set[str], first_duplicates: list[str],
-                                unit: str) -> None:
+    def _check_words_one_by_one(self, chunk, keep: np.ndarray, seen: set[str], unit: str) -> None:
         """The word rule and duplicates, word by word, for a chunk that failed the quick check:
         clears ``keep`` for each word left out, and adds the kept ones to ``seen``."""
         for position, word in enumerate(chunk.words):
@@ -339,7 +336,7 @@ class _Loader:
             elif word in seen:
                 keep[position] = False
                 self.duplicates += 1
-                if len(first_duplicates) < 5:
-                    first_duplicates.append(word)
+                if len(self.first_duplicates) < 5:
+                    self.first_duplicates.append(word)
             elif keep[position]:
                 seen.add(word)
