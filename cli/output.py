@@ -51,18 +51,30 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | No
 
 
 def emit_results(results: Sequence[QueryResult], as_json: bool, score_name: str = "cosine") -> None:
-    """Print query results: one table each (with the query as a heading when several)."""
+    """Print query results: one table each (with the query as a heading when several). A result
+    with an unknown word (``error``) is an 'Error: ...' line on stderr, and an "error" field in
+    JSON; the others are still printed, and the command then exits with status 1."""
     for result in results:
         for message in result.notes:
             note(message)
     if as_json:
         emit_json(results_json(results))
-        return
-    for n, result in enumerate(results):
-        if len(results) > 1:
-            click.echo(("\n" if n else "") + result.query)
-        rows = [(i, nb.word, f"{nb.score:.4f}") for i, nb in enumerate(result.neighbours, 1)]
-        click.echo(table(["#", "word", score_name], rows, "rlr"))
+    else:
+        for n, result in enumerate(results):
+            if result.error:
+                click.echo(f"Error: {result.error}", err=True)
+                continue
+            if len(results) > 1:
+                click.echo(("\n" if n else "") + result.query)
+            rows = [(i, nb.word, f"{nb.score:.4f}") for i, nb in enumerate(result.neighbours, 1)]
+            click.echo(table(["#", "word", score_name], rows, "rlr"))
+    failed = sum(1 for result in results if result.error)
+    if failed:
+        if as_json:
+            for result in results:
+                if result.error:
+                    click.echo(f"Error: {result.error}", err=True)
+        raise click.exceptions.Exit(1)  # the shell goes on; a command exits with status 1
 
 
 def emit_counts(counts: dict, total: int, as_json: bool, message: str) -> None:

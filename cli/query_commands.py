@@ -211,7 +211,8 @@ def nearest(words, k, restrict, from_vector, batch_file, batch_format, ray_addre
         if from_vector:
             results = [store.nearest_to_vector(_read_vector(sys.stdin.read()), k=k, restrict=restrict, index=kind)]
         else:
-            results = store.nearest_many(list(words), k=k, restrict=restrict, index=kind, case_insensitive=True)
+            results = store.nearest_many(list(words), k=k, restrict=restrict, index=kind, case_insensitive=True,
+                                         on_unknown="report")
     emit_results(results, as_json)
 
 
@@ -245,8 +246,9 @@ def analogy(a, b, c, k, method, restrict, batch_file, batch_format, ray_address,
             _run_batch(batch_file, 3, store, spec, "jsonl" if as_json else batch_format, chosen_address(ray_address), ray_retries)
             return
         _batch_only(ray_address)
-        result = store.analogy(a, b, c, k=k, method=method, restrict=restrict, index=kind, case_insensitive=True)
-    emit_results([result], as_json, score_name="cosine" if method == "add" else "3cosmul")
+        results = store.analogy_many([(a, b, c)], k=k, method=method, restrict=restrict, on_unknown="report",
+                                     index=kind, case_insensitive=True)
+    emit_results(results, as_json, score_name="cosine" if method == "add" else "3cosmul")
 
 
 @cli.command()

@@ -24,6 +24,44 @@ def test_nearest_several_words_one_call(run, small_store_path):
     assert [p["query"] for p in payload] == ["king", "water"]
 
 
+def test_one_unknown_word_does_not_cost_the_others(small_store_path, small_store):
+    """nearest king qwzxv queen: the known words are answered, the unknown one is an error on
+    stderr (with suggestions), and the exit status says something failed."""
+    from click.testing import CliRunner
+
+    from embstore_cli.app import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["nearest", "king", "qwzxv", "queen", "-k", "2", "--db", str(small_store_path)])
+    assert result.exit_code == 1
+    assert "Error: unknown word 'qwzxv'" in result.stderr
+    headings = [line for line in result.stdout.splitlines() if line and line[0].isalpha()]
+    assert headings == ["king", "queen"]
+    for word in ("king", "queen"):
+        assert all(n.word in result.stdout for n in small_store.nearest(word, k=2).neighbours)
+    as_json = runner.invoke(cli, ["nearest", "king", "qwzxv", "-k", "2", "--db", str(small_store_path), "--json"])
+    assert as_json.exit_code == 1
+    king, unknown = json.loads(as_json.stdout)  # stdout is still one JSON document
+    assert [n["word"] for n in king["neighbours"]] == small_store.nearest("king", k=2).words()
+    assert king["error"] is None
+    assert unknown == {"query": "qwzxv", "neighbours": [], "notes": [], "error": "unknown word 'qwzxv'"}
+    kingg = runner.invoke(cli, ["nearest", "kingg", "--db", str(small_store_path), "--json"])
+    assert kingg.exit_code == 1
+    assert json.loads(kingg.stdout)["error"].startswith("unknown word 'kingg'; did you mean 'king'")
+    assert "did you mean" in kingg.stderr
+
+
+def test_analogy_unknown_word_as_json(small_store_path):
+    from click.testing import CliRunner
+
+    from embstore_cli.app import cli
+
+    result = CliRunner().invoke(cli, ["analogy", "man", "king", "qwzxv", "--db", str(small_store_path), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"] == "unknown word 'qwzxv'"
+    assert "Error: unknown word 'qwzxv'" in result.stderr
+
+
 def test_analogy_both_methods(run, small_store_path):
     for method in ("add", "mul"):
         result = run("analogy", "man", "king", "woman", "-k", "1", "--method", method, "--db", small_store_path, "--json")
