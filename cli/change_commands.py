@@ -13,7 +13,7 @@ from embstore.storage.check import check_store
 
 from .main import cli, db_option, open_store
 from .input_files import decoded_lines
-from .output import emit_counts, emit_json, json_option
+from .output import counted, emit_counts, emit_json, json_option
 
 duplicate_option = click.option(
     "--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="error", show_default=True,
@@ -67,7 +67,7 @@ def add(word, values, vectors_file, on_duplicate, db, as_json):
         counts = store.add_words(words, np.array(vectors, dtype=np.float32), on_duplicate=on_duplicate)
         total = len(store)
     emit_counts(counts, total, as_json, f"Added {counts['added']:,}, replaced {counts['replaced']:,}, "
-                                        f"skipped {counts['skipped']:,}; the store now holds {total:,} words")
+                                        f"skipped {counts['skipped']:,}; the store now holds {counted(total, 'word')}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})  # a word may begin with '-'
@@ -78,7 +78,7 @@ def delete(words, db):
     with open_store(db) as store:
         removed = store.delete_words(list(words))
         total = len(store)
-    click.echo(f"Deleted {removed:,} words; the store now holds {total:,}")
+    click.echo(f"Deleted {counted(removed, 'word')}; the store now holds {total:,}")
 
 
 @cli.command()

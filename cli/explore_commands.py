@@ -11,6 +11,7 @@ from embstore import EmbstoreError
 from embstore.plot import METHODS, draw, project
 
 from .main import cli, db_option, open_store, shell_session
+from .output import counted
 
 
 @cli.command()
@@ -43,7 +44,7 @@ def plot(words, output, method, neighbours, fit_top, words_file, analogies, db):
     if fit_top and method == "pca":
         title += f" (fitted on the top {fit_top:,})"
     path = draw(projection, output, title)
-    click.echo(f"Wrote {path} ({len(projection.words)} words)")
+    click.echo(f"Wrote {path} ({counted(len(projection.words), 'word')})")
 
 
 SHELL_HELP = """Commands (the same as on the command line, without 'embstore'):

@@ -21,6 +21,11 @@ def emit_json(value: Any) -> None:
     click.echo(json.dumps(to_plain(value), ensure_ascii=False, indent=2))
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """'1 word', '2 words', '1,000 queries': a count with its noun in the right number."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
 def note(message: str) -> None:
     click.echo(f"note: {message}", err=True)
 

@@ -17,7 +17,7 @@ from embstore.distributed.jobs import BlockAnswer, JobSpec
 
 from .input_files import decoded_lines
 from .main import cli, db_option, open_store
-from .output import emit_json, emit_results, json_option, note, table, to_plain
+from .output import counted, emit_json, emit_results, json_option, note, table, to_plain
 from .ray_options import block_progress, chosen_address, with_ray_options
 
 BATCH_CHUNK = 4096
@@ -91,7 +91,7 @@ def _run_batch(handle, fields: int, store, spec: JobSpec, batch_format: str, add
     if len(notes) > NOTES_SHOWN:
         note(f"... and {len(notes) - NOTES_SHOWN:,} more notes (--batch-format jsonl gives each query's notes)")
     if failures:
-        note(f"{failures:,} queries had an unknown word; their lines say which")
+        note(f"{counted(failures, 'query', 'queries')} had an unknown word; {'its line says' if failures == 1 else 'their lines say'} which")
 
 
 def _sharded_answers(store, spec: JobSpec, blocks, address: str | None, shards: int, progress):
@@ -122,7 +122,7 @@ def _sharded_answers(store, spec: JobSpec, blocks, address: str | None, shards: 
             yield BlockAnswer(block.number, store.generation, results)
     if expected:
         note(f"recall@{options['k']} of the {kind} shards against exact search: {found / expected:.4f} "
-             f"({queries:,} queries)")
+             f"({counted(queries, 'query', 'queries')})")
 
 
 def _batch_only(option: str | None, shards: int | None = None) -> None:

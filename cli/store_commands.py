@@ -11,7 +11,7 @@ from embstore import Store
 from embstore.formats import EXPORT_FORMATS, FORMAT_ALIASES, UNICODE_ERRORS
 
 from .main import cli, db_option, open_store
-from .output import emit_counts, emit_json, human_bytes, json_option, note, stderr_is_terminal, table
+from .output import counted, emit_counts, emit_json, human_bytes, json_option, note, stderr_is_terminal, table
 
 
 class _Progress:
@@ -73,7 +73,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
             counts = store.append_file(file, format=format_name, limit=limit, unicode_errors=unicode_errors,
                                        on_duplicate=on_duplicate)
             total = len(store)
-        emit_counts(counts, total, as_json, f"Appended {counts['added']:,} words from {file} (replaced "
+        emit_counts(counts, total, as_json, f"Appended {counted(counts['added'], 'word')} from {file} (replaced "
                                             f"{counts['replaced']:,}, skipped {counts['skipped']:,}); "
                                             f"the store now holds {total:,}")
         return
@@ -94,11 +94,11 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
         note(message)
     if report.duplicates:
         shown = ", ".join(repr(w) for w in report.first_duplicates)
-        note(f"{report.duplicates:,} duplicate words kept their first vector (e.g. {shown})")
+        note(f"{counted(report.duplicates, 'duplicate word')} kept {'its' if report.duplicates == 1 else 'their'} first vector (e.g. {shown})")
     if report.zero_vectors_skipped:
-        note(f"{report.zero_vectors_skipped:,} zero vectors skipped")
+        note(f"{counted(report.zero_vectors_skipped, 'zero vector')} skipped")
     click.echo(
-        f"Loaded {report.words:,} words x {report.dimension} ({report.format}) from {report.source} "
+        f"Loaded {counted(report.words, 'word')} x {report.dimension} ({report.format}) from {report.source} "
         f"into {db or report.store} in {report.seconds:.1f}s" + (f", keeping {storage} codes only" if storage != "exact" else "")
     )
 
@@ -191,6 +191,6 @@ def export(output, format_name, words_file, db):
         written = store.export(output, format_name, words, case_insensitive=True)
         count = len(store) if words is None else len(set(words))
     if output == "-":  # stdout holds the vectors alone; the summary goes to stderr
-        note(f"wrote {count:,} words to standard output")
+        note(f"wrote {counted(count, 'word')} to standard output")
     else:
-        click.echo(f"Wrote {count:,} words to " + ", ".join(str(p) for p in written))
+        click.echo(f"Wrote {counted(count, 'word')} to " + ", ".join(str(p) for p in written))

@@ -136,8 +136,8 @@ def test_zero_vectors_skip_and_duplicates_keep_first(run, tmp_path):
     db = tmp_path / "s.db"
     result = run("load", source, "--db", db, "--zero-vectors", "skip")
     assert result.exit_code == 0, result.output
-    assert "1 duplicate words kept their first vector" in result.output
-    assert "1 zero vectors skipped" in result.output
+    assert "1 duplicate word kept its first vector" in result.output
+    assert "1 zero vector skipped" in result.output
     from embstore import Store
 
     with Store.open(db) as store:

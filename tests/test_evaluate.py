@@ -129,7 +129,7 @@ def test_batch_modes(run, small_store_path, small_store, tmp_path):
     assert [fields[0]] + fields[1::2] == ["king"] + [n.word for n in small_store.nearest("king", k=3).neighbours]
     assert lines[1].startswith("qwzxv\tERROR\tunknown word")
     assert len(lines) == 3
-    assert "1 queries had an unknown word" in out.stderr
+    assert "1 query had an unknown word" in out.stderr
     triples = tmp_path / "analogies.txt"
     triples.write_text("man king woman\nfrance paris italy\n", encoding="utf-8")
     jsonl = run("analogy", "--batch", triples, "--batch-format", "jsonl", "-k", "1", "--db", small_store_path)

@@ -74,7 +74,7 @@ def test_nearest_batch_on_ray_equals_one_process(cluster, small_store_path, batc
     lines = there.stderr.splitlines()
     assert "nearest: 3 blocks, 9,000 queries done" in lines
     assert "note: 'Paris' is not in the vocabulary; using 'paris' (case-insensitive match)" in lines  # TSV notes
-    assert lines[-1] == "note: 1 queries had an unknown word; their lines say which"
+    assert lines[-1] == "note: 1 query had an unknown word; its line says which"
 
 
 def test_analogy_batch_on_ray_equals_one_process(cluster, small_store_path, batches):
