@@ -7,7 +7,7 @@ import sys
 import click
 
 from .main import cli, db_option, open_store
-from .output import emit_json, human_bytes, json_option, stderr_is_terminal
+from .output import counted, emit_json, human_bytes, json_option, stderr_is_terminal
 
 
 @cli.command()
@@ -35,7 +35,7 @@ def shard(shards, graphs, drop, db, as_json):
             if as_json:
                 emit_json({"dropped": dropped})
             else:
-                click.echo(f"Dropped {_plural(dropped, 'shard')}" if dropped else "The store had no shards")
+                click.echo(f"Dropped {counted(dropped, 'shard')}" if dropped else "The store had no shards")
             return
         if shards is None:
             if graphs:
@@ -59,7 +59,7 @@ def shard(shards, graphs, drop, db, as_json):
                 if bar is not None:
                     bar.__exit__(None, None, None)
             if before is not None and before.shards != shards:
-                click.echo(f"Replaced the layout of {_plural(before.shards, 'shard')}", err=True)
+                click.echo(f"Replaced the layout of {counted(before.shards, 'shard')}", err=True)
             if before is not None and (before.graphs or before.stale) and not graphs:
                 click.echo("Removed the stored HNSW graphs (give --graphs to store graphs)", err=True)
         layout = store.shard_layout()
@@ -67,13 +67,13 @@ def shard(shards, graphs, drop, db, as_json):
     _show(layout, problems, as_json)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
-
-
 def _show(layout, problems: list[str], as_json: bool) -> None:
     if as_json:
-        emit_json(None if layout is None else {
+        if layout is None:  # the same fields as a layout's, so a script need not test for null
+            emit_json({"shards": 0, "graphs": False, "stale_graphs": False, "bytes": 0, "problems": problems,
+                       "files": []})
+            return
+        emit_json({
             "shards": layout.shards, "graphs": bool(layout.graphs), "stale_graphs": layout.stale_graphs,
             "bytes": layout.bytes, "problems": problems,
             "files": [{"shard": r.number, "kind": r.kind, "start": r.start, "stop": r.stop, "file": r.file,
@@ -83,11 +83,11 @@ def _show(layout, problems: list[str], as_json: bool) -> None:
         click.echo("The store is not sharded ('embstore shard --shards N' splits it)")
         return
     graphs = " with HNSW graphs" if layout.graphs else ", their HNSW graphs stale" if layout.stale_graphs else ""
-    click.echo(f"{_plural(layout.shards, 'shard')}{graphs}, {human_bytes(layout.bytes)}:")
+    click.echo(f"{counted(layout.shards, 'shard')}{graphs}, {human_bytes(layout.bytes)}:")
     for number, record in enumerate(layout.exact):
         graph = f" + graph {human_bytes(layout.graphs[number].bytes)}" if layout.graphs else ""
         click.echo(f"  shard {number}: word IDs {record.start:,} .. {record.stop - 1:,} "
-                   f"({_plural(record.rows, 'row')}, {human_bytes(record.bytes)}{graph})")
+                   f"({counted(record.rows, 'row')}, {human_bytes(record.bytes)}{graph})")
     if layout.stale_graphs:
         click.echo(f"The HNSW graphs were built before the rows last changed, so they are not used; "
                    f"'embstore shard --shards {layout.shards} --graphs' builds them again (the rows files stay).")

@@ -9,6 +9,7 @@ of other rows. The same layout on a real Ray cluster is in ``test_ray.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -279,14 +280,14 @@ def test_graphs_after_a_change_keep_the_rows_files_unless_they_are_damaged(store
 def test_the_cli_writes_shows_and_drops_the_layout(store_copy, run):
     result = run("shard", "--db", store_copy)
     assert result.exit_code == 0 and "not sharded" in result.output
+    assert json.loads(run("shard", "--json", "--db", store_copy).output) == {
+        "shards": 0, "graphs": False, "stale_graphs": False, "bytes": 0, "problems": [], "files": []}
     result = run("shard", "--shards", "3", "--db", store_copy)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("3 shards, ") and lines[1].startswith("  shard 0: word IDs 0 .. 6,665 (6,666 rows")
     assert "shards          3 shard files" in run("info", "--db", store_copy).output
     shown = run("shard", "--json", "--db", store_copy)
-    import json
-
     layout = json.loads(shown.output)
     assert layout["shards"] == 3 and [f["stop"] for f in layout["files"]] == [6_666, 13_333, 20_000]
     assert sorted(f["file"] for f in layout["files"]) == shard_files(store_copy)
