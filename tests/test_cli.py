@@ -105,3 +105,19 @@ def test_load_json_report(run, tmp_path, glove_small):
     result = run("load", glove_small, "--db", tmp_path / "s.db", "--limit", "50", "--json")
     report = json.loads(result.output)
     assert report["words"] == 50 and report["format"] == "glove" and report["dimension"] == 50
+
+
+def test_load_replace_says_which_indexes_and_shards_it_removed(run, store_copy, glove_small):
+    from embstore import Store
+
+    assert run("index", "build", "--kind", "sq8", "--db", store_copy).exit_code == 0
+    assert run("shard", "--shards", "2", "--db", store_copy).exit_code == 0
+    result = run("load", glove_small, "--replace", "--db", store_copy)
+    assert result.exit_code == 0, result.output
+    assert ("note: removed the sq8 index built from the old rows; build again with: embstore index build --kind sq8"
+            in result.stderr)
+    assert "note: removed the shard layout of the old rows; make it again with: embstore shard --shards 2" in result.stderr
+    with Store.open(store_copy) as store:
+        assert store.shard_layout() is None and [i["kind"] for i in store.info().indexes] == ["exact"]
+    again = run("load", glove_small, "--replace", "--db", store_copy)  # nothing left to remove: no note
+    assert again.exit_code == 0 and "removed" not in again.stderr

@@ -190,6 +190,7 @@ class _Loader:
                     old_shards = catalog.delete_shards()  # a new load is not sharded
                     catalog.delete_meta("shards")
                     report, dropped = self._write(catalog, rows_generation=catalog.safe_generation("rows_generation") + 1)
+                    report.notes.extend(_replaced_notes([kind for kind, _ in old], old_shards))
         finally:
             catalog.close()
         remove_files(own_paths(self.path, old) + dropped + own_subword_paths(self.path, old_subwords)
@@ -340,3 +341,17 @@ class _Loader:
                     self.first_duplicates.append(word)
             elif keep[position]:
                 seen.add(word)
+
+
+def _replaced_notes(old_kinds: list[str], old_shards: list) -> list[str]:
+    """What a replacement removed with the old rows, and how to have it again."""
+    notes = []
+    built = sorted({kind for kind in old_kinds if kind != EXACT})
+    if built:
+        notes.append(f"removed the {', '.join(built)} {'index' if len(built) == 1 else 'indexes'} built from the old "
+                     f"rows; build again with: " + "; ".join(f"embstore index build --kind {kind}" for kind in built))
+    if old_shards:
+        graphs = " --graphs" if any(kind != EXACT for kind, _, _ in old_shards) else ""
+        notes.append(f"removed the shard layout of the old rows; make it again with: embstore shard --shards "
+                     f"{len({number for _, number, _ in old_shards})}{graphs}")
+    return notes
