@@ -48,8 +48,10 @@ def make_old_store(folder: Path) -> Path:
     conn.execute("ALTER TABLE words DROP COLUMN count")
     conn.execute("DROP TABLE subword_files")
     conn.execute("DROP TABLE shard_files")
+    conn.execute("DROP INDEX words_by_folded")  # 0.1's index held every word's folded form, NULLs too
+    conn.execute("CREATE INDEX words_by_folded ON words(folded)")
     conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0006_word_counts_and_row_values', "
-                 "'0007_subword_files', '0008_shard_files')")
+                 "'0007_subword_files', '0008_shard_files', '0009_only_folded_words_indexed')")
     conn.execute("DELETE FROM meta WHERE key IN ('row_values', 'counts_source')")
     conn.close()
     new_file.unlink()

@@ -30,7 +30,7 @@ def test_catalog_holds_metadata_and_index_record(store_copy):
     applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
     assert applied == ["0001_create_catalog", "0002_index_words", "0003_index_staleness",
                        "0004_index_rows_generation", "0005_word_digests", "0006_word_counts_and_row_values",
-                       "0007_subword_files", "0008_shard_files"]
+                       "0007_subword_files", "0008_shard_files", "0009_only_folded_words_indexed"]
 
 
 def test_a_store_from_before_word_digests_upgrades_when_opened(store_copy):
@@ -40,8 +40,11 @@ def test_a_store_from_before_word_digests_upgrades_when_opened(store_copy):
     conn.execute("ALTER TABLE words DROP COLUMN count")
     conn.execute("DROP TABLE subword_files")
     conn.execute("DROP TABLE shard_files")
+    conn.execute("DROP INDEX words_by_folded")
+    conn.execute("CREATE INDEX words_by_folded ON words(folded)")
     conn.execute("DELETE FROM _sqlite_migrations WHERE name IN ('0005_word_digests', "
-                 "'0006_word_counts_and_row_values', '0007_subword_files', '0008_shard_files')")
+                 "'0006_word_counts_and_row_values', '0007_subword_files', '0008_shard_files', "
+                 "'0009_only_folded_words_indexed')")
     conn.execute("DELETE FROM meta WHERE key = 'words_digest'")
     conn.close()
     with Store.open(store_copy) as store:
@@ -52,6 +55,8 @@ def test_a_store_from_before_word_digests_upgrades_when_opened(store_copy):
     assert report.ok, report.problems
     conn = sqlite3.connect(store_copy)
     assert conn.execute("SELECT count(*) FROM words WHERE digest IS NULL").fetchone()[0] == 0
+    folded_index = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'words_by_folded'").fetchone()[0]
+    assert folded_index.endswith("WHERE folded IS NOT NULL")  # 0009: only the words folding changes
     swapped = conn.execute("SELECT id, word, folded, norm, digest FROM words WHERE id IN (7, 9) ORDER BY id").fetchall()
     conn.execute("UPDATE words SET word = '#tmp' WHERE id = 7")
     for (_, word, folded, norm, digest), target in zip(swapped, (9, 7)):
@@ -255,3 +260,24 @@ def test_a_catalog_overwritten_in_place_gives_errors_not_a_crash(tmp_path, sampl
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+
+
+def test_case_insensitive_lookups_search_the_partial_folded_index(store_copy):
+    """words_by_folded holds only words that folding changes; the lookups still search it, not the table."""
+    with Store.open(store_copy) as store:
+        store.add_words(["Zürich", "STRASSE"], np.ones((2, 50), dtype=np.float32))
+        assert store.nearest("zürich", k=1, case_insensitive=True).query == "zürich"
+        assert store.resolve_many(["strasse", "ZÜRICH"], case_insensitive=True)[0].word == "STRASSE"
+        assert store.resolve_many(["zÜrich"], case_insensitive=True)[0].word == "Zürich"
+    conn = sqlite3.connect(store_copy)
+    assert conn.execute("SELECT count(*) FROM words INDEXED BY words_by_folded WHERE folded IS NOT NULL"
+                        ).fetchone()[0] == 2
+    for query, parameters in [
+        ("SELECT id FROM words WHERE word = :f OR folded = :f ORDER BY id LIMIT 1", {"f": "zürich"}),
+        ("SELECT word FROM words WHERE (word >= :low AND word < :high) OR (folded >= :low AND folded < :high)",
+         {"low": "zü", "high": "zü\U0010ffff"}),
+        ("SELECT word FROM words WHERE word IN (SELECT value FROM json_each(:f)) OR folded IN "
+         "(SELECT value FROM json_each(:f))", {"f": '["zürich"]'}),
+    ]:
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query, parameters))
+        assert "USING INDEX words_by_folded" in plan and "SCAN words" not in plan, plan

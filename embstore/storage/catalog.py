@@ -26,7 +26,7 @@ from .catalog_shards import ShardRecords
 from .catalog_subwords import SubwordRecords
 from .catalog_words import WordQueries
 from .schema import (APPLICATION_ID, APPLIED_MARKERS, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET,
-                     index_words, known_migrations, migrations)
+                     build_word_indexes, known_migrations, migrations)
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -154,7 +154,7 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
     def finish_bulk_insert(self) -> None:
         """Build the word indexes that ``delete_all_words`` dropped for a bulk insert, once and
         sorted, inside the current transaction; record the words' digest."""
-        index_words(self.db)
+        build_word_indexes(self.db)
         self.record_words_digest()
 
     @classmethod

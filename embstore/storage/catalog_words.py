@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import CatalogDamagedError
 
-from .schema import WORD_INDEXES, WORDS_DIGEST_SQL, index_words, word_digest, word_digests
+from .schema import WORD_INDEXES, WORDS_DIGEST_SQL, build_word_indexes, word_digest, word_digests
 
 RENUMBER_IN_PLACE = 20_000  # up to this many later words, renumber them in place
 _PLACEHOLDER_LIMIT = 256  # up to this many values, lookups bind one parameter each; beyond, one JSON array
@@ -129,7 +129,7 @@ class WordQueries:
         self.conn.execute("INSERT INTO words(id, word, folded, rank, norm, digest, count) SELECT id, word, folded, "
                           "id, norm, digest, count FROM temp.renumbered_words ORDER BY id")
         self.conn.execute("DELETE FROM temp.renumbered_words")
-        index_words(self.db)
+        build_word_indexes(self.db)
 
     def record_counts(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Set the count of each (word, count) whose word is stored; other words are ignored."""

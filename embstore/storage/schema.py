@@ -51,6 +51,25 @@ def index_words(db: sqlite_utils.Database) -> None:
     db["words"].create_index(["folded"], index_name=WORD_INDEXES[1])
 
 
+def _only_folded_words_indexed(db: sqlite_utils.Database) -> None:
+    """``words_by_folded`` holds only the words whose folded form differs (a partial index):
+    on most vocabularies that is few of them, and a 3M-word load no longer sorts 3M NULLs
+    (2.3 s). ``word = f OR folded = f`` still searches it: ``folded = f`` implies NOT NULL."""
+    db.execute(f"DROP INDEX IF EXISTS {WORD_INDEXES[1]}")
+    _create_folded_index(db)
+
+
+def _create_folded_index(db: sqlite_utils.Database) -> None:
+    db.execute(f"CREATE INDEX {WORD_INDEXES[1]} ON words(folded) WHERE folded IS NOT NULL")
+
+
+def build_word_indexes(db: sqlite_utils.Database) -> None:
+    """The word lookup B-trees as the current schema has them (``index_words`` is the released
+    step that first made them): built once, sorted, after a bulk insert dropped them."""
+    db["words"].create_index(["word"], unique=True, index_name=WORD_INDEXES[0])
+    _create_folded_index(db)
+
+
 def _index_staleness(db: sqlite_utils.Database) -> None:
     # Superseded by 0004: staleness is now derived from the rows generation.
     db["index_files"].add_column("stale", int, not_null_default=0)
@@ -140,6 +159,7 @@ MIGRATION_STEPS = (
     ("0006_word_counts_and_row_values", _word_counts_and_row_values),
     ("0007_subword_files", _subword_files),
     ("0008_shard_files", _shard_files),
+    ("0009_only_folded_words_indexed", _only_folded_words_indexed),
 )
 
 
@@ -154,6 +174,8 @@ APPLIED_MARKERS = {
     "0006_word_counts_and_row_values": "SELECT 1 FROM pragma_table_info('words') WHERE name = 'count'",
     "0007_subword_files": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subword_files'",
     "0008_shard_files": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shard_files'",
+    "0009_only_folded_words_indexed": f"SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = "
+                                      f"'{WORD_INDEXES[1]}' AND sql LIKE '%WHERE%'",
 }
 
 
