@@ -2,7 +2,8 @@
 
     python bench/big.py                      # 3,000,000 x 300 (needs ~11 GB of disk in bench/.cache)
     python bench/big.py --rows 1000000       # a quicker run
-    python bench/big.py --growth             # open time and cold query from 50k to --rows
+    python bench/big.py --growth             # open time, cold query and hnsw from 50k to --rows (~35 min)
+    python bench/big.py --growth --hnsw 32,40,16   # the same, with other hnsw settings
 
 No file of that size can be downloaded here, so one is made (once, cached): GloVe 6B 50d's
 400k words, then generated forms of them (plural, -ing, -ed, re-, un-, ... and numbered
@@ -36,7 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from run import CACHE, PEAK, RESULTS, glove_text, run_python  # noqa: E402
+from run import CACHE, PEAK, PEAK_WITH_CHILDREN, RESULTS, glove_text, run_python  # noqa: E402
 from run import measure_load_embstore as load_embstore  # noqa: E402
 
 DIMENSION = 300
@@ -229,11 +230,14 @@ def shared_memory(db: Path, readers: int = 4) -> dict:
     return {"readers": readers, "pss_mb": pss / 1e6, "rss_mb": rss / 1e6, "rows_mb": rows_bytes / 1e6}
 
 
-def growth(source: Path, largest: int) -> str:
+def growth(source: Path, largest: int, hnsw: tuple[int, int, int]) -> str:
     """Open time, cold query, warm exact nearest, load time and peak, and store size for the
-    first N rows of ``source``, from 50k rows to ``largest``: opening should stay flat."""
+    first N rows of ``source``, from 50k rows to ``largest``: opening should stay flat. Then an
+    hnsw index of each size with the settings ``hnsw`` (m, ef_construction, knn_links): its build
+    time, warm query and recall@10 against exact search."""
     lines = ["| rows | load (s) | load peak (MB) | store (MB) | open (ms) | cold `embstore nearest` (s) | "
-             "warm exact nearest (ms) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "warm exact nearest (ms) | hnsw build (s) | warm hnsw nearest (ms) | hnsw recall@10 |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rows in [n for n in (50_000, 100_000, 200_000, 400_000, 1_000_000, 2_000_000, 3_000_000) if n <= largest]:
         db = CACHE / f"growth.{rows // 1000}k.db"
         for old in db.parent.glob(db.name + "*"):
@@ -243,7 +247,7 @@ def growth(source: Path, largest: int) -> str:
             started = time.perf_counter()
             from embstore import Store
             Store.load({str(source)!r}, {str(db)!r}, limit={rows})
-            print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}}}))
+            print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK_WITH_CHILDREN}}}))
         """)
         opened = statistics.median(run_python(f"""
             import json, time
@@ -265,8 +269,13 @@ def growth(source: Path, largest: int) -> str:
             print(json.dumps({{"ms": (time.perf_counter() - started) / len(chosen) * 1000}}))
         """)
         size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if not p.name.endswith(("-wal", "-shm")))
+        cold = cold_query(db, "king")
+        built = build_hnsw(db, *hnsw)
+        quality = hnsw_quality(db)
         lines.append(f"| {rows:,} | {loaded['seconds']:.1f} | {loaded['peak_mb']:.0f} | {size / 1e6:.0f} | "
-                     f"{opened * 1000:.0f} | {cold_query(db, 'king'):.3f} | {warm['ms']:.1f} |")
+                     f"{opened * 1000:.0f} | {cold:.3f} | {warm['ms']:.1f} | {built['seconds']:.0f} | "
+                     f"{quality['warm_ms']:.2f} | {quality['recall']:.3f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
         for old in db.parent.glob(db.name + "*"):
             old.unlink()
     return "\n".join(lines)
@@ -289,14 +298,9 @@ def vec_load(rows: int) -> None:
         f"# {rows:,} x {DIMENSION} .vec text (synthetic; `python bench/big.py --vec --rows {rows}`)\n\n{table}\n")
 
 
-def hnsw_at_size(rows: int, m: int, ef_construction: int, knn_links: int) -> None:
-    """Build an hnsw index of the --rows store (made by a plain run first), then its first query in a
-    fresh process: wall time, and how much of the index file that query touched (page faults
-    of the process, against the file's size), and recall@10 over 100 words against exact search."""
-    db = CACHE / f"big.{rows // 1000}k.db"
-    if not db.exists():
-        load_embstore(synthetic_file(rows), db)
-    built = run_python(f"""
+def build_hnsw(db: Path, m: int, ef_construction: int, knn_links: int) -> dict:
+    """Build (or rebuild) the store's hnsw index in a fresh process; its seconds."""
+    return run_python(f"""
         import json, time
         from embstore import Store
         with Store.open({str(db)!r}) as store:
@@ -308,6 +312,37 @@ def hnsw_at_size(rows: int, m: int, ef_construction: int, knn_links: int) -> Non
             store.build_index("hnsw", m={m}, ef_construction={ef_construction}, knn_links={knn_links})
             print(json.dumps({{"seconds": time.perf_counter() - started}}))
     """)
+
+
+def hnsw_quality(db: Path, words: int = 100) -> dict:
+    """Warm hnsw nearest (ms a query, k=10) and its recall@10 against exact search, over ``words``
+    words spread evenly over the vocabulary, in a fresh process."""
+    return run_python(f"""
+        import json, time
+        from embstore import Store
+        store = Store.open({str(db)!r}, words_in_memory=True)
+        words = store.vocabulary()
+        chosen = [words[i] for i in range(0, len(words), len(words) // {words})][:{words}]
+        hits = 0
+        for word in chosen:
+            exact = set(store.nearest(word, k=10, index="exact").words())
+            hits += len(exact & set(store.nearest(word, k=10, index="hnsw").words()))
+        warm = time.perf_counter()
+        for word in chosen:
+            store.nearest(word, k=10, index="hnsw")
+        print(json.dumps({{"recall": hits / (10 * len(chosen)),
+                           "warm_ms": (time.perf_counter() - warm) / len(chosen) * 1000}}))
+    """)
+
+
+def hnsw_at_size(rows: int, m: int, ef_construction: int, knn_links: int) -> None:
+    """Build an hnsw index of the --rows store (made by a plain run first), then its first query in a
+    fresh process: wall time, and how much of the index file that query touched (page faults
+    of the process, against the file's size), and recall@10 over 100 words against exact search."""
+    db = CACHE / f"big.{rows // 1000}k.db"
+    if not db.exists():
+        load_embstore(synthetic_file(rows), db)
+    built = build_hnsw(db, m, ef_construction, knn_links)
     first = run_python(f"""
         import json, resource, time
         started = time.perf_counter()
@@ -319,19 +354,10 @@ def hnsw_at_size(rows: int, m: int, ef_construction: int, knn_links: int) -> Non
         answered = time.perf_counter()
         after = resource.getrusage(resource.RUSAGE_SELF)
         faults = (after.ru_minflt - before.ru_minflt) + (after.ru_majflt - before.ru_majflt)
-        words = store.vocabulary()
-        chosen = [words[i] for i in range(0, len(words), len(words) // 100)][:100]
-        hits = 0
-        for word in chosen:
-            exact = set(store.nearest(word, k=10, index="exact").words())
-            hits += len(exact & set(store.nearest(word, k=10, index="hnsw").words()))
-        warm = time.perf_counter()
-        for word in chosen:
-            store.nearest(word, k=10, index="hnsw")
         print(json.dumps({{"process_to_answer": answered - started, "first_query": answered - opened,
-                           "touched_mb": faults * 4096 / 1e6, "recall": hits / (10 * len(chosen)),
-                           "warm_ms": (time.perf_counter() - warm) / len(chosen) * 1000}}))
+                           "touched_mb": faults * 4096 / 1e6}}))
     """)
+    first.update(hnsw_quality(db))
     size = sum(p.stat().st_size for p in db.parent.glob(db.name + ".hnsw.*.faiss"))
     cold = cold_query(db, "king", index="hnsw")
     table = "\n".join([
@@ -360,7 +386,7 @@ def main() -> None:
                         help="only an hnsw build of the --rows store and its first query (plain HNSW, 16,40,0, "
                              "builds 3M x 300 in a fraction of the default's time)")
     args = parser.parse_args()
-    if args.hnsw:
+    if args.hnsw and not args.growth:
         hnsw_at_size(args.rows, *(int(v) for v in args.hnsw.split(",")))
         return
     if args.vec:
@@ -368,11 +394,11 @@ def main() -> None:
         return
     source = synthetic_file(args.rows)
     if args.growth:
-        table = growth(source, args.rows)
+        table = growth(source, args.rows, tuple(int(v) for v in (args.hnsw or "16,40,0").split(",")))
         print(table)
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "growth.md").write_text(f"# Growth, {DIMENSION}-d synthetic rows (`python bench/big.py --growth "
-                                           f"--rows {args.rows}`)\n\n{table}\n")
+                                           f"--rows {args.rows} --hnsw {args.hnsw or '16,40,0'}`)\n\n{table}\n")
         return
     db = CACHE / f"big.{args.rows // 1000}k.db"
     saved = CACHE / f"big.{args.rows // 1000}k.kv"

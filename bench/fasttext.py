@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from run import CACHE, PEAK, RESULTS, glove_text, run_python  # noqa: E402
+from run import CACHE, PEAK, PEAK_WITH_CHILDREN, RESULTS, glove_text, run_python  # noqa: E402
 
 MAGIC, VERSION = 793712314, 12
 
@@ -92,7 +92,7 @@ def measure_load(model: Path, db: Path) -> dict:
         started = time.perf_counter()
         from embstore import Store
         report = Store.load({str(model)!r}, {str(db)!r})
-        print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK}, "words": report.words}}))
+        print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK_WITH_CHILDREN}, "words": report.words}}))
     """)
     theirs = run_python(f"""
         import json, time, logging

@@ -54,6 +54,8 @@ class WordQueries:
     def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
                      norms: Sequence[float], counts: Sequence[int] | None = None) -> None:
         """Insert new words; ``counts`` (a fastText model's, say) go in with them."""
+        if isinstance(norms, np.ndarray):
+            norms = norms.tolist()  # Python floats bind faster
         folded = _stored_folds(words)
         if counts is None:
             self.conn.executemany(

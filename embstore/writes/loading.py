@@ -36,6 +36,7 @@ from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
+from ..storage.word_inserter import WordInserter
 from ..vocabulary.vocabulary import all_plain_words, word_problem
 
 METRIC = "cosine"
@@ -147,9 +148,7 @@ class _Loader:
             self.files.claim(tmp_catalog, tmp_catalog)
             catalog = Catalog.create(tmp_catalog)
             try:
-                with catalog.write_transaction():
-                    catalog.delete_all_words()  # drops the word indexes: built once, sorted, after the insert
-                    report, dropped = self._write(catalog, rows_generation=1)
+                report, dropped = self._write(catalog, rows_generation=1, words_process=True)
                 catalog.finish_creation()
             except InterruptedAfterCommit:  # committed to the temporary catalog only: nothing is placed yet
                 catalog.close()
@@ -197,26 +196,40 @@ class _Loader:
                      + own_shard_paths(self.path, old_shards))
         return report
 
-    def _write(self, catalog: Catalog, rows_generation: int) -> tuple[LoadReport, list[Path]]:
-        """Stream the rows into a new exact file and the catalog (inside its transaction).
-        Returns the report and the files to remove once committed."""
+    def _write(self, catalog: Catalog, rows_generation: int,
+               words_process: bool = False) -> tuple[LoadReport, list[Path]]:
+        """Stream the rows into a new exact file and the words into the catalog: through
+        ``catalog``, inside the caller's transaction (a replacement), or with ``words_process``
+        (a new catalog, no transaction open) through a ``WordInserter`` process beside this one,
+        after which the rest is recorded in a transaction of its own. Returns the report and
+        the files to remove once committed."""
         tmp, final = new_index_file(self.path, EXACT)
         writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension,
                                  expected_rows=self.reader.expected_rows)
+        words = None
         try:
-            report = self._stream(catalog, writer)
+            words = WordInserter(catalog.path) if words_process else None
+            report = self._stream(catalog if words is None else words, writer)
             # The rows file is synced (and checksummed, if its count was not as declared) on a
             # thread while SQLite builds the word indexes, after the bulk insert: both let go of the GIL.
             with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embstore-finish") as pool:
                 finishing = pool.submit(writer.finish)
                 try:
-                    catalog.finish_bulk_insert()
+                    (catalog if words is None else words).finish_bulk_insert()
                 finally:
                     concurrent.futures.wait([finishing])
                 written = finishing.result()
         except BaseException:
             writer.abort()
+            if words is not None:
+                words.abort()
             raise
+        with contextlib.nullcontext() if words is None else catalog.write_transaction():
+            return self._record(catalog, report, written, rows_generation)
+
+    def _record(self, catalog: Catalog, report: LoadReport, written: WrittenFile,
+                rows_generation: int) -> tuple[LoadReport, list[Path]]:
+        """Everything but the words: counts, n-grams, the rows file's record and the metadata."""
         if self.counts is not None:
             report.notes.extend(self._record_counts(catalog))
         if hasattr(self.reader, "subwords"):
@@ -272,7 +285,8 @@ class _Loader:
         catalog.delete_index_file(EXACT)
         catalog.set_meta(storage=self.storage, default_index=self.storage)
 
-    def _stream(self, catalog: Catalog, writer: FlatIndexWriter) -> LoadReport:
+    def _stream(self, sink: Catalog | WordInserter, writer: FlatIndexWriter) -> LoadReport:
+        """Read the file into ``writer`` (rows) and ``sink`` (words: the catalog, or the word process)."""
         reader = self.reader
         seen: set[str] = set()
         next_id = zeros = 0
@@ -308,7 +322,7 @@ class _Loader:
                 self.counts_in_file = True
             ids = range(next_id, next_id + len(words))
             writer.add(rows, lengths)  # the values as read, bit for bit
-            catalog.insert_words(ids, words, ids, norms.tolist(), counts)
+            sink.insert_words(ids, words, ids, norms, counts)
             next_id += len(words)
             if self.progress:
                 self.progress(reader.bytes_read, reader.total_bytes)

@@ -1,0 +1,108 @@
+"""A new store's words go into its catalog through a second process (storage/word_inserter.py).
+It never outlives its loader, never commits a part of a load, prints no traceback when Ctrl-C
+reaches both, and its failure is one clear error that leaves no store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from embstore import Store
+from embstore.storage.check import check_store
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "glove.6B.50d.50k.txt.gz"
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def start_load(db: Path) -> tuple[subprocess.Popen, int]:
+    """A load of the 50k sample, and the PID of its word process once it has one."""
+    process = subprocess.Popen([sys.executable, "-m", "embstore_cli", "load", str(SAMPLE), "--db", str(db)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = children(process.pid)
+        if found:
+            time.sleep(0.2)  # into the load: the words are streaming
+            return process, found[0]
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.005)
+    raise AssertionError("the load started no word process")
+
+
+def gone(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":  # exited; its parent (init, or the test) has yet to reap it
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_load_killed_takes_its_word_process_with_it(tmp_path):
+    db = tmp_path / "s.db"
+    loader, words = start_load(db)
+    loader.send_signal(signal.SIGKILL)
+    loader.wait()
+    assert gone(words), "the word process outlived its killed loader"
+    assert not db.exists()
+
+
+def test_ctrl_c_stops_both_without_a_traceback(tmp_path):
+    db = tmp_path / "s.db"
+    loader, words = start_load(db)
+    os.killpg(loader.pid, signal.SIGINT)  # what the terminal does: the whole foreground group
+    out, err = loader.communicate(timeout=60)
+    assert loader.returncode == 130, err
+    assert err.strip() == "Interrupted.", err  # no traceback from either process
+    assert gone(words)
+    assert not db.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # the temporary catalog and rows file are gone too
+
+
+def test_a_word_process_that_dies_is_one_clear_error(tmp_path):
+    db = tmp_path / "s.db"
+    loader, words = start_load(db)
+    os.kill(words, signal.SIGKILL)
+    out, err = loader.communicate(timeout=60)
+    assert loader.returncode == 1
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    assert err.startswith("Error: could not write the words into the new catalog") and "killed by signal 9" in err, err
+    assert not db.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_the_store_it_writes_equals_one_written_in_process(tmp_path):
+    """Word by word, ID by ID, norm by norm: the catalog the process fills is the one a
+    replacement (which inserts the words in the loader's own process) fills."""
+    first = tmp_path / "first.db"
+    Store.load(SAMPLE, first)  # a new store: the word process
+    second = tmp_path / "second.db"
+    Store.load(SAMPLE, second, limit=10)
+    Store.load(SAMPLE, second, replace=True)  # a replacement: in process
+    import sqlite3
+
+    rows = [sqlite3.connect(db).execute("SELECT id, word, folded, rank, norm, digest, count FROM words ORDER BY id")
+            .fetchall() for db in (first, second)]
+    assert len(rows[0]) == 50_000 and rows[0] == rows[1]
+    assert check_store(first).ok and check_store(second).ok
