@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import CatalogMismatchError
@@ -14,6 +15,11 @@ APPROXIMATE_KINDS = ("hnsw", "ivf", "sq8", "pq")  # the kinds search/index_kinds
 MAX_DIMENSION = 65_536
 RAW_ROWS = "as loaded"  # meta.row_values of stores whose exact rows are the loaded values
 NO_CHANGES = {"added": 0, "deleted": 0, "replaced": 0, "renamed": 0}
+
+
+def now() -> str:
+    """The time a record is written (``created_at``): UTC, to the second, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def changes_since_load(meta: dict[str, str]) -> dict[str, int]:

@@ -16,7 +16,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -35,7 +34,7 @@ from ..row_norms import row_norms
 from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
-from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS
+from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS, now
 from ..storage.word_inserter import WordInserter
 from ..vocabulary.vocabulary import all_plain_words, word_problem
 
@@ -60,10 +59,6 @@ class LoadReport:
     seconds: float
     first_duplicates: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def record_written(kind: str, written: WrittenFile, *, params: dict, generation: int, rows_generation: int,

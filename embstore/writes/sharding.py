@@ -23,8 +23,7 @@ from ..storage.file_names import NewFiles, new_shard_file, own_shard_paths, remo
 from ..storage.index_files import write_index_file, write_rows_file
 from ..storage.shard_files import open_rows, shard_ranges
 from ..storage.store_files import StoreFiles
-from .loading import now
-
+from ..storage.store_meta import now
 
 
 def write_exact_shards(store, rows: np.ndarray, shards: int, rows_generation: int, new: NewFiles,

@@ -8,13 +8,12 @@ from pathlib import Path
 from ..storage.catalog import Catalog
 from ..storage.catalog_subwords import SubwordRecord
 from ..storage.file_names import NewFiles, new_subword_file
+from ..storage.store_meta import now
 from ..storage.subword_file import write_subword_file
 
 
 def record_subwords(catalog: Catalog, store: Path, reader, files: NewFiles) -> list[str]:
     """Write the reader's bucket rows beside ``store`` and record them; returns notes for the report."""
-    from .loading import now  # one clock for a load's records
-
     settings = reader.subwords
     if settings.bucket == 0 or settings.maxn == 0:
         return [f"{reader.name} has no n-grams (bucket {settings.bucket}, maxn {settings.maxn}): only its "
