@@ -106,3 +106,31 @@ def test_the_store_it_writes_equals_one_written_in_process(tmp_path):
             .fetchall() for db in (first, second)]
     assert len(rows[0]) == 50_000 and rows[0] == rows[1]
     assert check_store(first).ok and check_store(second).ok
+
+
+def test_a_numpy_or_embstore_in_the_working_directory_is_not_imported(tmp_path):
+    """The word process imports the loader's own packages, whatever folder the load runs in."""
+    (tmp_path / "numpy.py").write_text("raise ImportError('a numpy.py in the working directory')\n")
+    (tmp_path / "embstore").mkdir()
+    (tmp_path / "embstore" / "__init__.py").write_text("raise SystemExit('another embstore')\n")
+    console_script = Path(sys.executable).parent / "embstore"  # as a user runs it: no folder on sys.path
+    done = subprocess.run([str(console_script), "load", str(SAMPLE), "--db", str(tmp_path / "s.db"), "--limit", "1000"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert check_store(tmp_path / "s.db").ok
+
+
+def test_a_word_process_gone_before_the_last_flush_is_one_clear_error(tmp_path):
+    """Its last frames may still sit in the pipe's buffer when it ends: closing the pipe then
+    fails too, and must give the same StoreError (not a BrokenPipeError, which the CLI would
+    take for a closed stdout and end silently)."""
+    import pytest
+
+    from embstore import StoreError
+    from embstore.storage.word_inserter import WordInserter
+
+    words = WordInserter(tmp_path / "missing" / "x.db")  # no catalog there: the process fails at once
+    words.process.wait(timeout=60)
+    words.insert_words(range(0, 2), ["a", "b"], range(0, 2), [1.0, 2.0])
+    with pytest.raises(StoreError, match="could not write the words into the new catalog: "):
+        words.finish_bulk_insert()

@@ -16,7 +16,6 @@ terminal reaches both processes: this one ignores it and leaves the decision to 
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import subprocess
@@ -33,6 +32,8 @@ FRAME = struct.Struct("<qqqB")
 END = -1  # a frame whose first ID is END: the file has ended; build the indexes and commit
 SEPARATOR = "\n"  # a stored word has no control characters (vocabulary.word_problem)
 ENCODING = ("utf-8", "surrogatepass")
+CHILD_CODE = ("import sys; sys.path[0] = sys.argv[1]; from embstore.storage.word_inserter import main; "
+              "sys.exit(main(sys.argv[2]))")
 
 
 class WordInserter:
@@ -41,12 +42,12 @@ class WordInserter:
 
     def __init__(self, path: Path):
         self.path = path
+        # With -c, sys.path starts with the working directory: it is replaced by the loader's own
+        # package root, so a numpy.py or another embstore there is never imported instead.
         package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [package_root] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "embstore.storage.word_inserter", str(path)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            [sys.executable, "-c", CHILD_CODE, package_root, str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def insert_words(self, ids: range, words: Sequence[str], ranks: Sequence[int], norms: np.ndarray,
                      counts: Sequence[int] | None = None) -> None:
@@ -63,7 +64,10 @@ class WordInserter:
     def finish_bulk_insert(self) -> None:
         """Tell the process the words have ended, and wait for its commit."""
         self._send(FRAME.pack(END, 0, 0, 0))
-        self.process.stdin.close()
+        try:
+            self.process.stdin.close()  # flushes what is still buffered: the process may have ended
+        except BrokenPipeError:
+            pass  # _wait says why
         self._wait()
 
     def abort(self) -> None:
@@ -82,7 +86,7 @@ class WordInserter:
             self.process.stdin.write(data)
         except (BrokenPipeError, ValueError):  # the process ended: say why
             self._wait()
-            raise StoreError(f"the process inserting the words into {self.path} ended early") from None
+            raise StoreError("the process inserting the words into the new catalog ended early") from None
 
     def _wait(self) -> None:
         message = self.process.stderr.read().decode("utf-8", "replace").strip()
@@ -91,7 +95,7 @@ class WordInserter:
         if status != 0:
             why = (message.splitlines()[-1] if message else
                    f"it was killed by signal {-status}" if status < 0 else f"it ended with status {status}")
-            raise StoreError(f"could not write the words into the new catalog {self.path}: {why}")
+            raise StoreError(f"could not write the words into the new catalog: {why}")
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
