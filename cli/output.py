@@ -73,12 +73,11 @@ def emit_results(results: Sequence[QueryResult], as_json: bool, score_name: str 
                 click.echo(("\n" if n else "") + result.query)
             rows = [(i, nb.word, f"{nb.score:.4f}") for i, nb in enumerate(result.neighbours, 1)]
             click.echo(table(["#", "word", score_name], rows, "rlr"))
-    failed = sum(1 for result in results if result.error)
-    if failed:
-        if as_json:
-            for result in results:
-                if result.error:
-                    click.echo(f"Error: {result.error}", err=True)
+    errors = [result.error for result in results if result.error]
+    if errors:
+        if as_json:  # the tables' loop above said them in place
+            for error in errors:
+                click.echo(f"Error: {error}", err=True)
         raise click.exceptions.Exit(1)  # the shell goes on; a command exits with status 1
 
 

@@ -138,7 +138,3 @@ def main(path: str) -> int:
     finally:
         catalog.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

@@ -201,25 +201,26 @@ class _Loader:
         tmp, final = new_index_file(self.path, EXACT)
         writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension,
                                  expected_rows=self.reader.expected_rows)
-        words = None
+        sink: Catalog | WordInserter = catalog
         try:
-            words = WordInserter(catalog.path) if words_process else None
-            report = self._stream(catalog if words is None else words, writer)
+            if words_process:
+                sink = WordInserter(catalog.path)
+            report = self._stream(sink, writer)
             # The rows file is synced (and checksummed, if its count was not as declared) on a
             # thread while SQLite builds the word indexes, after the bulk insert: both let go of the GIL.
             with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embstore-finish") as pool:
                 finishing = pool.submit(writer.finish)
                 try:
-                    (catalog if words is None else words).finish_bulk_insert()
+                    sink.finish_bulk_insert()
                 finally:
                     concurrent.futures.wait([finishing])
                 written = finishing.result()
         except BaseException:
             writer.abort()
-            if words is not None:
-                words.abort()
+            if sink is not catalog:
+                sink.abort()
             raise
-        with contextlib.nullcontext() if words is None else catalog.write_transaction():
+        with contextlib.nullcontext() if sink is catalog else catalog.write_transaction():
             return self._record(catalog, report, written, rows_generation)
 
     def _record(self, catalog: Catalog, report: LoadReport, written: WrittenFile,
