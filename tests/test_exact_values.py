@@ -277,3 +277,34 @@ def test_counts_files_take_any_white_space_and_refuse_absurd_counts(tmp_path):
     counts.write_text("alpha 99999999999999999999999\n")
     with pytest.raises(FormatError, match="line 1: expected 'word count'"):
         Store.load(source, tmp_path / "t.db", format="glove", counts=counts)
+
+
+@pytest.mark.parametrize("dimension", [3, 300, 8193])
+def test_catalog_norms_are_float64_lengths_of_the_rows_as_loaded(tmp_path, dimension):
+    """The loader sums squares in float64 without a float64 copy of the block (einsum's cast); wider
+    than its 8,192-value buffer it casts first. Either way each norm is, bit for bit, the float64
+    sum of squares of the float32 values: here against math.fsum's exactly rounded sum, within
+    the rounding a float64 sum of this many terms can make (float32 would be off by ~1e-7)."""
+    import math
+
+    from embstore.row_norms import float64_norms
+
+    rng = np.random.default_rng(dimension)
+    rows = (rng.standard_normal((40, dimension)) * rng.choice([1e-18, 1e-3, 1, 1e3, 1e17], (40, 1))).astype(np.float32)
+    words = [f"w{i}" if i % 3 else f"W{i}" for i in range(len(rows))]
+    source = tmp_path / "rows.bin"
+    source.write_bytes(f"{len(rows)} {dimension}\n".encode()
+                       + b"".join(w.encode() + b" " + r.tobytes() + b"\n" for w, r in zip(words, rows)))
+    wide = rows.astype(np.float64)  # the loader's way before it cast through einsum: the same bits
+    assert np.array_equal(float64_norms(rows), np.sqrt(np.einsum("ij,ij->i", wide, wide)))
+    Store.load(source, tmp_path / "s.db")
+    conn = sqlite3.connect(tmp_path / "s.db")
+    stored = conn.execute("SELECT word, norm, folded FROM words ORDER BY id").fetchall()
+    assert [w for w, _, _ in stored] == words
+    for (word, norm, folded), row in zip(stored, rows):
+        exact = math.sqrt(math.fsum(float(v) * float(v) for v in row))
+        assert norm == pytest.approx(exact, rel=1e-13, abs=0)
+        assert folded == (word.casefold() if word != word.casefold() else None)
+    store = Store.open(tmp_path / "s.db")
+    assert store.nearest("w1", k=3).neighbours[0].score <= 1.0 + 1e-6
+    store.close()

@@ -110,25 +110,27 @@ def test_trained_model_answers_equal_gensims(trained_model, trained_store):
                            rtol=0, atol=1e-6)
         for word in unknown[:40] + vocabulary[:10]:
             ours = store.nearest(word, k=10)
-            theirs = kv.most_similar(word, topn=10)
-            _same_answers(ours, theirs)
+            theirs = kv.most_similar(word, topn=15)
+            _same_answers(ours, theirs, 10)
             if word not in vocabulary:
                 assert ours.notes == [f"{word!r} is not in the vocabulary: vector built from its "
                                       f"{len(fasttext.ft_ngram_hashes(word, 2, 5, 5000))} character n-grams"]
         a, b = vocabulary[0], vocabulary[1]
         for c in unknown[:10]:
-            _same_answers(store.analogy(a, b, c, k=5), kv.most_similar(positive=[b, c], negative=[a], topn=5))
+            _same_answers(store.analogy(a, b, c, k=5), kv.most_similar(positive=[b, c], negative=[a], topn=10), 5)
             _same_answers(store.analogy(a, b, c, k=5, method="mul"),
-                          kv.most_similar_cosmul(positive=[b, c], negative=[a], topn=5))
-            _same_answers(store.most_similar([c, a], [b], k=5), kv.most_similar(positive=[c, a], negative=[b], topn=5))
+                          kv.most_similar_cosmul(positive=[b, c], negative=[a], topn=10), 5)
+            _same_answers(store.most_similar([c, a], [b], k=5), kv.most_similar(positive=[c, a], negative=[b], topn=10), 5)
             assert store.similarity(a, c) == pytest.approx(float(kv.similarity(a, c)), abs=1e-6)
         group = [vocabulary[2], vocabulary[3], unknown[5], unknown[6]]
         assert store.doesnt_match(group)[0] == kv.doesnt_match(group)
 
 
-def _same_answers(ours, theirs) -> None:
-    """Same words in the same order and scores within 1e-5, apart from exact ties."""
-    assert len(ours.neighbours) == len(theirs)
+def _same_answers(ours, theirs, k: int) -> None:
+    """Our first ``k`` are gensim's, in the same order with scores within 1e-5, apart from exact
+    ties. ``theirs`` runs past ``k``: a word tied with gensim's last may come just after it
+    (seen with a model trained on another machine, whose neighbours all scored 0.9999...)."""
+    assert len(ours.neighbours) == k and len(theirs) > k
     for (word, score), (their_word, their_score) in zip(ours.neighbours, theirs):
         assert score == pytest.approx(their_score, abs=1e-5)
         if word != their_word:
@@ -192,7 +194,7 @@ def test_the_ngram_vector_comes_before_a_case_insensitive_match(trained_store, t
     with Store.open(trained_store) as store:
         assert "King" not in store and "king" in store
         ours = store.nearest("King", k=5, case_insensitive=True)
-        _same_answers(ours, kv.most_similar("King", topn=5))
+        _same_answers(ours, kv.most_similar("King", topn=10), 5)
         assert "vector built from its" in ours.notes[0]
     result = run("nearest", "King", "-k", "3", "--json", "--db", str(trained_store))
     assert [n["word"] for n in json.loads(result.stdout)["neighbours"]] == [w for w, _ in kv.most_similar("King", topn=3)]

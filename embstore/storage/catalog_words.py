@@ -6,7 +6,6 @@ order, and a word's rank equals its ID.
 
 from __future__ import annotations
 
-import itertools
 import json
 import sqlite3
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
@@ -35,14 +34,15 @@ def _stored_fold(word: str) -> str | None:
     return None if folded == word else folded
 
 
-def _stored_folds(words: Sequence[str]) -> Iterable[str | None]:
-    """``_stored_fold`` of each word; one C call when folding changes none of them (GloVe's words)."""
+def _stored_folds(words: Sequence[str]) -> Iterable[str | None] | None:
+    """``_stored_fold`` of each word, or None when folding changes none of them (GloVe's words:
+    one C call finds that, and the insert then leaves the column to its default, NULL)."""
     try:
         joined = "\n".join(words)
     except TypeError:
         joined = None
     if joined is not None and joined.casefold() == joined:
-        return itertools.repeat(None, len(words))
+        return None
     return map(_stored_fold, words)
 
 
@@ -56,17 +56,14 @@ class WordQueries:
         """Insert new words; ``counts`` (a fastText model's, say) go in with them."""
         if isinstance(norms, np.ndarray):
             norms = norms.tolist()  # Python floats bind faster
+        columns = {"id": ids, "word": words, "rank": ranks, "norm": norms, "digest": word_digests(words, norms)}
         folded = _stored_folds(words)
-        if counts is None:
-            self.conn.executemany(
-                "INSERT INTO words(id, word, folded, rank, norm, digest) VALUES (?, ?, ?, ?, ?, ?)",
-                zip(ids, words, folded, ranks, norms, word_digests(words, norms)),
-            )
-            return
+        if folded is not None:  # binding a NULL per row costs ~1 us of the ~2.5 an insert takes
+            columns["folded"] = folded
+        if counts is not None:
+            columns["count"] = counts
         self.conn.executemany(
-            "INSERT INTO words(id, word, folded, rank, norm, digest, count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            zip(ids, words, folded, ranks, norms, word_digests(words, norms), counts),
-        )
+            f"INSERT INTO words({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", zip(*columns.values()))
 
     def words_digest(self) -> str:
         """What the words table holds, in one line: the count, the sum of the rows' digests and

@@ -16,6 +16,7 @@ terminal reaches both processes: this one ignores it and leaves the decision to 
 
 from __future__ import annotations
 
+import gc
 import signal
 import struct
 import subprocess
@@ -121,6 +122,7 @@ def _frames(stream: BinaryIO):
 
 def main(path: str) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loader decides what an interrupt does
+    gc.disable()  # millions of words, no cycles: the collector's walks over them cost seconds
     from .catalog import Catalog
 
     catalog = Catalog.open(Path(path))
