@@ -150,6 +150,13 @@ def test_unknown_word_exit_code_and_suggestion(run, small_store_path):
     assert_one_clear_error(result, "unknown word 'kingg'", "did you mean", "'king'")
 
 
+def test_a_word_repeated_many_times_is_named_once_among_the_duplicates(tmp_path, run):
+    lines = ["w0 1 0", "w5 0 1", "w5 1 1", "w5 2 1", "w5 1 2", "w5 3 1", "w5 1 3", "w7 2 2", "w7 3 3"]
+    (tmp_path / "dup.txt").write_text("\n".join(lines) + "\n")
+    result = run("load", str(tmp_path / "dup.txt"), "--db", str(tmp_path / "s.db"))
+    assert "6 duplicate words kept their first vector (e.g. 'w5', 'w7')" in result.output
+
+
 def test_duplicates_and_bad_words_far_apart_in_a_file_of_many_chunks(tmp_path):
     """The loader checks a chunk's words in a few C calls and goes word by word only for a
     chunk that fails: a duplicate of a word many chunks back must still be found."""

@@ -111,6 +111,30 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(folder)], check=False)
 
 
+def test_a_catalog_that_fills_the_disk_is_one_error_naming_the_store(small_disk):
+    """Many one-dimensional words: the rows file is small and the catalog (written by the word
+    process) is what fills the disk. The error names the store, not the temporary catalog,
+    and does not send the user to check a file that is gone; a replacement (written in the
+    loader's own process, in the live catalog) says the same and leaves the old store whole."""
+    rows = 120_000
+    source = small_disk.parent / "many.txt"
+    source.write_text("".join(f"word{i} {i % 97 + 1}.5\n" for i in range(rows)), encoding="utf-8")
+    err = one_error(cli("load", source, "--db", small_disk / "new.db"), "the disk is full", "new.db", "Free some space")
+    assert ".tmp" not in err and "embstore check" not in err
+    assert list(small_disk.iterdir()) == []
+    small = small_disk.parent / "small.txt"
+    small.write_text("".join(f"w{i} {i + 1}.0\n" for i in range(1000)), encoding="utf-8")
+    db = small_disk / "s.db"
+    assert cli("load", small, "--db", db).returncode == 0
+    err = one_error(cli("load", source, "--db", db, "--replace"), "the disk is full", "s.db", "nothing was changed")
+    from embstore import Store
+    from embstore.storage.check import check_store
+
+    assert check_store(db).ok
+    with Store.open(db) as store:
+        assert len(store.vocabulary()) == 1000
+
+
 def test_a_full_disk_is_one_error_naming_the_file_and_leaves_the_store_whole(small_disk, sample_lines):
     source = small_disk.parent / "source.txt"
     source.write_text("".join(sample_lines[:5000]), encoding="utf-8")

@@ -25,11 +25,14 @@ from .catalog_indexes import IndexRecords
 from .catalog_shards import ShardRecords
 from .catalog_subwords import SubwordRecords
 from .catalog_words import WordQueries
+from .file_names import store_of
 from .schema import (APPLICATION_ID, APPLIED_MARKERS, FORMAT_VERSION, MIGRATIONS_TABLE, MIGRATION_SET,
                      build_word_indexes, known_migrations, migrations)
 
 if TYPE_CHECKING:
     import sqlite_utils
+
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: the disk (or the file system's quota) is full
 
 BUSY_TIMEOUT_VARIABLE = "EMBSTORE_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
@@ -320,7 +323,14 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
                     self.conn.execute("ROLLBACK")
                 except sqlite3.DatabaseError:
                     pass
-            if isinstance(exc, sqlite3.DatabaseError):  # a damaged catalog, or one SQLite will not write
+            if isinstance(exc, sqlite3.DatabaseError):  # a full disk, a damaged catalog, or one SQLite will not write
+                store = store_of(self.path)
+                if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc):
+                    raise StoreError(f"store {store}: the disk is full, so the catalog could not be written; nothing "
+                                     "was changed. Free some space and run the command again") from None
+                if store != self.path:  # a new store's catalog, not yet in place: nothing to check
+                    raise StoreError(f"store {store}: its new catalog could not be written ({exc}); nothing "
+                                     "was stored") from None
                 raise CatalogDamagedError(f"store {self.path}: the catalog could not be written ({exc}); run "
                                           f"'embstore check --db {self.path}'") from None
             raise

@@ -49,6 +49,13 @@ def _shard_pattern(store_name: str) -> re.Pattern:
     return re.compile(rf"{re.escape(store_name)}\.shard({_SHARD})-(exact|hnsw)\.{_TOKEN}\.faiss")
 
 
+def store_of(catalog: Path) -> Path:
+    """The store a catalog file belongs to: itself, or for a new catalog's temporary file
+    (``new_catalog_file``) the store it becomes once complete: what messages should name."""
+    match = re.fullmatch(rf"\.(.+)\.{_TOKEN}\.tmp", catalog.name)
+    return catalog.with_name(match.group(1)) if match else catalog
+
+
 def _temporary_pattern(store_name: str) -> re.Pattern:
     return re.compile(rf"\.{re.escape(store_name)}\.(?:{_KIND}\.{_TOKEN}\.faiss|ngrams\.{_TOKEN}\.f32|"
                       rf"shard{_SHARD}-(?:exact|hnsw)\.{_TOKEN}\.faiss|{_TOKEN})\.tmp")

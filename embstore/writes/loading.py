@@ -146,7 +146,7 @@ class _Loader:
         self.counts = counts
         self.counts_in_file = False  # whether the file itself gave the counts (a fastText model)
         self.bad_words_skipped = self.duplicates = 0
-        self.first_duplicates: list[str] = []  # the first five, for the report
+        self.first_duplicates: list[str] = []  # the first five different ones, for the report
         self.progress, self.storage, self.started = progress, storage, started
         self.files = NewFiles()
 
@@ -361,8 +361,8 @@ class _Loader:
             elif word in seen:
                 keep[position] = False
                 self.duplicates += 1
-                if len(self.first_duplicates) < 5:
-                    self.first_duplicates.append(word)
+                if len(self.first_duplicates) < 5 and word not in self.first_duplicates:
+                    self.first_duplicates.append(word)  # five different words, not one word five times
             elif keep[position]:
                 seen.add(word)
 
