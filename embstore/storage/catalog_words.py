@@ -52,15 +52,11 @@ class WordQueries:
         db: sqlite_utils.Database
 
     def insert_words(self, ids: Sequence[int], words: Sequence[str], ranks: Sequence[int],
-                     norms: Sequence[float], counts: Sequence[int] | None = None,
-                     digests: Sequence[int] | None = None) -> None:
-        """Insert new words; ``counts`` (a fastText model's, say) go in with them. ``digests``
-        are ``word_digests(words, norms)`` when the caller has them already (the word process)."""
+                     norms: Sequence[float], counts: Sequence[int] | None = None) -> None:
+        """Insert new words; ``counts`` (a fastText model's, say) go in with them."""
         if isinstance(norms, np.ndarray):
             norms = norms.tolist()  # Python floats bind faster
-        if digests is None:
-            digests = word_digests(words, norms)
-        columns = {"id": ids, "word": words, "rank": ranks, "norm": norms, "digest": digests}
+        columns = {"id": ids, "word": words, "rank": ranks, "norm": norms, "digest": word_digests(words, norms)}
         folded = _stored_folds(words)
         if folded is not None:  # binding a NULL per row costs ~1 us of the ~2.5 an insert takes
             columns["folded"] = folded

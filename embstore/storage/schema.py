@@ -94,18 +94,13 @@ WORDS_DIGEST_SQL = (f"count(*) || ':' || CAST(total(digest) AS INTEGER) || ':' |
 
 def word_digests(words: Sequence[str], norms: Sequence[float]) -> list[int]:
     """A 20-bit digest of each word's text and norm (stored per row; see ``WORDS_DIGEST_SQL``)."""
-    return word_digest_array(words, norms).tolist()
-
-
-def word_digest_array(words: Sequence[str], norms: Sequence[float]) -> np.ndarray:
-    """``word_digests`` as an int64 array."""
     encoded = map(operator.methodcaller("encode", "utf-8", "surrogatepass"), words)
     crc = np.fromiter(map(zlib.crc32, encoded), np.uint64, len(words))  # no Python frame per word
     mixed = crc ^ (np.asarray(norms, dtype=np.float64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
     mixed ^= mixed >> np.uint64(31)
     mixed *= np.uint64(0xBF58476D1CE4E5B9)
     mixed ^= mixed >> np.uint64(29)
-    return (mixed & np.uint64(0xFFFFF)).astype(np.int64)
+    return (mixed & np.uint64(0xFFFFF)).tolist()
 
 
 def word_digest(word: str, norm: float) -> int:

@@ -27,10 +27,8 @@ from typing import BinaryIO, Sequence
 import numpy as np
 
 from ..errors import StoreError
-from .schema import word_digest_array
 
-# first ID, number of words, bytes of their '\n'-joined UTF-8 text, 1 if a count per word follows;
-# then the text, a float64 norm and an int64 digest (schema.word_digests) per word, and the counts
+# first ID, number of words, bytes of their '\n'-joined UTF-8 text, 1 if a count per word follows
 FRAME = struct.Struct("<qqqB")
 END = -1  # a frame whose first ID is END: the file has ended; build the indexes and commit
 SEPARATOR = "\n"  # a stored word has no control characters (vocabulary.word_problem)
@@ -58,10 +56,8 @@ class WordInserter:
         if not isinstance(ids, range) or ids.step != 1 or ranks != ids:
             raise ValueError("the word process takes consecutive IDs, with ranks equal to them")
         text = SEPARATOR.join(words).encode(*ENCODING)
-        norms = np.ascontiguousarray(norms, dtype="<f8")
-        # The digests are computed here, not in the process: SQLite's insert keeps it the busier of the two.
-        parts = [FRAME.pack(ids.start, len(words), len(text), counts is not None), text, norms.tobytes(),
-                 word_digest_array(words, norms).astype("<i8").tobytes()]
+        parts = [FRAME.pack(ids.start, len(words), len(text), counts is not None), text,
+                 np.ascontiguousarray(norms, dtype="<f8").tobytes()]
         if counts is not None:
             parts.append(np.asarray(counts, dtype="<i8").tobytes())
         self._send(b"".join(parts))
@@ -120,9 +116,8 @@ def _frames(stream: BinaryIO):
         if len(words) != count:
             raise ValueError(f"a frame said {count} words but held {len(words)}")
         norms = np.frombuffer(_read_exactly(stream, 8 * count), dtype="<f8").tolist()
-        digests = np.frombuffer(_read_exactly(stream, 8 * count), dtype="<i8").tolist()
         counts = np.frombuffer(_read_exactly(stream, 8 * count), dtype="<i8").tolist() if has_counts else None
-        yield range(first, first + count), words, norms, counts, digests
+        yield range(first, first + count), words, norms, counts
 
 
 def main(path: str) -> int:
@@ -137,8 +132,8 @@ def main(path: str) -> int:
     try:
         with catalog.write_transaction():
             catalog.delete_all_words()  # drops the word indexes: built once, sorted, after the insert
-            for ids, words, norms, counts, digests in _frames(sys.stdin.buffer):
-                catalog.insert_words(ids, words, ids, norms, counts, digests)
+            for ids, words, norms, counts in _frames(sys.stdin.buffer):
+                catalog.insert_words(ids, words, ids, norms, counts)
             catalog.finish_bulk_insert()
     except Exception as exc:  # one line for the loader's error: the loader stopped, or SQLite failed
         print(exc, file=sys.stderr)
