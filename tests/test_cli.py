@@ -121,3 +121,27 @@ def test_load_replace_says_which_indexes_and_shards_it_removed(run, store_copy, 
         assert store.shard_layout() is None and [i["kind"] for i in store.info().indexes] == ["exact"]
     again = run("load", glove_small, "--replace", "--db", store_copy)  # nothing left to remove: no note
     assert again.exit_code == 0 and "removed" not in again.stderr
+
+
+def test_load_replace_over_damaged_index_records_names_only_real_kinds(run, store_copy, glove_small):
+    """Kinds from a damaged catalog (bytes, NULL, a number, an unknown name) are removed with
+    the old rows but are no advice: found by test_fuzz_damage (a bytes kind made sorting raise)."""
+    import sqlite3
+
+    assert run("index", "build", "--kind", "sq8", "--db", store_copy).exit_code == 0
+    with sqlite3.connect(store_copy) as conn:
+        template = conn.execute("SELECT * FROM index_files WHERE kind = 'sq8'").fetchone()
+        columns = [c[1] for c in conn.execute("PRAGMA table_info(index_files)")]
+        for bad in (b"", None, 7, "no-such-kind"):
+            row = dict(zip(columns, template), kind=bad)
+            row["file"] = f"{row['file']}-{columns.index('kind')}-{bad!r}"
+            conn.execute(f"INSERT OR REPLACE INTO index_files({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                         list(row.values()))
+    shown = run("info", "--db", store_copy)  # also found by test_fuzz_damage: info added ' *' to a bytes kind
+    assert shown.exit_code == 0 and "b''" in shown.output and "None" in shown.output, shown.output
+    described = json.loads(run("info", "--json", "--db", store_copy).stdout)
+    assert {"b''", "None", "7"} <= {index["kind"] for index in described["indexes"]}
+    result = run("load", glove_small, "--replace", "--db", store_copy)
+    assert result.exit_code == 0, result.output
+    assert "note: removed the sq8 index built from the old rows; build again with: embstore index build --kind sq8" \
+        in result.stderr and "no-such-kind" not in result.stderr

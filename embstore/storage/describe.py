@@ -46,7 +46,9 @@ def describe(files: StoreFiles) -> StoreInfo:
         indexes.append({"kind": kind, "file": shown, "rows": record.rows, "bytes_on_disk": size,
                         "checksum": record.checksum, "params": record.params, "recall": record.recall,
                         "created_at": record.created_at, "stale": not files.is_current(kind)})
-    indexes += [{"kind": kind, "file": None, "rows": None, "bytes_on_disk": None, "checksum": None, "params": {},
+    # a damaged record's kind may be b'', NULL or a number: shown as its repr
+    indexes += [{"kind": kind if isinstance(kind, str) else repr(kind), "file": None, "rows": None,
+                 "bytes_on_disk": None, "checksum": None, "params": {},
                  "recall": None, "created_at": None, "stale": False, "damaged": why}
                 for kind, why in files.broken.items()]
     meta = files.meta

@@ -370,7 +370,7 @@ class _Loader:
 def _replaced_notes(old_kinds: list[str], old_shards: list) -> list[str]:
     """What a replacement removed with the old rows, and how to have it again."""
     notes = []
-    built = sorted({kind for kind in old_kinds if kind != EXACT})
+    built = [kind for kind in index_kinds.KINDS if kind in old_kinds]  # a damaged record's kind is no advice
     if built:
         notes.append(f"removed the {', '.join(built)} {'index' if len(built) == 1 else 'indexes'} built from the old "
                      f"rows; build again with: " + "; ".join(f"embstore index build --kind {kind}" for kind in built))
