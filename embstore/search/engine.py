@@ -160,26 +160,82 @@ def exact_top_k(
     One query is a BLAS matrix-vector product and a threshold selection; a batch
     goes through one call of FAISS's blocked BLAS search. Only the first
     ``id_limit`` rows are searched when given; ``exclude[i]`` is skipped for query i.
+
+    BLAS finds the candidates; the answers' scores are then computed again by
+    ``fixed_order_scores``. A BLAS product's last bits depend on where a row falls in the
+    kernel's blocks (the rows' range, the batch's size, the threads): a row scored alone,
+    in a batch or in a shard could differ in its last bit, and two close words could swap.
+    Every row within ``score_error_bound`` of the k-th BLAS score is scored again, so the
+    answer is the exact top k by the fixed-order score, ties by lower ID, however the rows
+    are split or batched (a shard's answers merge into the whole store's, bit for bit).
     """
     searched = rows if id_limit is None else rows[: int(id_limit)]
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     fetch = _candidates_needed(k, exclude, searched.shape[0])
-    if norms is not None and len(queries) > 4:
-        ids_rows, score_rows = _scaled_batch(searched, norms, queries, fetch)
-    elif norms is not None or len(queries) <= 4:
-        ids_rows, score_rows = [], []
-        for query in queries:
-            scores = searched @ query
-            if norms is not None:
-                scores /= norms[: len(scores)]
-            top = top_k_indices(scores, fetch)
-            ids_rows.append(top.tolist())
-            score_rows.append(scores[top].tolist())
+    margin = score_error_bound(searched.shape[1])
+    wider = min(searched.shape[0], fetch + RESCORE_SLACK)
+    if len(queries) <= 4:
+        answers = [_rescored_scan(searched, norms, query, fetch, margin) for query in queries]
     else:
-        with _blas_blocks(query_block=256, row_block=4096):
-            scores, ids = faiss.knn(queries, searched, fetch, metric=faiss.METRIC_INNER_PRODUCT)
-        ids_rows, score_rows = ids.tolist(), scores.tolist()
-    return _drop_excluded(ids_rows, score_rows, exclude, k)
+        if norms is not None:
+            ids_rows, score_rows = _scaled_batch(searched, norms, queries, wider)
+        else:
+            with _blas_blocks(query_block=256, row_block=4096):
+                found_scores, found_ids = faiss.knn(queries, searched, wider, metric=faiss.METRIC_INNER_PRODUCT)
+            ids_rows, score_rows = found_ids.tolist(), found_scores.tolist()
+        answers = []
+        for query, ids, scores in zip(queries, ids_rows, score_rows):
+            ids, scores = np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+            kept = ids >= 0
+            ids, scores = ids[kept], scores[kept]
+            threshold = scores[min(fetch, len(scores)) - 1] - margin
+            if len(ids) == wider < searched.shape[0] and scores[-1] >= threshold:
+                answers.append(_rescored_scan(searched, norms, query, fetch, margin))  # many near-ties: scan
+            else:
+                answers.append(_rescored(searched, norms, query, ids[scores >= threshold], fetch))
+    return _drop_excluded([a[0] for a in answers], [a[1] for a in answers], exclude, k)
+
+
+RESCORE_SLACK = 8  # candidates a batch keeps past the ones asked for, to hold the near-ties
+
+
+def score_error_bound(dimension: int) -> float:
+    """How far a float32 cosine from BLAS and one from ``fixed_order_scores`` can be apart, at
+    most: each sum of ``dimension`` float32 products is within gamma = d u / (1 - d u) of the
+    exact dot, relative to sum |q_i x_i| / |x| <= 1 for a unit query (u = 2**-24, the unit
+    roundoff), plus a few roundings for the norms and the division; doubled for the two."""
+    u = 2.0 ** -24
+    gamma = dimension * u / (1 - dimension * u) if dimension * u < 0.5 else 1.0
+    return 2 * (gamma + 4 * u) + 1e-12
+
+
+def fixed_order_scores(rows: np.ndarray, norms: np.ndarray | None, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The cosines of rows ``ids`` with the unit ``query``: each row's float32 products summed
+    by numpy's pairwise sum along the row (the same additions in the same order for a row,
+    whatever the other rows), divided by the row's norm when given. C order matters: over a
+    Fortran-ordered block numpy would sum down the columns instead."""
+    picked = np.ascontiguousarray(rows[ids], dtype=np.float32)
+    dots = np.add.reduce(np.multiply(picked, query, out=picked), axis=1)
+    return dots / norms[ids] if norms is not None else dots
+
+
+def _rescored(rows, norms, query, candidates: np.ndarray, fetch: int) -> tuple[list[int], list[float]]:
+    """The best ``fetch`` of ``candidates`` by ``fixed_order_scores``, ties by lower ID."""
+    candidates = np.unique(candidates)  # sorted: equal scores keep the lower ID first
+    scores = fixed_order_scores(rows, norms, candidates, query)
+    order = np.argsort(-scores, kind="stable")[:fetch]
+    return candidates[order].tolist(), scores[order].tolist()
+
+
+def _rescored_scan(rows, norms, query, fetch: int, margin: float) -> tuple[list[int], list[float]]:
+    """One query: a BLAS matrix-vector product over every row, then ``_rescored`` of every row
+    within ``margin`` of the ``fetch``-th score."""
+    scores = rows @ query
+    if norms is not None:
+        scores /= norms[: len(scores)]
+    top = top_k_indices(scores, fetch)
+    candidates = np.flatnonzero(scores >= scores[top[-1]] - margin)
+    return _rescored(rows, norms, query, candidates, fetch)
 
 
 SCALED_BLOCK_ROWS = 65_536  # rows made unit length at a time for a batch over rows as loaded
