@@ -271,9 +271,10 @@ def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport, row_
     if DEFAULT in damaged:
         catalog.delete_meta("default_index")
         report.actions.append("reset the default index, which named no index, to exact")
-    for part in damaged:  # a damaged index of a known kind keeps its record until its rebuild replaces it,
-        kind = part.split(":", 1)[1] if part.startswith("index:") else None  # so a killed repair forgets nothing
-        if kind is not None and kind not in KINDS:
+    for kind in [row[0] for row in catalog.index_file_rows()]:  # a damaged index of a known kind keeps its
+        # record until its rebuild replaces it, so a killed repair forgets nothing; the kind as stored (text,
+        # or a BLOB or NULL in a damaged catalog: check names it with its repr), so the delete matches it
+        if f"index:{kind}" in damaged and kind != EXACT and (not isinstance(kind, str) or kind not in KINDS):
             catalog.delete_index_file(kind)
             report.actions.append(f"removed the record of an index of unknown kind {kind!r}")
 

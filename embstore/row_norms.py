@@ -24,13 +24,15 @@ def row_norms(rows: np.ndarray) -> np.ndarray:
 
 def float64_norms(rows: np.ndarray) -> np.ndarray:
     """Each float32 row's length computed in float64 (the norms the catalog keeps): the sum of
-    squares of the rows cast to float64, without a float64 copy of the whole block. einsum
-    casts through a buffer of 8,192 values; past that a row's sum would be split, and summed in
-    another order, so wider rows are cast first (the same result, bit for bit, as below it)."""
+    squares of the rows cast to float64, without a float64 copy of the whole block (the same
+    bits as einsum over such a copy, the loader's way before). einsum casts through a buffer of
+    8,192 values, and past that its sums depend on the block's shape, so wider rows are cast,
+    squared and summed by numpy's pairwise sum along each row: a row's norm is then the same
+    whatever block it is in (a hostile test found a 1-row last chunk getting other bits)."""
     if rows.shape[1] <= 8192:
         return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
-    exact = rows.astype(np.float64)
-    return np.sqrt(np.einsum("ij,ij->i", exact, exact))
+    exact = np.ascontiguousarray(rows, dtype=np.float64)
+    return np.sqrt(np.add.reduce(np.multiply(exact, exact, out=exact), axis=1))
 
 
 def usable_lengths(rows: np.ndarray) -> np.ndarray:

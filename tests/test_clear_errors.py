@@ -135,6 +135,36 @@ def test_a_catalog_that_fills_the_disk_is_one_error_naming_the_store(small_disk)
         assert len(store.vocabulary()) == 1000
 
 
+def test_a_disk_too_full_to_open_the_store_is_one_error_saying_so(small_disk, sample_lines):
+    """Found by a hostile test: with no room for SQLite's -wal and -shm files, every command
+    (queries too) said the store 'is not an embstore database'; and with a little room, a
+    write said 'cannot use: No space left on device' (the writer's cleanup hid the error)."""
+    source = small_disk.parent / "source.txt"
+    source.write_text("".join(sample_lines[:2000]), encoding="utf-8")
+    db = small_disk / "s.db"
+    assert cli("load", source, "--db", db).returncode == 0
+    word = sample_lines[0].split(" ")[0]
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(bytes(4096))
+        except OSError:
+            pass
+    for command in (["nearest", word], ["info"], ["check"], ["add", "newword", *["1"] * 50]):
+        one_error(cli(*command, "--db", db), "the disk is full", "s.db", "Free some space")
+    filler.unlink()
+    with open(filler, "wb", buffering=0) as handle:  # room to open the store, not to write its new rows
+        handle.write(bytes(max(0, os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize - 300_000)))
+    err = one_error(cli("add", "newword", *["1"] * 50, "--db", db))
+    assert "No space left" in err or "disk is full" in err
+    assert "cannot use" not in err
+    filler.unlink()
+    from embstore.storage.check import check_store
+
+    assert check_store(db).ok
+
+
 def test_a_full_disk_is_one_error_naming_the_file_and_leaves_the_store_whole(small_disk, sample_lines):
     source = small_disk.parent / "source.txt"
     source.write_text("".join(sample_lines[:5000]), encoding="utf-8")

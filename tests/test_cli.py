@@ -145,3 +145,21 @@ def test_load_replace_over_damaged_index_records_names_only_real_kinds(run, stor
     assert result.exit_code == 0, result.output
     assert "note: removed the sq8 index built from the old rows; build again with: embstore index build --kind sq8" \
         in result.stderr and "no-such-kind" not in result.stderr
+
+
+def test_repair_removes_index_records_whose_kind_is_not_text(run, store_copy):
+    """Found by a hostile test: repair named the BLOB and NULL kinds it removed but deleted by
+    their repr, which matched nothing, and failed on every run."""
+    import sqlite3
+
+    with sqlite3.connect(store_copy) as conn:
+        conn.execute("INSERT INTO index_files(kind, file) VALUES (?, 'x')", (b"",))
+        conn.execute("INSERT INTO index_files(kind, file) VALUES (NULL, 'n')")
+    repaired = run("repair", "--db", store_copy)
+    assert repaired.exit_code == 0, repaired.output
+    assert "unknown kind b''" in repaired.output and "unknown kind None" in repaired.output
+    with sqlite3.connect(store_copy) as conn:
+        assert conn.execute("SELECT kind FROM index_files").fetchall() == [("exact",)]
+    assert run("check", "--db", store_copy).exit_code == 0
+    again = run("repair", "--db", store_copy)
+    assert again.exit_code == 0 and "nothing needed repair" in again.output

@@ -114,3 +114,26 @@ def test_the_error_bound_holds_against_blas(dimension):
     blas = (rows[3:] @ query) / norms[3:]  # an odd range: the kernel's tail path too
     fixed = fixed_order_scores(rows, norms, np.arange(3, 5000), query)
     assert np.max(np.abs(blas.astype(np.float64) - fixed)) <= score_error_bound(dimension)
+
+
+@pytest.mark.parametrize("scale", [1e-42, 1e-36, 1e-30])
+def test_rows_so_short_their_products_are_subnormal(scale):
+    """Found by a hostile test: rows of 1e-42 (accepted by the loader: their norms are computed
+    in float64) gave different answers alone and in a batch, and cosines above 1, because BLAS's
+    products of such rows are subnormal and its error passes any bound. Such rows are always
+    scored again, as unit rows made in float64 from their own values."""
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal(50)
+    rows64 = (base + 0.01 * rng.standard_normal((400, 50))) * scale
+    rows = rows64.astype(np.float32)
+    norms = np.sqrt(np.add.reduce(rows.astype(np.float64) ** 2, axis=1)).astype(np.float32)  # as row_norms
+    queries = (rows[:6].astype(np.float64) / np.linalg.norm(rows[:6].astype(np.float64), axis=1)[:, None]
+               ).astype(np.float32)
+    batch = exact_top_k(rows, queries, 3, [set()] * 6, norms=norms)
+    alone = [exact_top_k(rows, q[None, :], 3, [set()], norms=norms)[0] for q in queries]
+    assert batch == alone
+    exact = rows.astype(np.float64) / np.linalg.norm(rows.astype(np.float64), axis=1)[:, None]
+    for query, answer in zip(queries, alone):
+        truth = exact @ query.astype(np.float64)
+        assert all(abs(score - truth[i]) < 1e-6 and score <= 1 + 1e-6 for i, score in answer)
+        assert [i for i, _ in answer] == [int(i) for i in np.argsort(-truth, kind="stable")[:3]]

@@ -165,17 +165,20 @@ def exact_top_k(
     ``fixed_order_scores``. A BLAS product's last bits depend on where a row falls in the
     kernel's blocks (the rows' range, the batch's size, the threads): a row scored alone,
     in a batch or in a shard could differ in its last bit, and two close words could swap.
-    Every row within ``score_error_bound`` of the k-th BLAS score is scored again, so the
-    answer is the exact top k by the fixed-order score, ties by lower ID, however the rows
-    are split or batched (a shard's answers merge into the whole store's, bit for bit).
+    Every row within twice ``score_error_bound`` of the k-th BLAS score is scored again (a
+    row further down scores below the k rows above it by either measure), and so is every
+    row too short for that bound (``tiny_rows``), so the answer is the exact top k by the
+    fixed-order score, ties by lower ID, however the rows are split or batched (a shard's
+    answers merge into the whole store's, bit for bit).
     """
     searched = rows if id_limit is None else rows[: int(id_limit)]
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     fetch = _candidates_needed(k, exclude, searched.shape[0])
-    margin = score_error_bound(searched.shape[1])
+    margin = 2 * score_error_bound(searched.shape[1])
+    tiny = tiny_rows(searched, norms)
     wider = min(searched.shape[0], fetch + RESCORE_SLACK)
     if len(queries) <= 4:
-        answers = [_rescored_scan(searched, norms, query, fetch, margin) for query in queries]
+        answers = [_rescored_scan(searched, norms, query, fetch, margin, tiny) for query in queries]
     else:
         if norms is not None:
             ids_rows, score_rows = _scaled_batch(searched, norms, queries, wider)
@@ -190,9 +193,10 @@ def exact_top_k(
             ids, scores = ids[kept], scores[kept]
             threshold = scores[min(fetch, len(scores)) - 1] - margin
             if len(ids) == wider < searched.shape[0] and scores[-1] >= threshold:
-                answers.append(_rescored_scan(searched, norms, query, fetch, margin))  # many near-ties: scan
+                answers.append(_rescored_scan(searched, norms, query, fetch, margin, tiny))  # many near-ties: scan
             else:
-                answers.append(_rescored(searched, norms, query, ids[scores >= threshold], fetch))
+                answers.append(_rescored(searched, norms, query, np.concatenate([ids[scores >= threshold], tiny]),
+                                         fetch))
     return _drop_excluded([a[0] for a in answers], [a[1] for a in answers], exclude, k)
 
 
@@ -203,20 +207,40 @@ def score_error_bound(dimension: int) -> float:
     """How far a float32 cosine from BLAS and one from ``fixed_order_scores`` can be apart, at
     most: each sum of ``dimension`` float32 products is within gamma = d u / (1 - d u) of the
     exact dot, relative to sum |q_i x_i| / |x| <= 1 for a unit query (u = 2**-24, the unit
-    roundoff), plus a few roundings for the norms and the division; doubled for the two."""
+    roundoff), plus a few roundings for the norms and the division; doubled for the two.
+    Holds while no product is subnormal: see ``tiny_rows`` for the rows where that can fail."""
     u = 2.0 ** -24
     gamma = dimension * u / (1 - dimension * u) if dimension * u < 0.5 else 1.0
     return 2 * (gamma + 4 * u) + 1e-12
 
 
 def fixed_order_scores(rows: np.ndarray, norms: np.ndarray | None, ids: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """The cosines of rows ``ids`` with the unit ``query``: each row's float32 products summed
-    by numpy's pairwise sum along the row (the same additions in the same order for a row,
-    whatever the other rows), divided by the row's norm when given. C order matters: over a
+    """The cosines of rows ``ids`` with the unit ``query``: each row divided by its norm (when
+    given: rows as loaded, which may be as short as 1e-42, whose raw products would be
+    subnormal), times the query, summed by numpy's pairwise sum along the row (the same
+    additions in the same order for a row, whatever the other rows). C order matters: over a
     Fortran-ordered block numpy would sum down the columns instead."""
     picked = np.ascontiguousarray(rows[ids], dtype=np.float32)
-    dots = np.add.reduce(np.multiply(picked, query, out=picked), axis=1)
-    return dots / norms[ids] if norms is not None else dots
+    if norms is not None:
+        lengths = norms[ids]
+        np.divide(picked, lengths[:, None], out=picked)
+        short = np.flatnonzero(lengths < np.finfo(np.float32).tiny)  # a subnormal float32 norm is coarse:
+        if len(short):  # such rows are made unit length in float64 from their own values
+            wide = np.asarray(rows[ids[short]], dtype=np.float64)
+            picked[short] = wide / np.sqrt(np.add.reduce(wide * wide, axis=1))[:, None]
+    return np.add.reduce(np.multiply(picked, query, out=picked), axis=1)
+
+
+def tiny_rows(rows: np.ndarray, norms: np.ndarray | None) -> np.ndarray:
+    """IDs of rows as loaded so short that a BLAS product of the raw row with a unit query may
+    have subnormal terms (each loses up to 2**-149), past ``score_error_bound``: always
+    scored again. None in any real embedding; found by a hostile test with rows of 1e-42."""
+    if norms is None:
+        return np.empty(0, dtype=np.int64)
+    return np.flatnonzero(norms[: rows.shape[0]] < rows.shape[1] * TINY_NORM_PER_DIMENSION)
+
+
+TINY_NORM_PER_DIMENSION = 2.0 ** -149 / 2.0 ** -24 * 64  # underflow's error under a 64th of the unit roundoff
 
 
 def _rescored(rows, norms, query, candidates: np.ndarray, fetch: int) -> tuple[list[int], list[float]]:
@@ -227,15 +251,17 @@ def _rescored(rows, norms, query, candidates: np.ndarray, fetch: int) -> tuple[l
     return candidates[order].tolist(), scores[order].tolist()
 
 
-def _rescored_scan(rows, norms, query, fetch: int, margin: float) -> tuple[list[int], list[float]]:
+def _rescored_scan(rows, norms, query, fetch: int, margin: float, tiny: np.ndarray) -> tuple[list[int], list[float]]:
     """One query: a BLAS matrix-vector product over every row, then ``_rescored`` of every row
-    within ``margin`` of the ``fetch``-th score."""
+    within ``margin`` of the ``fetch``-th score, and of the ``tiny`` rows."""
     scores = rows @ query
     if norms is not None:
         scores /= norms[: len(scores)]
+    if len(tiny):
+        scores[tiny] = -np.inf  # their BLAS scores mean nothing; they are scored again anyway
     top = top_k_indices(scores, fetch)
     candidates = np.flatnonzero(scores >= scores[top[-1]] - margin)
-    return _rescored(rows, norms, query, candidates, fetch)
+    return _rescored(rows, norms, query, np.concatenate([candidates, tiny]), fetch)
 
 
 SCALED_BLOCK_ROWS = 65_536  # rows made unit length at a time for a batch over rows as loaded

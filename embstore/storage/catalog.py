@@ -33,6 +33,22 @@ if TYPE_CHECKING:
     import sqlite_utils
 
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: the disk (or the file system's quota) is full
+SQLITE_IOERR = 10  # sqlite3.SQLITE_IOERR: what opening gives when the -wal or -shm file cannot be made
+FULL_DISK_BYTES = 1 << 20  # less free space than this beside the catalog: the disk is called full
+
+
+def _open_failure(path: Path, exc: sqlite3.OperationalError) -> StoreError:
+    """The error for a catalog SQLite could not open because the file system failed (found by a
+    hostile test: a full disk made every command call the store 'not an embstore database')."""
+    try:
+        stats = os.statvfs(path.parent)
+        full = stats.f_bavail * stats.f_frsize < FULL_DISK_BYTES
+    except OSError:
+        full = False
+    if full:
+        return StoreError(f"cannot open store {path}: the disk is full (SQLite needs room beside the catalog for its "
+                          "-wal and -shm files); nothing was changed. Free some space and run the command again")
+    return StoreError(f"cannot open store {path}: the file system failed ({exc}); the store was not changed")
 
 BUSY_TIMEOUT_VARIABLE = "EMBSTORE_BUSY_TIMEOUT"
 DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
@@ -182,6 +198,10 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
                 if isinstance(exc, sqlite3.OperationalError) and mode != modes[-1] and (
                         "unable to open" in str(exc) or "readonly" in str(exc)):
                     continue
+                if isinstance(exc, sqlite3.OperationalError) and (
+                        getattr(exc, "sqlite_errorcode", None) in (SQLITE_FULL, SQLITE_IOERR)
+                        or "disk is full" in str(exc) or "disk I/O error" in str(exc)):
+                    raise _open_failure(path, exc) from None  # the file system failed, not the file
                 if application_id == APPLICATION_ID:  # ours, but damaged
                     raise CatalogDamagedError(f"{path}: the catalog is damaged ({exc}). To repair: "
                                               f"'embstore repair --db {path}'") from None

@@ -111,7 +111,7 @@ class IndexRecords:
         )
 
     def delete_index_file(self, kind: str) -> None:
-        self.conn.execute("DELETE FROM index_files WHERE kind = ?", (kind,))
+        self.conn.execute("DELETE FROM index_files WHERE kind IS ?", (kind,))  # IS: a damaged NULL kind too
 
     def delete_all_index_files(self) -> None:
         self.conn.execute("DELETE FROM index_files")

@@ -249,7 +249,10 @@ class FlatIndexWriter:
     def abort(self) -> None:
         try:
             self._stop()
-            self._handle.close()
+            try:
+                self._handle.close()  # flushes its buffer: on a full disk that fails again
+            except OSError:
+                pass  # the error being handled is the one to report; the file goes anyway
         finally:
             self.tmp_path.unlink(missing_ok=True)
 
