@@ -137,3 +137,4 @@ def test_rows_so_short_their_products_are_subnormal(scale):
         truth = exact @ query.astype(np.float64)
         assert all(abs(score - truth[i]) < 1e-6 and score <= 1 + 1e-6 for i, score in answer)
         assert [i for i, _ in answer] == [int(i) for i in np.argsort(-truth, kind="stable")[:3]]
+

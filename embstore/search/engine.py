@@ -192,8 +192,9 @@ def exact_top_k(
             kept = ids >= 0
             ids, scores = ids[kept], scores[kept]
             threshold = scores[min(fetch, len(scores)) - 1] - margin
-            if len(ids) == wider < searched.shape[0] and scores[-1] >= threshold:
-                answers.append(_rescored_scan(searched, norms, query, fetch, margin, tiny))  # many near-ties: scan
+            if (len(ids) == wider < searched.shape[0] and scores[-1] >= threshold) or (
+                    len(tiny) and np.isin(ids, tiny).any()):  # many near-ties, or a tiny row's BLAS score: scan
+                answers.append(_rescored_scan(searched, norms, query, fetch, margin, tiny))
             else:
                 answers.append(_rescored(searched, norms, query, np.concatenate([ids[scores >= threshold], tiny]),
                                          fetch))
