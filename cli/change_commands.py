@@ -109,7 +109,7 @@ def check(db, as_json):
             click.echo(f"PROBLEM  {line}")
     if not report.ok:
         raise click.ClickException(
-            f"{len(report.problems)} problem(s) in {report.path}; 'embstore repair' rebuilds what it can")
+            f"{counted(len(report.problems), 'problem')} in {report.path}; 'embstore repair --db {report.path}' rebuilds what it can")
 
 
 @cli.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
+import shlex
 import sqlite3
 import sys
 from typing import Any, Callable
@@ -41,10 +43,11 @@ class EmbstoreGroup(click.Group):
         return sorted(set(self.commands) | set(COMMAND_MODULES))
 
     def invoke(self, ctx: click.Context) -> Any:
+        arguments = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # the subcommand's, before click takes them
         try:
             return super().invoke(ctx)
         except EmbstoreError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_with_db(str(exc), arguments)) from None
         except UnicodeDecodeError as exc:
             raise click.ClickException(f"input is not valid UTF-8 ({exc.reason})") from None
         except sqlite3.Error as exc:
@@ -65,6 +68,21 @@ class EmbstoreGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+
+
+_HINT = re.compile(r"embstore (?:index (?:build|default|tune)|repair|check|shard)\b[^;'\n)]*")
+
+
+def _with_db(message: str, arguments: list[str]) -> str:
+    """The hints in ``message`` ('build it with: embstore index build --kind hnsw') with the
+    ``--db`` the command was given, so that running them works on the same store (found by a
+    new user: a hint without it acts on the default store)."""
+    db = next((arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a == "--db"), None) or next(
+        (a.split("=", 1)[1] for a in arguments if a.startswith("--db=")), None)
+    if not db:
+        return message
+    return _HINT.sub(lambda m: m.group(0) if "--db" in m.group(0) else
+                     f"{m.group(0).rstrip()} --db {shlex.quote(db)}", message)
 
 
 @click.group(cls=EmbstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -163,3 +163,15 @@ def test_repair_removes_index_records_whose_kind_is_not_text(run, store_copy):
     assert run("check", "--db", store_copy).exit_code == 0
     again = run("repair", "--db", store_copy)
     assert again.exit_code == 0 and "nothing needed repair" in again.output
+
+
+def test_hints_name_the_store_they_were_given(run, store_copy):
+    """Found by a new user: 'build it with: embstore index build --kind hnsw' without the --db
+    of the command would build an index in the default store."""
+    import shlex
+
+    result = run("nearest", "king", "--index", "hnsw", "--db", store_copy)
+    assert result.exit_code == 1
+    assert f"build it with: embstore index build --kind hnsw --db {shlex.quote(str(store_copy))}" in result.output
+    result = run("index", "default", "hnsw", f"--db={store_copy}")
+    assert f"embstore index build --kind hnsw --db {shlex.quote(str(store_copy))}" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import re
 import sqlite3
 
 import pytest
@@ -85,7 +86,8 @@ def test_each_damage_is_reported_and_repaired(run, store, tmp_path, sample_lines
         index.unlink()
     result = run("check", "--db", db)
     assert result.exit_code == 1
-    assert message in result.output and "problem(s)" in result.output
+    assert message in result.output and f"in {db}; 'embstore repair --db {db}' rebuilds" in result.output
+    assert re.search(r"\b(1 problem|[2-9] problems) in ", result.output)
     repaired = run("repair", "--db", db)
     assert repaired.exit_code == 0, repaired.output
     assert f"reloaded the store from its source {source}" in repaired.output
