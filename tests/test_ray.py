@@ -208,9 +208,17 @@ def test_killed_worker_node_costs_nothing_with_retries(cluster, small_store_path
     cluster.add_worker("w9")  # the next test kills a node too
 
 
-def test_killed_worker_node_without_retries_fails_cleanly(cluster, small_store_path, tmp_path):
+def test_killed_worker_node_without_retries_fails_cleanly(cluster, small_store_path, tmp_path, neighbours_alone):
     output = tmp_path / "there.tsv"
-    code, stderr = _job_killing_a_node(cluster, small_store_path, output, retries=0)
+    for attempt in range(3):
+        code, stderr = _job_killing_a_node(cluster, small_store_path, output, retries=0)
+        if code != 0:
+            break
+        # The kill landed just after the node's block finished (a block is ~0.1 s; seen in CI on
+        # a busy machine): nothing was lost, so the whole output is right. A new node, and again.
+        assert output.read_bytes() == neighbours_alone
+        output.unlink()
+        cluster.add_worker(f"w{10 + attempt}")
     assert code == 1, stderr
     assert "Error: a block of the job failed on the Ray cluster" in stderr
     assert "Traceback" not in stderr
