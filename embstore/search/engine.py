@@ -191,13 +191,11 @@ def exact_top_k(
             ids, scores = np.asarray(ids, dtype=np.int64), np.asarray(scores, dtype=np.float32)
             kept = ids >= 0
             ids, scores = ids[kept], scores[kept]
-            threshold = scores[min(fetch, len(scores)) - 1] - margin
-            if (len(ids) == wider < searched.shape[0] and scores[-1] >= threshold) or (
-                    len(tiny) and np.isin(ids, tiny).any()):  # many near-ties, or a tiny row's BLAS score: scan
+            _, candidates = _near_ties(ids, scores, fetch, margin, complete=not len(ids) == wider < searched.shape[0])
+            if candidates is None or (len(tiny) and np.isin(ids, tiny).any()):  # or a tiny row's BLAS score: scan
                 answers.append(_rescored_scan(searched, norms, query, fetch, margin, tiny))
             else:
-                answers.append(_rescored(searched, norms, query, np.concatenate([ids[scores >= threshold], tiny]),
-                                         fetch))
+                answers.append(_rescored(searched, norms, query, np.concatenate([candidates, tiny]), fetch))
     return _drop_excluded([a[0] for a in answers], [a[1] for a in answers], exclude, k)
 
 
@@ -252,6 +250,17 @@ def _rescored(rows, norms, query, candidates: np.ndarray, fetch: int) -> tuple[l
     return candidates[order].tolist(), scores[order].tolist()
 
 
+def _near_ties(ids: np.ndarray, scores: np.ndarray, fetch: int, margin: float,
+               complete: bool) -> tuple[float, np.ndarray | None]:
+    """From BLAS's best (``ids``, their ``scores``, best first): the threshold ``margin`` below
+    the ``fetch``-th score, and the IDs at or above it; None for those when the list may end
+    before the threshold (it is not ``complete``, every row, and its last score still passes)."""
+    threshold = scores[min(fetch, len(scores)) - 1] - margin
+    if not complete and scores[-1] >= threshold:
+        return threshold, None
+    return threshold, ids[scores >= threshold]
+
+
 def _rescored_scan(rows, norms, query, fetch: int, margin: float, tiny: np.ndarray) -> tuple[list[int], list[float]]:
     """One query: a BLAS matrix-vector product over every row, then ``_rescored`` of every row
     within ``margin`` of the ``fetch``-th score, and of the ``tiny`` rows."""
@@ -260,8 +269,10 @@ def _rescored_scan(rows, norms, query, fetch: int, margin: float, tiny: np.ndarr
         scores /= norms[: len(scores)]
     if len(tiny):
         scores[tiny] = -np.inf  # their BLAS scores mean nothing; they are scored again anyway
-    top = top_k_indices(scores, fetch)
-    candidates = np.flatnonzero(scores >= scores[top[-1]] - margin)
+    top = top_k_indices(scores, min(len(scores), fetch + RESCORE_SLACK))
+    threshold, candidates = _near_ties(top, scores[top], fetch, margin, complete=len(top) == len(scores))
+    if candidates is None:  # more near-ties than the slack holds: a pass over every score
+        candidates = np.flatnonzero(scores >= threshold)
     return _rescored(rows, norms, query, np.concatenate([candidates, tiny]), fetch)
 
 
