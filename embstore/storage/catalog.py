@@ -37,6 +37,13 @@ SQLITE_IOERR = 10  # sqlite3.SQLITE_IOERR: what opening gives when the -wal or -
 FULL_DISK_BYTES = 1 << 20  # less free space than this beside the catalog: the disk is called full
 
 
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of ``exc``: Python gives the extended one (SQLITE_IOERR_SHMOPEN
+    is SQLITE_IOERR | 18 << 8), whose low byte is the primary."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
 def _open_failure(path: Path, exc: sqlite3.OperationalError) -> StoreError:
     """The error for a catalog SQLite could not open because the file system failed (found by a
     hostile test: a full disk made every command call the store 'not an embstore database')."""
@@ -199,7 +206,7 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
                         "unable to open" in str(exc) or "readonly" in str(exc)):
                     continue
                 if isinstance(exc, sqlite3.OperationalError) and (
-                        getattr(exc, "sqlite_errorcode", None) in (SQLITE_FULL, SQLITE_IOERR)
+                        _primary_code(exc) in (SQLITE_FULL, SQLITE_IOERR)
                         or "disk is full" in str(exc) or "disk I/O error" in str(exc)):
                     raise _open_failure(path, exc) from None  # the file system failed, not the file
                 if application_id == APPLICATION_ID:  # ours, but damaged
@@ -345,7 +352,7 @@ class Catalog(WordQueries, IndexRecords, SubwordRecords, ShardRecords):
                     pass
             if isinstance(exc, sqlite3.DatabaseError):  # a full disk, a damaged catalog, or one SQLite will not write
                 store = store_of(self.path)
-                if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "disk is full" in str(exc):
+                if _primary_code(exc) == SQLITE_FULL or "disk is full" in str(exc):
                     raise StoreError(f"store {store}: the disk is full, so the catalog could not be written; nothing "
                                      "was changed. Free some space and run the command again") from None
                 if store != self.path:  # a new store's catalog, not yet in place: nothing to check
