@@ -13,6 +13,7 @@ from pathlib import Path
 
 from embstore import Store
 from embstore.storage.check import check_store
+from test_interrupt import as_at_a_terminal
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "glove.6B.50d.50k.txt.gz"
 
@@ -34,7 +35,8 @@ def children(pid: int) -> list[int]:
 def start_load(db: Path) -> tuple[subprocess.Popen, int]:
     """A load of the 50k sample, and the PID of its word process once it has one."""
     process = subprocess.Popen([sys.executable, "-m", "embstore_cli", "load", str(SAMPLE), "--db", str(db)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=as_at_a_terminal)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         found = children(process.pid)
