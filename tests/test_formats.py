@@ -204,3 +204,40 @@ def test_a_long_run_of_newlines_is_read_in_linear_time(tmp_path):
         read_embeddings(path)
     assert "declares 6 words but the file holds 5" in str(caught.value)
     assert time.perf_counter() - started < 10  # linear: about 0.01 s; the quadratic pattern: about 60 s
+
+
+@pytest.mark.parametrize("first_bytes", [b"\n\x11\x80\x3f", b"1\n\x80\x3f", b"e.\n\x3f", b"-1e\n", b"\x00\n\x80\x3f"])
+@pytest.mark.parametrize("writer", ["gensim", "word2vec C (a newline after each vector)"])
+def test_a_binary_file_whose_first_vector_holds_a_newline_is_binary(tmp_path, vectors, first_bytes, writer):
+    """Detection reads the first entry as a line: a vector whose bytes start with a newline
+    (1 file in 256: the low byte of the first float) made the line a word with no values, and
+    the file was read as text ("expected 6 values after the word, found 0")."""
+    vectors = vectors.copy()
+    vectors[0, 0] = np.frombuffer(first_bytes, dtype="<f4")[0]
+    path = tmp_path / "w2v.bin"
+    if writer == "gensim":
+        gensim_kv(vectors).save_word2vec_format(str(path), binary=True)
+    else:
+        path.write_bytes(f"{len(VOCAB)} 6\n".encode()
+                         + b"".join(w.encode() + b" " + v.tobytes() + b"\n" for w, v in zip(VOCAB, vectors)))
+    from gensim.models import KeyedVectors
+
+    theirs = KeyedVectors.load_word2vec_format(str(path), binary=True)
+    with EmbeddingReader(path) as reader:
+        assert reader.format == "word2vec-bin"
+    words, matrix = read_embeddings(path)
+    assert words == VOCAB == list(theirs.index_to_key)
+    np.testing.assert_array_equal(matrix, vectors)
+    np.testing.assert_array_equal(matrix, theirs.vectors)
+
+
+def test_a_text_line_of_the_wrong_length_is_still_read_as_text(tmp_path):
+    """The newline rule above must not take a text file for binary: a line with fewer values
+    than its header says gets the text error, whatever follows it."""
+    path = tmp_path / "short.txt"
+    path.write_text("3 4\nalpha 1\nbeta 0.5 0.25 0.125 1\ngamma 1 2 3 4\n")
+    with pytest.raises(FormatError, match="line 2: expected 4 values after the word, found 1"):
+        read_embeddings(path)
+    path.write_text("2 4\nalpha\n" + "beta 0.5 0.25 0.125 1\n" * 2)
+    with pytest.raises(FormatError, match="line 2"):
+        read_embeddings(path)

@@ -237,12 +237,32 @@ class EmbeddingReader(TextParsing, BinaryParsing):
             return True
         tokens = line.split()
         if len(tokens) != self.dimension + 1:
-            return len(tokens) > 0 and not set(line.partition(b" ")[2]) <= _TEXT_VALUE_BYTES
+            rest = line.partition(b" ")[2]
+            if len(tokens) > 0 and not set(rest) <= _TEXT_VALUE_BYTES:
+                return True
+            # A vector's bytes may hold a newline: the first vector's first byte is one in 1 file
+            # of 256. Its line is then the word, a space and at most a few value-like bytes.
+            return len(tokens) > 0 and len(rest) < 4 and self._binary_vector_follows(body, newline)
         try:
             [float(t) for t in tokens[1:]]
         except ValueError:
             return True
         return False
+
+    def _binary_vector_follows(self, body: bytes, newline: int) -> bool:
+        """For a first line that is a word, a space and a newline within the next 4 bytes: is
+        that newline a vector's byte? Yes when the ``4 * dimension`` bytes after the space are
+        all there and not all bytes of text numbers (binary floats essentially never are), and
+        what follows the newline is not a text entry (a word, a space and text numbers)."""
+        space = body.find(b" ")
+        if not 0 < space < newline:
+            return False
+        values = body[space + 1: space + 1 + 4 * self.dimension]
+        if len(values) < 4 * self.dimension or set(values) <= _TEXT_VALUE_BYTES:
+            return False
+        end = body.find(b"\n", newline + 1)
+        word, _, numbers = body[newline + 1: end if end >= 0 else len(body)].partition(b" ")
+        return not (word.strip() and numbers.strip() and set(numbers) <= _TEXT_VALUE_BYTES)
 
     # -- rows -----------------------------------------------------------------------
 
