@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from embstore import FormatError, QueryError, Store, StoreClosedError, UnknownWordError
 from embstore.formats.float_text import format_rows, shortest_digits
+from embstore.storage.check import check_store
 from old_store import make_old_store
 
 
@@ -312,3 +313,27 @@ def test_catalog_norms_are_float64_lengths_of_the_rows_as_loaded(tmp_path, dimen
     store = Store.open(tmp_path / "s.db")
     assert store.nearest("w1", k=3).neighbours[0].score <= 1.0 + 1e-6
     store.close()
+
+
+@pytest.mark.parametrize("dimension", [3, 300, 8193])
+def test_a_word_added_records_the_norm_a_load_records(tmp_path, dimension):
+    """``add`` (and its replacements) record each vector's float64 norm with the loader's
+    function, so a word's catalog norm, and the digest made from it, are the same bits whether
+    it was loaded or added. (They came from np.linalg.norm, whose pairwise sum can differ from
+    the loader's in the last bit.)"""
+    rng = np.random.default_rng(dimension + 1)
+    rows = (rng.standard_normal((30, dimension)) * rng.choice([1e-3, 1, 1e3], (30, 1))).astype(np.float32)
+    words = [f"w{i}" for i in range(len(rows))]
+    source = tmp_path / "rows.bin"
+    source.write_bytes(f"{len(rows)} {dimension}\n".encode()
+                       + b"".join(w.encode() + b" " + r.tobytes() + b"\n" for w, r in zip(words, rows)))
+    Store.load(source, tmp_path / "loaded.db")
+    first = tmp_path / "first.bin"
+    first.write_bytes(f"1 {dimension}\n".encode() + b"w0 " + (rows[0] * 3).tobytes() + b"\n")
+    Store.load(first, tmp_path / "added.db")
+    with Store.open(tmp_path / "added.db") as store:
+        store.add_words(words, rows, on_duplicate="replace")  # w0 replaced, the others added
+    loaded = sqlite3.connect(tmp_path / "loaded.db").execute("SELECT word, norm FROM words ORDER BY id").fetchall()
+    added = sqlite3.connect(tmp_path / "added.db").execute("SELECT word, norm FROM words ORDER BY id").fetchall()
+    assert added == loaded
+    assert check_store(tmp_path / "added.db").ok

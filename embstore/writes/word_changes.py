@@ -24,7 +24,7 @@ from ..search import index_kinds
 from ..storage.catalog import Catalog
 from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_index_file, own_paths,
                                   own_shard_paths, remove_files)
-from ..row_norms import row_norms, usable_lengths
+from ..row_norms import float64_norms, row_norms, usable_lengths
 from ..storage.index_files import LENGTH_PROBLEM, write_index_file, write_rows_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT, changes_since_load
@@ -216,7 +216,7 @@ def checked_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, sour
                          f"a 2-D array of shape ({len(words)}, {dimension}); got shape {vectors.shape}")
     if not np.isfinite(vectors).all():
         raise QueryError(f"{source}: vectors must be finite numbers")
-    norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    norms = float64_norms(vectors)  # the same bits a load records for the same vector
     if (norms == 0).any():
         word = words[int(np.flatnonzero(norms == 0)[0])]
         raise QueryError(f"{source}: the vector of {word!r} is all zeros, which has no direction")
