@@ -244,7 +244,8 @@ TINY_NORM_PER_DIMENSION = 2.0 ** -149 / 2.0 ** -24 * 64  # underflow's error und
 
 def _rescored(rows, norms, query, candidates: np.ndarray, fetch: int) -> tuple[list[int], list[float]]:
     """The best ``fetch`` of ``candidates`` by ``fixed_order_scores``, ties by lower ID."""
-    candidates = np.unique(candidates)  # sorted: equal scores keep the lower ID first
+    candidates = np.sort(candidates)  # sorted: equal scores keep the lower ID first
+    candidates = candidates[np.concatenate(([True], candidates[1:] != candidates[:-1]))]  # np.unique imports numpy.ma
     scores = fixed_order_scores(rows, norms, candidates, query)
     order = np.argsort(-scores, kind="stable")[:fetch]
     return candidates[order].tolist(), scores[order].tolist()
