@@ -23,6 +23,9 @@ def index_group() -> None:
 @click.option("--ef-construction", type=click.IntRange(min=1), help=f"hnsw: build-time candidate list ({fixed_default('hnsw', 'ef_construction')}).")
 @click.option("--knn-links", type=click.IntRange(min=0),
               help=f"hnsw: nearest neighbours linked from each word, 0 for plain HNSW ({fixed_default('hnsw', 'knn_links')}).")
+@click.option("--link-ef", type=click.IntRange(min=1),
+              help=f"hnsw: candidate list when searching each word's nearest neighbours for its links "
+                   f"({fixed_default('hnsw', 'link_ef')}).")
 @click.option("--ef-search", type=click.IntRange(min=1),
               help=f"hnsw: candidate list when searching for a vector ({fixed_default('hnsw', 'ef_search')}).")
 @click.option("--ef-search-words", type=click.IntRange(min=1),
@@ -34,10 +37,11 @@ def index_group() -> None:
               help="Measure recall@10 and latency right after building (as 'index bench').")
 @db_option
 @json_option
-def build(kind, m, ef_construction, knn_links, ef_search, ef_search_words, nlist, nprobe, make_default, bench, db,
-          as_json):
+def build(kind, m, ef_construction, knn_links, link_ef, ef_search, ef_search_words, nlist, nprobe, make_default, bench,
+          db, as_json):
     """Build an index of KIND, written atomically and recorded in the catalog."""
-    params = {"m": m, "ef_construction": ef_construction, "knn_links": knn_links, "ef_search": ef_search,
+    params = {"m": m, "ef_construction": ef_construction, "knn_links": knn_links, "link_ef": link_ef,
+              "ef_search": ef_search,
               "ef_search_words": ef_search_words, "nlist": nlist, "nprobe": nprobe}
     params = {k: v for k, v in params.items() if v is not None}
     bar = None
@@ -77,16 +81,18 @@ def build(kind, m, ef_construction, knn_links, ef_search, ef_search_words, nlist
 @click.option("--m", "m", type=int, hidden=True)
 @click.option("--ef-construction", type=int, hidden=True)
 @click.option("--knn-links", type=int, hidden=True)
+@click.option("--link-ef", type=int, hidden=True)
 @click.option("--nlist", type=int, hidden=True)
 @click.option("--bench/--no-bench", default=True, show_default=True,
               help="Measure recall@10 and latency with the new settings (as 'index bench').")
 @db_option
 @json_option
-def tune(kind, ef_search, ef_search_words, nprobe, m, ef_construction, knn_links, nlist, bench, db, as_json):
+def tune(kind, ef_search, ef_search_words, nprobe, m, ef_construction, knn_links, link_ef, nlist, bench, db, as_json):
     """Change how the KIND index searches, without rebuilding it: trade recall for speed."""
     with open_store(db) as store:
         record = store.tune_index(kind, ef_search=ef_search, ef_search_words=ef_search_words, nprobe=nprobe, m=m,
-                                  ef_construction=ef_construction, knn_links=knn_links, nlist=nlist)
+                                  ef_construction=ef_construction, knn_links=knn_links, link_ef=link_ef,
+                                  nlist=nlist)
         figures = None
         if bench:
             figures = store.measure_index(kind)

@@ -27,7 +27,8 @@ def snapshot(folder):
 
 
 @pytest.mark.parametrize("arguments, seconds_in", [
-    (["index", "build", "--kind", "hnsw", "--no-bench"], 1.5),
+    # A slower build than the default's (about 2 s here), so that Ctrl-C lands in it
+    (["index", "build", "--kind", "hnsw", "--ef-construction", "128", "--link-ef", "128", "--no-bench"], 1.5),
     (["load", "{source}", "--replace"], 1.2),
 ])
 def test_ctrl_c_stops_quickly_and_leaves_the_store_as_it_was(tmp_path, small_store_path, glove_small, arguments,

@@ -27,9 +27,9 @@ from ..storage.store_meta import APPROXIMATE_KINDS
 from .hnsw_links import link_nearest
 
 KINDS = APPROXIMATE_KINDS
-# A shard's HNSW graph (``embstore shard --graphs``, Ray's shard actors): plain HNSW for
-# vector queries, searched with a list of 96 (README, Speed).
-SHARD_GRAPH_SETTINGS = {"knn_links": 0, "ef_search": 96}
+# A shard's HNSW graph (``embstore shard --graphs``, Ray's shard actors): plain HNSW built
+# with a list of 128 for vector queries, searched with a list of 96 (README, Speed).
+SHARD_GRAPH_SETTINGS = {"ef_construction": 128, "knn_links": 0, "ef_search": 96}
 FLAT_CODE_KINDS = ("sq8", "pq")  # exhaustive scans of compressed codes
 TRAINING_ROWS = 200_000
 
@@ -46,21 +46,25 @@ class Parameter:
 
 PARAMETERS: dict[str, list[Parameter]] = {
     "hnsw": [
-        # Measured on GloVe 6B 50d (400k rows, words drawn evenly from the vocabulary, 2 cores).
-        # A better graph pays for itself: plain HNSW needs efSearch 256 for recall@10 0.99 after
-        # efConstruction 40 (6.5k distance computations a query), 96 after 128 (2.9k). Linking
-        # each row to its 16 nearest neighbours and starting word queries at the word itself
-        # (hnsw_links) gives 0.993 with a list of 12 (~480). That recall rests on the links' own
-        # search, run at efConstruction: 100 gives 0.988, 128 gives 0.994. Vector queries
-        # (analogies) start at the top of the graph: 3CosAdd loses 0.04 points at efSearch 32,
-        # 0.16 at 16. M=16 needs more work a query, M=48 the same work and a larger file.
+        # Measured on GloVe 6B 50d (400k rows, words drawn evenly from the vocabulary, 2 cores;
+        # bench/hnsw_build.py, README "HNSW build time against recall"). The defaults build
+        # within a minute: FAISS's graph at efConstruction 40 (~38 s), then each row linked to
+        # its 16 nearest neighbours found by a search from the row itself with a list of 16
+        # (hnsw_links, ~15-18 s). Word queries start at the word: recall@10 0.914 with a list
+        # of 12, 0.977 with 96; vector queries (analogies) from the top: 0.977 with 96. Plain
+        # HNSW (no links) gives 0.885 and 0.973. A graph at efConstruction 128 linked at 128
+        # reaches 0.994 with a list of 12 but builds in 3-4 times as long (--ef-construction
+        # 128 --link-ef 128). M=16 needs more work a query; M=24 at 64 and M=32 at 32 recall
+        # less than M=32 at 40 in the same time.
         Parameter("m", lambda n, d: 32, "graph neighbours per node (HNSW M)"),
-        Parameter("ef_construction", lambda n, d: 128, "candidate list size while building and linking"),
+        Parameter("ef_construction", lambda n, d: 40, "candidate list size while building the graph"),
         Parameter("knn_links", lambda n, d: 16, "nearest neighbours linked from each row's level-0 list (0: plain HNSW)",
                   minimum=0),
-        Parameter("ef_search", lambda n, d: 32, "candidate list size when searching for a vector (analogies)",
+        Parameter("link_ef", lambda n, d: 16,
+                  "candidate list size when searching each row's nearest neighbours for its links, from the row itself"),
+        Parameter("ef_search", lambda n, d: 96, "candidate list size when searching for a vector (analogies)",
                   search_time=True),
-        Parameter("ef_search_words", lambda n, d: 12,
+        Parameter("ef_search_words", lambda n, d: 96,
                   "candidate list size when the query is a stored word (searched from the word itself)",
                   search_time=True, older_records_use="ef_search"),
     ],
@@ -182,26 +186,31 @@ def build(kind: str, rows: np.ndarray, params: dict[str, int],
     if not index.is_trained:
         index.train(fitted(_training_sample(rows), dimension))
     links = params.get("knn_links", 0) if kind == "hnsw" else 0
-    steps = 2 * count if links else count  # linking takes about as long as adding
+    steps = count + count // 2 if links else count  # linking takes about 40% of the graph's time
     for start in range(0, count, chunk):
         index.add(fitted(rows[start: start + chunk], dimension))
         if progress:
             progress(min(start + chunk, count), steps)
     if links:
-        link_nearest(index, rows, 0, links, params["ef_construction"],
-                     progress=(lambda done, _: progress(count + done, steps)) if progress else None)
+        link_nearest(index, rows, 0, links, params["link_ef"],
+                     progress=(lambda done, _: progress(count + done // 2, steps)) if progress else None)
     return index, time.perf_counter() - started
 
 
 def add_rows(kind: str, index: faiss.Index, params: dict[str, int], rows: np.ndarray) -> None:
     """Add unit ``rows`` to a built ``kind`` index, linked as its parameters say.
 
-    An hnsw index built before links existed has no ``knn_links`` and gets none.
+    An hnsw index built before links existed has no ``knn_links`` and gets none; one built
+    before ``link_ef`` existed links them as it was built, by a search from the top of the
+    graph at ``ef_construction``.
     """
     start = index.ntotal
     index.add(fitted(rows, index.d))
     if kind == "hnsw":
-        link_nearest(index, rows, start, params.get("knn_links", 0), params["ef_construction"])
+        if "link_ef" in params:
+            link_nearest(index, rows, start, params.get("knn_links", 0), params["link_ef"])
+        else:
+            link_nearest(index, rows, start, params.get("knn_links", 0), params["ef_construction"], from_rows=False)
 
 
 def search_parameters(kind: str, params: dict[str, int], id_limit: int | None
