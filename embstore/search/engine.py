@@ -408,8 +408,8 @@ def cosmul_top_k_vectors(rows: np.ndarray, positive: np.ndarray, negative: np.nd
     queries, p = positive.shape[:2]
     terms = np.concatenate([positive, negative], axis=1)
     term_of = np.arange(queries * terms.shape[1]).reshape(queries, -1)
-    best_scores, best_ids = _cosmul_best(searched, terms.reshape(-1, rows.shape[1]).astype(np.float32), term_of,
-                                         p, keep)
+    best_scores, best_ids = _cosmul_rescored(searched, terms.reshape(-1, rows.shape[1]).astype(np.float32), term_of,
+                                             p, keep)
     return _drop_excluded(best_ids.tolist(), best_scores.tolist(), exclude, k)
 
 
@@ -419,17 +419,92 @@ def _cosmul_best_ids(searched: np.ndarray, positive_ids: np.ndarray, negative_id
     terms, term_of = np.unique(np.concatenate([positive_ids, negative_ids], axis=1), return_inverse=True)
     if terms.max(initial=-1) >= searched.shape[0]:
         raise QueryError("a query word lies outside the searched rows")
-    return _cosmul_best(searched, searched[terms], term_of.reshape(queries, -1), p, keep)
+    return _cosmul_rescored(searched, np.ascontiguousarray(searched[terms], dtype=np.float32),
+                            term_of.reshape(queries, -1), p, keep)
+
+
+def _cosmul_rescored(searched: np.ndarray, term_vectors: np.ndarray, term_of: np.ndarray, p: int,
+                     keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_cosmul_best``, with the answers' scores computed again from fixed-order cosines
+    (``fixed_order_scores``), so that a question's answers and scores do not depend on the
+    other questions of its batch (BLAS's last bit depends on the product's shape).
+
+    BLAS keeps ``RESCORE_SLACK`` more candidates than asked; they are scored again and
+    ranked, ties by lower ID. A row left out had a BLAS score at most the last kept one,
+    and ``_cosmul_error_bound`` bounds how far its fixed-order score can be above that: if
+    that is still below the ``keep``-th re-scored candidate, no row left out belongs in the
+    answer. Otherwise the question is searched again keeping more candidates, in the end all.
+    """
+    count = searched.shape[0]
+    queries = term_of.shape[0]
+    wider = min(count, keep + RESCORE_SLACK)
+    best_scores = np.full((queries, keep), -np.inf, dtype=np.float32)
+    best_ids = np.full((queries, keep), -1, dtype=np.int64)
+    pending = np.arange(queries)
+    while len(pending):
+        blas_scores, blas_ids, lowest = _cosmul_best(searched, term_vectors, term_of[pending], p, wider)
+        again = []
+        for row, query in enumerate(pending.tolist()):
+            ids = blas_ids[row][blas_ids[row] >= 0]
+            scores = _cosmul_fixed_scores(searched, ids, term_vectors[term_of[query]], p)
+            order = np.lexsort((ids, -scores))[:keep]
+            left_out = blas_scores[row, -1] if len(ids) == wider < count else None
+            if left_out is not None and len(order) == keep and not (
+                    left_out + _cosmul_error_bound(left_out, lowest[row], searched.shape[1], p,
+                                                   term_of.shape[1] - p) < scores[order[-1]]):
+                again.append(query)
+                continue
+            best_scores[query, : len(order)] = scores[order]
+            best_ids[query, : len(order)] = ids[order]
+        pending = np.array(again, dtype=np.int64)
+        wider = count if wider >= keep + WIDER_RESCORE else min(count, keep + WIDER_RESCORE)
+    return best_scores, best_ids
+
+
+WIDER_RESCORE = 256  # 3CosMul candidates kept on a second look, before all rows
+
+
+def _cosmul_fixed_scores(searched: np.ndarray, ids: np.ndarray, terms: np.ndarray, p: int) -> np.ndarray:
+    """3CosMul scores of rows ``ids`` for one question's ``terms`` (first ``p`` positive), from
+    ``fixed_order_scores`` cosines, combined as ``_cosmul_best`` combines BLAS's."""
+    shifted = [(1 + fixed_order_scores(searched, None, ids, term)) / 2 for term in terms]
+    numerator = shifted[0]
+    for factor in shifted[1:p]:
+        numerator = numerator * factor
+    denominator = shifted[p] if len(shifted) > p else np.ones_like(numerator)
+    for factor in shifted[p + 1:]:
+        denominator = denominator * factor
+    return numerator / (denominator + COSMUL_EPSILON)
+
+
+def _cosmul_error_bound(score: float, lowest_denominator: float, dimension: int, positives: int,
+                        negatives: int) -> float:
+    """How far above a BLAS 3CosMul ``score`` the fixed-order score of the same row can be, for
+    a row whose denominator (by BLAS) is at least ``lowest_denominator``. Each factor (1 + c) / 2
+    moves by at most eta, half of ``score_error_bound``; a product of n factors, each at most
+    1 + eta, moves by at most (1 + 2 eta)^n - 1; then S = N / (D + epsilon) moves by at most
+    (dN + S dD) / (D + epsilon - dD); doubled, plus float32's roundings of the formula. Infinite
+    when the denominator could reach 0 (a row nearly opposite a negative term)."""
+    eta = score_error_bound(dimension) / 2
+    moved_numerator = (1 + 2 * eta) ** positives - 1
+    moved_denominator = (1 + 2 * eta) ** negatives - 1 if negatives else 0.0
+    room = float(lowest_denominator) + COSMUL_EPSILON - moved_denominator
+    if not room > 0:
+        return float("inf")
+    moved = (moved_numerator + abs(float(score)) * moved_denominator) / room
+    return 2 * moved + 16 * 2.0 ** -24 * (abs(float(score)) + moved) + 1e-12
 
 
 def _cosmul_best(searched: np.ndarray, term_vectors: np.ndarray, term_of: np.ndarray, p: int, keep: int,
-                 row_block: int = 4096, query_group: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """The ``keep`` best (scores, ids) per query, sorted, over all of ``searched``: query i's terms
-    are ``term_vectors[term_of[i]]``, its first ``p`` positive, the rest negative."""
+                 row_block: int = 4096, query_group: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``keep`` best (scores, ids) per query by BLAS's cosines, sorted, over all of
+    ``searched``, and each query's lowest denominator over all rows: query i's terms are
+    ``term_vectors[term_of[i]]``, its first ``p`` positive, the rest negative."""
     limit = searched.shape[0]
     queries = term_of.shape[0]
     best_scores = np.full((queries, keep), -np.inf, dtype=np.float32)
     best_ids = np.full((queries, keep), -1, dtype=np.int64)
+    lowest = np.full(queries, np.inf, dtype=np.float64)
     for start in range(0, limit, row_block):
         stop = min(start + row_block, limit)
         cosines = term_vectors @ searched[start:stop].T  # (terms, block): one row per term word
@@ -442,6 +517,7 @@ def _cosmul_best(searched: np.ndarray, term_vectors: np.ndarray, term_of: np.nda
             denominator = shifted[p] if len(shifted) > p else np.ones_like(numerator)
             for factor in shifted[p + 1:]:
                 denominator *= factor
+            lowest[group] = np.minimum(lowest[group], denominator.min(axis=1))
             scores = numerator / (denominator + COSMUL_EPSILON)
             if start == 0 and scores.shape[1] > keep:  # first block: take its best directly
                 top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
@@ -456,4 +532,4 @@ def _cosmul_best(searched: np.ndarray, term_vectors: np.ndarray, term_of: np.nda
                 merged = _keep_best(best_scores[group], best_ids[group], query_rows,
                                     scores[query_rows, columns], columns + start, keep)
                 best_scores[group], best_ids[group] = merged
-    return best_scores, best_ids
+    return best_scores, best_ids, lowest
