@@ -231,13 +231,36 @@ def test_a_binary_file_whose_first_vector_holds_a_newline_is_binary(tmp_path, ve
     np.testing.assert_array_equal(matrix, theirs.vectors)
 
 
-def test_a_text_line_of_the_wrong_length_is_still_read_as_text(tmp_path):
-    """The newline rule above must not take a text file for binary: a line with fewer values
-    than its header says gets the text error, whatever follows it."""
+@pytest.mark.parametrize("dimension, first_bytes", [(1, b"1\n\x80\x3f"), (2, b"\n\x11\x80\x3f"), (2, b"1 2\n")])
+def test_at_one_or_two_dimensions_such_a_line_may_even_hold_the_right_number_of_values(tmp_path, dimension,
+                                                                                      first_bytes):
+    vectors = np.random.default_rng(dimension).standard_normal((3, dimension)).astype(np.float32)
+    vectors[0, 0] = np.frombuffer(first_bytes, dtype="<f4")[0]
+    path = tmp_path / "w2v.bin"
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vector_size=dimension)
+    kv.add_vectors(["king", "queen", "man"], vectors)
+    kv.save_word2vec_format(str(path), binary=True)
+    words, matrix = read_embeddings(path)
+    assert words == ["king", "queen", "man"]
+    np.testing.assert_array_equal(matrix, vectors)
+
+
+@pytest.mark.parametrize("content, error", [
+    (b"3 4\nalpha 1\nbeta 0.5 0.25 0.125 1\ngamma 1 2 3 4\n", "line 2: expected 4 values after the word, found 1"),
+    (b"3 4\nalpha 1\nbeta\ngamma 1 2 3 4\n", "line 2: expected 4 values after the word, found 1"),
+    (b"3 4\nalpha 1\n# note\ngamma 1 2 3 4\n", "line 2: expected 4 values after the word, found 1"),
+    (b"2 3\nalpha 1 2\n\nbeta 3 4\n", "line 2: expected 3 values after the word, found 2"),
+    (b"2 2\nalpha 1\nInfinity 2 3\n", "line 2: expected 2 values after the word, found 1"),
+    (b"3 4\nalpha 1\nbad\xff 1 2 3 4\n", "line 2: expected 4 values after the word, found 1"),
+    (b"2 4\nalpha\nbeta 0.5 0.25 0.125 1\nbeta 0.5 0.25 0.125 1\n", "line 2"),
+])
+def test_a_text_line_of_the_wrong_length_is_still_read_as_text(tmp_path, content, error):
+    """The newline rule above must not take a text file for binary: a first line with fewer
+    values than its header says gets the text error, whatever follows it (a word alone, a
+    blank line, a comment, a word that is not UTF-8: the hostile tester's cases)."""
     path = tmp_path / "short.txt"
-    path.write_text("3 4\nalpha 1\nbeta 0.5 0.25 0.125 1\ngamma 1 2 3 4\n")
-    with pytest.raises(FormatError, match="line 2: expected 4 values after the word, found 1"):
-        read_embeddings(path)
-    path.write_text("2 4\nalpha\n" + "beta 0.5 0.25 0.125 1\n" * 2)
-    with pytest.raises(FormatError, match="line 2"):
+    path.write_bytes(content)
+    with pytest.raises(FormatError, match=error):
         read_embeddings(path)

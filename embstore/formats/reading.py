@@ -8,6 +8,7 @@ what a header claims.
 
 from __future__ import annotations
 
+import codecs
 import os
 from typing import Iterator
 
@@ -36,6 +37,7 @@ FORMAT_ALIASES = {
 UNICODE_ERRORS = ("strict", "replace", "ignore")
 
 CHUNK_BYTES = 4 << 20           # text read per parse step
+_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | frozenset(b"\t\n\r") | frozenset(range(0x80, 0x100))  # no control bytes
 MAX_DIMENSION = 65_536          # what a store holds (storage/store_meta.py); a header claiming more is refused
 
 
@@ -56,6 +58,18 @@ def normalise_format_name(name: str) -> str:
     except KeyError:
         known = ", ".join(sorted(FORMAT_ALIASES))
         raise FormatError(name, None, f"unknown format; expected one of {known}") from None
+
+
+def _binary_bytes(data: bytes) -> bool:
+    """Whether ``data`` holds a control byte (not tab, newline or carriage return) or bytes that
+    are not UTF-8; a character cut at the end is fine."""
+    if not set(data) <= _TEXT_BYTES:
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 class EmbeddingReader(TextParsing, BinaryParsing):
@@ -236,29 +250,33 @@ class EmbeddingReader(TextParsing, BinaryParsing):
         if newline < 0 and not self._eof:
             return True
         tokens = line.split()
+        rest = line.partition(b" ")[2]
+        # A vector's bytes may hold a newline: the first vector's first byte is one in 1 file of
+        # 256. Its line is then the word, a space and at most 3 value-like bytes (at 1 or 2
+        # dimensions, those may even read as the right number of values).
+        if len(tokens) > 0 and len(rest) < 4 and self._holds_binary_vector(body, newline):
+            return True
         if len(tokens) != self.dimension + 1:
-            rest = line.partition(b" ")[2]
-            if len(tokens) > 0 and not set(rest) <= _TEXT_VALUE_BYTES:
-                return True
-            # A vector's bytes may hold a newline: the first vector's first byte is one in 1 file
-            # of 256. Its line is then the word, a space and at most a few value-like bytes.
-            return len(tokens) > 0 and len(rest) < 4 and self._binary_vector_follows(body, newline)
+            return len(tokens) > 0 and not set(rest) <= _TEXT_VALUE_BYTES
         try:
             [float(t) for t in tokens[1:]]
         except ValueError:
             return True
         return False
 
-    def _binary_vector_follows(self, body: bytes, newline: int) -> bool:
+    def _holds_binary_vector(self, body: bytes, newline: int) -> bool:
         """For a first line that is a word, a space and a newline within the next 4 bytes: is
         that newline a vector's byte? Yes when the ``4 * dimension`` bytes after the space are
-        all there and not all bytes of text numbers (binary floats essentially never are), and
-        what follows the newline is not a text entry (a word, a space and text numbers)."""
+        all there and hold what a text file's first entry does not, a control byte or bytes
+        that are not UTF-8 (floats' bytes almost always do: each random byte is one or the
+        other half the time), and what follows the newline is not a text entry, a word, a
+        space and text numbers (a next word may not be UTF-8). A text file whose first line is
+        short gets its text error."""
         space = body.find(b" ")
         if not 0 < space < newline:
             return False
         values = body[space + 1: space + 1 + 4 * self.dimension]
-        if len(values) < 4 * self.dimension or set(values) <= _TEXT_VALUE_BYTES:
+        if len(values) < 4 * self.dimension or not _binary_bytes(values):
             return False
         end = body.find(b"\n", newline + 1)
         word, _, numbers = body[newline + 1: end if end >= 0 else len(body)].partition(b" ")
