@@ -275,6 +275,14 @@ def test_tuning_search_settings_trades_recall_without_a_rebuild(store_copy, smal
             store.tune_index("hnsw", knn_links=4)
         with pytest.raises(QueryError, match="hnsw knn_links must be at least 0"):
             store.build_index("hnsw", knn_links=-1)
+        with pytest.raises(QueryError, match="build it again to change link_ef"):
+            store.tune_index("hnsw", link_ef=4)
+        with pytest.raises(QueryError, match="hnsw m must be at least 2"):  # M=1 crashed FAISS (exit 139)
+            store.build_index("hnsw", m=1)
+        with pytest.raises(QueryError, match="hnsw link_ef must be at most 4,096"):  # a build of hours
+            store.build_index("hnsw", link_ef=100_000)
+        with pytest.raises(QueryError, match="hnsw ef_construction must be at most 4,096"):
+            store.build_index("hnsw", ef_construction=5_000)
         with pytest.raises(QueryError, match="no ivf index"):
             store.tune_index("ivf", nprobe=4)
         store.build_index("sq8")
@@ -413,3 +421,25 @@ def test_pq_candidates_are_rescored_from_the_exact_rows(store_copy, small_matrix
         assert store.measure_index("pq", queries=200)["recall@10"] >= 0.9
         single = store.nearest("king", k=5, index="pq")
         assert single.words() == store.nearest("king", k=5).words()
+
+
+@pytest.mark.parametrize("damage", [None, "16", -5, 2.5, True, 10**9])
+def test_words_added_to_an_index_whose_recorded_build_settings_are_damaged_are_still_linked(store_copy, small_matrix,
+                                                                                         damage):
+    """``add`` links new words with the index's recorded link_ef and ef_construction; a record
+    holding something that cannot be one (by damage) gets the default, not a traceback."""
+    import sqlite3
+
+    words, matrix = small_matrix
+    with Store.open(store_copy) as store:
+        store.build_index("hnsw", m=16, ef_construction=64, knn_links=8)
+    with sqlite3.connect(store_copy) as conn:
+        conn.execute("UPDATE index_files SET params = json_set(params, '$.link_ef', json(?), '$.ef_construction', "
+                     "json(?)) WHERE kind = 'hnsw'", (json.dumps(damage), json.dumps(damage)))
+    added = matrix[:50] * 1.5 + 0.01
+    with Store.open(store_copy) as store:
+        store.add_words([f"added{i}" for i in range(50)], added)
+        record = store.catalog.index_file("hnsw")
+        index = faiss.read_index(str(store_copy.parent / record.file))
+    rows = _unit(np.concatenate([matrix, added]))
+    assert _listed_true_neighbours(index, rows, np.arange(len(matrix), len(rows)), top=5) >= 0.9

@@ -28,6 +28,7 @@ hnsw_links = lazy_module("embstore.search.hnsw_links")  # approximate searches o
 index_kinds = lazy_module("embstore.search.index_kinds")
 
 COSMUL_EPSILON = 1e-6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 SCORE_BLOCK_BYTES = 64 << 20  # memory bound for one block of exact scores
 
 
@@ -37,6 +38,8 @@ def unit(vector: np.ndarray) -> np.ndarray:
     norm = float(np.linalg.norm(vector.astype(np.float64)))
     if norm == 0.0 or not np.isfinite(norm):
         raise QueryError("cannot search with a zero or non-finite vector")
+    if norm > FLOAT32_MAX:  # a float32 norm would be inf, and every value 0
+        return (vector.astype(np.float64) / norm).astype(np.float32)
     return (vector / norm).astype(np.float32)
 
 

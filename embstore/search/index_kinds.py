@@ -42,6 +42,7 @@ class Parameter:
     search_time: bool = False  # can be changed per query without rebuilding
     minimum: int = 1
     older_records_use: str | None = None  # the setting that stood for this one before it existed
+    maximum: int | None = None  # a build setting past which the build takes hours or the memory (search: MAX_SEARCH_SETTING)
 
 
 PARAMETERS: dict[str, list[Parameter]] = {
@@ -56,12 +57,15 @@ PARAMETERS: dict[str, list[Parameter]] = {
         # reaches 0.994 with a list of 12 but builds in 3-4 times as long (--ef-construction
         # 128 --link-ef 128). M=16 needs more work a query; M=24 at 64 and M=32 at 32 recall
         # less than M=32 at 40 in the same time.
-        Parameter("m", lambda n, d: 32, "graph neighbours per node (HNSW M)"),
-        Parameter("ef_construction", lambda n, d: 40, "candidate list size while building the graph"),
+        # M=1 crashes FAISS; past these maxima a 400k build would take hours (a list of 100,000
+        # took 50 s on 5,000 words, growing with the square of the words) or M's lists the memory.
+        Parameter("m", lambda n, d: 32, "graph neighbours per node (HNSW M)", minimum=2, maximum=256),
+        Parameter("ef_construction", lambda n, d: 40, "candidate list size while building the graph", maximum=4096),
         Parameter("knn_links", lambda n, d: 16, "nearest neighbours linked from each row's level-0 list (0: plain HNSW)",
-                  minimum=0),
+                  minimum=0, maximum=512),
         Parameter("link_ef", lambda n, d: 16,
-                  "candidate list size when searching each row's nearest neighbours for its links, from the row itself"),
+                  "candidate list size when searching each row's nearest neighbours for its links, from the row itself",
+                  maximum=4096),
         Parameter("ef_search", lambda n, d: 96, "candidate list size when searching for a vector (analogies)",
                   search_time=True),
         Parameter("ef_search_words", lambda n, d: 96,
@@ -99,8 +103,9 @@ def _check_minimums(kind: str, params: dict[str, int]) -> None:
     for parameter in PARAMETERS[kind]:
         if params.get(parameter.name, parameter.minimum) < parameter.minimum:
             raise QueryError(f"{kind} {parameter.name} must be at least {parameter.minimum}")
-        if parameter.search_time and params.get(parameter.name, 0) > MAX_SEARCH_SETTING:
-            raise QueryError(f"{kind} {parameter.name} must be at most {MAX_SEARCH_SETTING:,}")
+        limit = MAX_SEARCH_SETTING if parameter.search_time else parameter.maximum
+        if limit is not None and params.get(parameter.name, 0) > limit:
+            raise QueryError(f"{kind} {parameter.name} must be at most {limit:,}")
 
 
 def fixed_default(kind: str, name: str) -> int:
@@ -207,10 +212,26 @@ def add_rows(kind: str, index: faiss.Index, params: dict[str, int], rows: np.nda
     start = index.ntotal
     index.add(fitted(rows, index.d))
     if kind == "hnsw":
+        links = _recorded_build_setting(kind, params, "knn_links", absent=0)
         if "link_ef" in params:
-            link_nearest(index, rows, start, params.get("knn_links", 0), params["link_ef"])
+            link_nearest(index, rows, start, links, _recorded_build_setting(kind, params, "link_ef"))
         else:
-            link_nearest(index, rows, start, params.get("knn_links", 0), params["ef_construction"], from_rows=False)
+            link_nearest(index, rows, start, links, _recorded_build_setting(kind, params, "ef_construction"),
+                         from_rows=False)
+
+
+def _recorded_build_setting(kind: str, params: dict, name: str, absent: int | None = None) -> int:
+    """A build setting as recorded with an index, ``absent`` if the record has none, or the
+    default where the record holds a value that cannot be one (damage): not a whole number,
+    or out of the setting's range."""
+    parameter = next(p for p in PARAMETERS[kind] if p.name == name)
+    if name not in params and absent is not None:
+        return absent
+    value = params.get(name)
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            parameter.minimum <= value <= (parameter.maximum or MAX_SEARCH_SETTING):
+        return value
+    return parameter.default(1, 1)
 
 
 def search_parameters(kind: str, params: dict[str, int], id_limit: int | None

@@ -206,7 +206,7 @@ def checked_rows(words: Sequence[str], vectors: np.ndarray, dimension: int, sour
     for a shape that is not one row of ``dimension`` values per word, or a zero or
     non-finite vector. One word may come with a 1-D vector."""
     try:
-        vectors = np.asarray(vectors, dtype=np.float32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # einsum sums a Fortran-ordered array otherwise
     except (TypeError, ValueError):
         raise QueryError(f"{source}: vectors must be numbers, one row of {dimension} values per word") from None
     if vectors.ndim == 1 and len(words) == 1:
