@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from embstore.search.index_kinds import KINDS, fixed_default
+from embstore.search.index_kinds import KINDS, PARAMETERS, fixed_default
 
 from .main import cli, db_option, open_store
 from .output import emit_json, human_bytes, json_option, stderr_is_terminal, table
@@ -25,7 +25,7 @@ def index_group() -> None:
               help=f"hnsw: nearest neighbours linked from each word, 0 for plain HNSW ({fixed_default('hnsw', 'knn_links')}).")
 @click.option("--link-ef", type=click.IntRange(min=1),
               help=f"hnsw: candidate list when searching each word's nearest neighbours for its links "
-                   f"({fixed_default('hnsw', 'link_ef')}).")
+                   f"({fixed_default('hnsw', 'link_ef')}; knn-links + 1 if that is more).")
 @click.option("--ef-search", type=click.IntRange(min=1),
               help=f"hnsw: candidate list when searching for a vector ({fixed_default('hnsw', 'ef_search')}).")
 @click.option("--ef-search-words", type=click.IntRange(min=1),
@@ -100,7 +100,10 @@ def tune(kind, ef_search, ef_search_words, nprobe, m, ef_construction, knn_links
     if as_json:
         emit_json({"kind": kind, "params": record.params, "measured": figures})
         return
-    click.echo(f"{kind} now searches with {_settings(record.params)}")
+    searched = {p.name for p in PARAMETERS[kind] if p.search_time}
+    built = _settings({k: v for k, v in record.params.items() if k not in searched})
+    click.echo(f"{kind} now searches with {_settings({k: v for k, v in record.params.items() if k in searched})}"
+               + (f" (built with {built})" if built else ""))
     _echo_measured(figures)
 
 
