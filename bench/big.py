@@ -384,7 +384,7 @@ def hnsw_at_size(rows: int, m: int, ef_construction: int, knn_links: int) -> Non
         f"| warm hnsw nearest, k=10 | {first['warm_ms']:.2f} ms, recall@10 {first['recall']:.3f} over 100 words |"])
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"big.{rows // 1000}k.hnsw.md").write_text(
+    (RESULTS / f"big.{rows // 1000}k.hnsw.{m}-{ef_construction}-{knn_links}.md").write_text(
         f"# hnsw on {rows:,} x {DIMENSION} (synthetic; `python bench/big.py --rows {rows} --hnsw {m},{ef_construction},"
         f"{knn_links}`)\n\n{table}\n")
 

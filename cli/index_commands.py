@@ -19,7 +19,8 @@ def index_group() -> None:
 
 @index_group.command("build")
 @click.option("--kind", type=click.Choice(KINDS), required=True, help="Which index to build.")
-@click.option("--m", "m", type=click.IntRange(min=1), help=f"hnsw: neighbours per node ({fixed_default('hnsw', 'm')}); pq: sub-quantizers.")
+@click.option("--m", "m", type=click.IntRange(min=1), help=f"hnsw: neighbours per node ({fixed_default('hnsw', 'm')}); pq: sub-quantizers, bytes per row "
+                   f"(the largest divisor of the dimension within 10% of the rows' bytes).")
 @click.option("--ef-construction", type=click.IntRange(min=1), help=f"hnsw: build-time candidate list ({fixed_default('hnsw', 'ef_construction')}).")
 @click.option("--knn-links", type=click.IntRange(min=0),
               help=f"hnsw: nearest neighbours linked from each word, 0 for plain HNSW ({fixed_default('hnsw', 'knn_links')}).")
