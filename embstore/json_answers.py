@@ -33,6 +33,8 @@ def to_plain(value: Any) -> Any:
         return value.tolist()
     if hasattr(value, "__fspath__"):
         return str(value)
+    if isinstance(value, (bytes, bytearray)):  # a catalog value damaged to a BLOB: shown as its repr, as info does
+        return repr(bytes(value))
     return value
 
 

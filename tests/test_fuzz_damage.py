@@ -870,3 +870,25 @@ KNOWN_BUGS = [
 def test_bugs_found_by_fuzzing_stay_fixed(lab, bug):
     """Each bug the fuzzers found, with the smallest damage that showed it (see ``reason``)."""
     run_example(lab, bug.damage, f"known bug: {bug.name}", victims=True, tolerate_known=False)
+
+
+@pytest.mark.parametrize("stored", [b"", b"\xff\x00", bytearray(b"x")])
+def test_a_word_damaged_to_a_blob_is_shown_not_a_traceback_in_json(store_copy, stored):
+    """Found by this file's fuzzing in a CI run: a neighbour whose word the catalog holds as a BLOB
+    made ``nearest --json`` (and the server, which shares ``to_plain``) fail with "bytes is not JSON
+    serializable". The word is shown as its repr, as ``info`` shows a damaged kind."""
+    from embstore import Store
+
+    with Store.open(store_copy) as store:
+        neighbour = store.nearest("king", k=1).neighbours[0].word
+        neighbour_id = store.resolve(neighbour).id
+    with sqlite3.connect(store_copy) as conn:
+        conn.execute("UPDATE words SET word = ? WHERE id = ?", (bytes(stored), neighbour_id))
+    done = subprocess.run([sys.executable, "-m", "embstore_cli", "nearest", "king", "-k", "3", "--json",
+                           "--db", str(store_copy)], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr, done.stderr
+    if done.returncode == 0:
+        answer = json.loads(done.stdout)
+        assert repr(bytes(stored)) in [n["word"] for n in answer["neighbours"]]
+    else:
+        assert done.stderr.startswith("Error:") and done.stderr.count("\n") <= 2, done.stderr
