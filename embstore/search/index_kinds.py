@@ -221,17 +221,10 @@ def add_rows(kind: str, index: faiss.Index, params: dict[str, int], rows: np.nda
 
 
 def _recorded_build_setting(kind: str, params: dict, name: str, absent: int | None = None) -> int:
-    """A build setting as recorded with an index, ``absent`` if the record has none, or the
-    default where the record holds a value that cannot be one (damage): not a whole number,
-    or out of the setting's range."""
-    parameter = next(p for p in PARAMETERS[kind] if p.name == name)
+    """A build setting as recorded with an index (``_recorded``), or ``absent`` if the record has none."""
     if name not in params and absent is not None:
         return absent
-    value = params.get(name)
-    if isinstance(value, int) and not isinstance(value, bool) and \
-            parameter.minimum <= value <= (parameter.maximum or MAX_SEARCH_SETTING):
-        return value
-    return parameter.default(1, 1)
+    return _recorded(next(p for p in PARAMETERS[kind] if p.name == name), params)
 
 
 def search_parameters(kind: str, params: dict[str, int], id_limit: int | None
@@ -254,11 +247,12 @@ MAX_SEARCH_SETTING = 100_000  # a candidate list or probe count beyond this is d
 
 
 def _recorded(parameter: Parameter, params: dict[str, int]) -> int:
-    """The recorded search-time value, or its default where the record holds none, or one that
-    cannot be one (not a whole number, below the minimum, above MAX_SEARCH_SETTING)."""
+    """The recorded value, or its default where the record holds none, or one that cannot be one
+    (damage: not a whole number, below the minimum, above the maximum or MAX_SEARCH_SETTING)."""
     for name in (parameter.name, parameter.older_records_use):
         value = params.get(name) if name else None
-        if isinstance(value, int) and not isinstance(value, bool) and parameter.minimum <= value <= MAX_SEARCH_SETTING:
+        if isinstance(value, int) and not isinstance(value, bool) and \
+                parameter.minimum <= value <= (parameter.maximum or MAX_SEARCH_SETTING):
             return value
     return parameter.default(1, 1)
 
