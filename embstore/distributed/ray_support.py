@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from types import ModuleType
 
 from ..errors import EmbstoreError
@@ -68,6 +67,8 @@ def _probe(address: str) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return
+    import socket  # here: the module costs 5 ms of every CLI start-up
+
     try:
         socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
     except OSError as exc:
