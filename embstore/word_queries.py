@@ -14,7 +14,7 @@ import numpy as np
 from .errors import QueryError, UnknownWordError
 from .results import Neighbour, QueryResult, Resolved
 from .search.engine import mean_direction, unit
-from .search.searcher import ANALOGY_METHODS, Choice, Searcher
+from .search.searcher import ANALOGY_METHODS, EXACT, Choice, Searcher
 from .subwords.compose import SubwordVectors
 from .vocabulary.vocabulary import Vocabulary, word_list, word_problem
 
@@ -111,10 +111,25 @@ class WordQueries:
         return out
 
     def _result(self, query: str, hits: list[tuple[int, float]], resolved: Sequence[Resolved],
-                choice: Choice | None = None) -> QueryResult:
+                choice: Choice | None = None, asked: tuple[int, int | None] | None = None) -> QueryResult:
+        """``asked``: (k, id_limit) of the search, to say when an approximate index gave fewer answers."""
         words = self.vocabulary.words_for(i for i, _ in hits)
         notes = [r.note for r in resolved if r.note] + ([choice.note] if choice and choice.note else [])
+        if asked is not None and choice is not None and choice.kind != EXACT:
+            short = self._shortfall(choice.kind, len(hits), *asked, excluded=self._ids(resolved))
+            notes += [short] if short else []
         return QueryResult(query, [Neighbour(words[i], float(s)) for i, s in hits], notes)
+
+    def _shortfall(self, kind: str, found: int, k: int, id_limit: int | None, excluded: Sequence[int]) -> str | None:
+        """A note when an approximate index answered with fewer than the ``k`` rows there are to
+        give (an HNSW graph over many identical vectors can leave some unreachable)."""
+        rows = self.searcher.size if id_limit is None else min(int(id_limit), self.searcher.size)
+        expected = min(k, rows - len({i for i in excluded if 0 <= i < rows}))
+        if found >= expected:
+            return None
+        return (f"the {kind} index found only {found:,} of the {expected:,} answers asked for (an approximate "
+                f"index can miss rows, many identical vectors for one); the exact rows find them all "
+                f"(--index exact, or index='exact')")
 
     def _ids(self, resolved: Sequence[Resolved]) -> list[int]:
         """IDs of the resolved words that are stored rows (what a query excludes from its answers)."""
@@ -132,7 +147,8 @@ class WordQueries:
             if choice.kind == "hnsw" and not self.searcher.holds_rows("hnsw"):
                 word_id = self.vocabulary.id_of(word)
                 if word_id is not None:
-                    return self._result(word, self.searcher.search_word("hnsw", word_id, k), [])
+                    return self._result(word, self.searcher.search_word("hnsw", word_id, k), [Resolved(word, word, word_id)],
+                                        choice, (k, None))
         return self.nearest_many([word], k=k, restrict=restrict, index=index, case_insensitive=case_insensitive)[0]
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
@@ -157,7 +173,7 @@ class WordQueries:
         if built:  # words outside the vocabulary: their n-gram vectors, excluding nothing
             queries = self._unit_rows([resolved[j] for j in built])
             hits.update(zip(built, self.searcher.search(choice.kind, queries, k, [set()] * len(built), id_limit)))
-        return [self._result(r.asked, hits[j], [r], choice) if isinstance(r, Resolved)
+        return [self._result(r.asked, hits[j], [r], choice, (k, id_limit)) if isinstance(r, Resolved)
                 else QueryResult(r.word, [], error=str(r)) for j, r in enumerate(resolved)]
 
     def nearest_to_vector(self, vector: Sequence[float] | np.ndarray, k: int = 10,
@@ -175,8 +191,9 @@ class WordQueries:
         direction = unit(vector)
         if k == 0:
             return QueryResult("<vector>", [])
-        hits = self.searcher.search(choice.kind, direction[None, :], k, [set()], self.vocabulary.id_limit(restrict))
-        return self._result("<vector>", hits[0], [], choice)
+        id_limit = self.vocabulary.id_limit(restrict)
+        hits = self.searcher.search(choice.kind, direction[None, :], k, [set()], id_limit)
+        return self._result("<vector>", hits[0], [], choice, (k, id_limit))
 
     def most_similar(self, positive: Sequence[str] = (), negative: Sequence[str] = (), k: int = 10,
                      restrict: int | None = None, index: str | None = None,
@@ -190,9 +207,9 @@ class WordQueries:
         label = " + ".join(r.asked for r in pos) + "".join(f" - {r.asked}" for r in neg)
         if k == 0:
             return QueryResult(label, [], [r.note for r in pos + neg if r.note])
-        hits = self.searcher.search(choice.kind, direction[None, :], k, [set(self._ids(pos + neg))],
-                                    self.vocabulary.id_limit(restrict))
-        return self._result(label, hits[0], pos + neg, choice)
+        id_limit = self.vocabulary.id_limit(restrict)
+        hits = self.searcher.search(choice.kind, direction[None, :], k, [set(self._ids(pos + neg))], id_limit)
+        return self._result(label, hits[0], pos + neg, choice, (k, id_limit))
 
     def analogy_many(self, questions: Sequence[tuple[str, str, str]], k: int = 10, method: str = "add",
                      restrict: int | None = None, on_unknown: str = "raise",
@@ -212,13 +229,14 @@ class WordQueries:
         triples = [flat[i: i + 3] for i in range(0, len(flat), 3)]
         known = [t for t in triples if all(isinstance(r, Resolved) for r in t)] if k else []
         choice = self.searcher.choose(index) if method == "add" else Choice("exact")
-        hits = iter(self._analogy_hits(known, k, method, self.vocabulary.id_limit(restrict), choice.kind))
+        id_limit = self.vocabulary.id_limit(restrict)
+        hits = iter(self._analogy_hits(known, k, method, id_limit, choice.kind))
         results = []
         for question, triple in zip(questions, triples):
             label = f"{question[0]} : {question[1]} :: {question[2]} : ?"
             errors = [r for r in triple if not isinstance(r, Resolved)]
             results.append(QueryResult(label, [], error=str(errors[0])) if errors
-                           else self._result(label, next(hits) if k else [], triple, choice))
+                           else self._result(label, next(hits) if k else [], triple, choice, (k, id_limit)))
         return results
 
     def _analogy_hits(self, triples: list[list[Resolved]], k: int, method: str, id_limit: int | None,
