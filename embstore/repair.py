@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .errors import CatalogDamagedError, EmbstoreError, StoreNotFoundError
 from .paths import resolve_store_path
-from .search.index_kinds import KINDS, PARAMETERS
+from .search.index_kinds import KINDS
+from .storage.index_settings import valid_settings
 from .storage.catalog import Catalog
 from .storage.catalog_shards import MAX_SHARDS
 from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARD_MIGRATION, SHARDS, STORAGE,
@@ -134,14 +135,15 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
     found = {}
     storage = catalog.meta().get("storage")
     storage = storage if storage in STORAGE_KINDS else EXACT  # a damaged storage names no index to leave out
+    dimension = catalog.meta().get("dimension")
+    dimension = int(dimension) if str(dimension).isdigit() else 0
     for kind, params, name in catalog.conn.execute("SELECT kind, params, file FROM index_files"):
         if kind not in KINDS:  # a damaged kind: the file name still says which
             kind = kind_of_file(catalog.path, name) or kind
         if kind in KINDS and kind != storage and kind not in found:
             try:
                 given = json.loads(params)
-                known = {p.name for p in PARAMETERS[kind]}
-                found[kind] = {k: v for k, v in given.items() if k in known and isinstance(v, int)}
+                found[kind] = valid_settings(kind, given, dimension)  # one that cannot be a setting: its default
             except (TypeError, ValueError, AttributeError):
                 found[kind] = {}
     return found

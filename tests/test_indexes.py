@@ -480,3 +480,45 @@ def test_an_approximate_index_that_finds_fewer_answers_than_asked_says_so(tmp_pa
     out = run("nearest", "w0", "-k", 1400, "--index", "hnsw", "--db", db)
     assert out.exit_code == 0 and "found only 1,107 of the 1,400 answers" in out.stderr
     assert len(out.stdout.strip().splitlines()) == 2 + 1107  # header, rule, then the answers
+
+
+def test_check_reports_recorded_settings_that_cannot_be_and_repair_rebuilds_with_the_rest(tmp_path, sample_lines,
+                                                                                        run):
+    import sqlite3
+
+    from embstore.repair import repair_store
+    from embstore.storage.check import check_store
+
+    source = tmp_path / "words.txt"
+    source.write_text("".join(sample_lines[:3000]), encoding="utf-8")
+    store_copy = tmp_path / "words.db"
+    Store.load(source, store_copy)
+    with Store.open(store_copy) as store:
+        store.build_index("hnsw", m=16, ef_construction=64, knn_links=8)
+        store.build_index("pq", m=5)
+        asked = store.nearest("king", index="hnsw")
+    with sqlite3.connect(store_copy) as conn:
+        conn.execute("""UPDATE index_files SET params = json_set(params, '$.m', 'x', '$.ef_search', -3,
+                        '$.link_ef', 1000000000) WHERE kind = 'hnsw'""")
+        conn.execute("UPDATE index_files SET params = json_set(params, '$.m', 7) WHERE kind = 'pq'")
+    report = check_store(store_copy)
+    assert not report.ok and report.damaged == {"index:hnsw", "index:pq"}
+    hnsw = next(p for p in report.problems if "hnsw" in p)
+    assert "m = 'x' is not a whole number from 2 to 256" in hnsw
+    assert "link_ef = 1000000000 is not a whole number from 1 to 4,096" in hnsw
+    assert "ef_search = -3 is not a whole number from 1 to 100,000" in hnsw
+    assert "m = 7 does not divide the dimension 50" in next(p for p in report.problems if "pq" in p)
+    out = run("check", "--db", store_copy)
+    assert out.exit_code != 0 and "m = 'x'" in out.output
+    with Store.open(store_copy) as store:  # queries go on, with the default where a setting cannot be one
+        assert [n.word for n in store.nearest("king", index="hnsw").neighbours][:5] == \
+            [n.word for n in asked.neighbours][:5]
+    repaired = repair_store(store_copy)
+    assert "rebuilt the hnsw index from the exact rows" in repaired.actions
+    assert "rebuilt the pq index from the exact rows" in repaired.actions
+    with Store.open(store_copy) as store:
+        hnsw, pq = store.catalog.index_file("hnsw").params, store.catalog.index_file("pq").params
+    assert (hnsw["m"], hnsw["ef_construction"], hnsw["knn_links"], hnsw["link_ef"], hnsw["ef_search"]) == \
+        (32, 64, 8, 16, 96)  # the settings that could be are kept, the rest take their defaults
+    assert pq["m"] == 10  # pq's default at 50 dimensions (largest divisor within 0.4 bytes a value)
+    assert check_store(store_copy).ok

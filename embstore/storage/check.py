@@ -27,6 +27,7 @@ from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, is_subword_file, leftover_files, subword_file_path
 from ..row_norms import row_norms
 from .index_files import open_exact_rows, open_index_file, stored_width
+from .index_settings import setting_problems
 from .schema import FORMAT_VERSION, UNIT_ROWS
 from .shard_files import check_ranges, open_graph as open_shard_graph, open_rows as open_shard_rows
 from .store_meta import APPROXIMATE_KINDS, EXACT, RAW_ROWS, StoreMeta
@@ -196,6 +197,14 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
     except EmbstoreError as exc:
         report.problem(part, f"{record.kind} index: {exc}")
         return
+    settings = setting_problems(record.kind, record.params, meta.dimension)
+    if settings:
+        what = (f"{label} records settings that cannot be: {'; '.join(settings.values())}. embstore uses the "
+                "defaults where it needs them")
+        if part == ROWS:  # the codes holding the rows read the same whatever their record says
+            report.notes.append(what)
+        else:
+            report.problem(part, f"{what}; repair builds it again with them")
     current = record.rows_generation == meta.rows_generation
     if part != ROWS and not current:
         report.stale.add(record.kind)
