@@ -132,7 +132,7 @@ def list_indexes(db, as_json):
     rows = []
     for index in info.indexes:
         measured = index["recall"] or {}
-        params = _settings(index["params"])
+        params = _settings(index["params"]) or "-"
         recall = f"{measured['recall@10']:.4f}" if "recall@10" in measured else "-"
         if index["stale"]:
             recall = "stale"  # built before the rows last changed: queries use the exact rows instead

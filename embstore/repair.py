@@ -24,7 +24,7 @@ from .storage.index_settings import valid_settings
 from .storage.catalog import Catalog
 from .storage.catalog_shards import MAX_SHARDS
 from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARD_MIGRATION, SHARDS, STORAGE,
-                            SUBWORDS, CheckReport, check_store)
+                            SUBWORDS, CheckReport, check_store, index_part)
 from .storage.file_names import (index_file_path, is_shard_file, is_subword_file, kind_of_file, leftover_files,
                                   remove_files)
 from .storage.index_files import file_checksum
@@ -62,7 +62,7 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
         rebuild = dict(indexes)
     else:
         rebuild = {kind: params for kind, params in indexes.items()
-                   if f"index:{kind}" in damaged or kind in stale or kind not in recorded}
+                   if index_part(kind) in damaged or kind in stale or kind not in recorded}
         if SUBWORDS in damaged:  # the rows are intact: only the n-gram rows are copied again
             from .writes.subword_loading import copy_subwords_again
 
@@ -276,7 +276,7 @@ def _fix_catalog(catalog: Catalog, damaged: set[str], report: RepairReport, row_
     for kind in [row[0] for row in catalog.index_file_rows()]:  # a damaged index of a known kind keeps its
         # record until its rebuild replaces it, so a killed repair forgets nothing; the kind as stored (text,
         # or a BLOB or NULL in a damaged catalog: check names it with its repr), so the delete matches it
-        if f"index:{kind}" in damaged and kind != EXACT and (not isinstance(kind, str) or kind not in KINDS):
+        if index_part(kind) in damaged and kind != EXACT and (not isinstance(kind, str) or kind not in KINDS):
             catalog.delete_index_file(kind)
             report.actions.append(f"removed the record of an index of unknown kind {kind!r}")
 

@@ -66,6 +66,12 @@ class CheckReport:
         self.problems.append(message)
 
 
+def index_part(kind: object) -> str:
+    """The part of a store a problem with the ``kind`` index names (``CheckReport.damaged``); the
+    kind as stored, which in a damaged catalog may be no text (its repr then)."""
+    return f"index:{kind}"
+
+
 def check_store(path: str | os.PathLike | None = None) -> CheckReport:
     """Verify the store at ``path``. Raises StoreError subclasses for a missing or foreign
     file; every other finding is collected in the report."""
@@ -113,7 +119,7 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
     records: dict[str, IndexFileRecord] = {}
     for row in catalog.index_file_rows():
         kind = row[0]
-        part = ROWS if kind == meta.storage else f"index:{kind}"
+        part = ROWS if kind == meta.storage else index_part(kind)
         try:
             records[kind] = parse_record(row)
         except EmbstoreError as exc:
@@ -126,13 +132,13 @@ def _check_catalog(catalog: Catalog, report: CheckReport) -> None:
     if meta.storage != EXACT and EXACT in records:
         report.problem(STORAGE, f"meta.storage says the rows are {meta.storage} codes, but the exact rows are recorded")
     for kind, record in records.items():
-        part = ROWS if kind == meta.storage else f"index:{kind}"
+        part = ROWS if kind == meta.storage else index_part(kind)
         _check_index_file(path, record, meta, count, part, report, catalog)
     _check_subwords(catalog, meta, report)
     if count >= 0:
         _check_shards(catalog, meta, records.get(EXACT), count, report)
     if meta.default_index != EXACT and meta.default_index not in records \
-            and f"index:{meta.default_index}" not in report.damaged:
+            and index_part(meta.default_index) not in report.damaged:
         report.problem(DEFAULT, f"the default index {meta.default_index!r} does not exist")
     report.leftovers = leftover_files(path, catalog.recorded_file_names())
     for leftover in report.leftovers:
