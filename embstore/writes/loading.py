@@ -36,12 +36,13 @@ from .subword_loading import record_subwords
 from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS, now
-from ..storage.word_inserter import WordInserter
+from ..storage.word_inserter import WordInserter, WordsHere
 from ..vocabulary.vocabulary import all_plain_words, word_problem
 
 METRIC = "cosine"
 NORMALISATION = "none: rows as loaded, divided by their norms at query time; norms also kept in the catalog"
 ZERO_VECTOR_POLICIES = ("error", "skip")
+WORDS_PROCESS_BYTES = 32 << 20  # a smaller file's words are inserted in this process (WordsHere)
 
 Progress = Callable[[int, int], None]
 
@@ -216,10 +217,10 @@ class _Loader:
         tmp, final = new_index_file(self.path, EXACT)
         writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension,
                                  expected_rows=self.reader.expected_rows)
-        sink: Catalog | WordInserter = catalog
+        sink: Catalog | WordInserter | WordsHere = catalog
         try:
             if words_process:
-                sink = WordInserter(catalog.path)
+                sink = WordInserter(catalog.path) if self._source_bytes() >= WORDS_PROCESS_BYTES else WordsHere(catalog)
             with _collector_paused():
                 report = self._stream(sink, writer)
             # The rows file is synced (and checksummed, if its count was not as declared) on a
@@ -238,6 +239,13 @@ class _Loader:
             raise
         with contextlib.nullcontext() if sink is catalog else catalog.write_transaction():
             return self._record(catalog, report, written, rows_generation)
+
+    def _source_bytes(self) -> int:
+        """The size of the file read (compressed, if it is), or a large number when it has none (a pipe)."""
+        try:
+            return os.stat(self.reader.name).st_size if os.path.isfile(self.reader.name) else 1 << 62
+        except OSError:
+            return 1 << 62
 
     def _record(self, catalog: Catalog, report: LoadReport, written: WrittenFile,
                 rows_generation: int) -> tuple[LoadReport, list[Path]]:
@@ -297,7 +305,7 @@ class _Loader:
         catalog.delete_index_file(EXACT)
         catalog.set_meta(storage=self.storage, default_index=self.storage)
 
-    def _stream(self, sink: Catalog | WordInserter, writer: FlatIndexWriter) -> LoadReport:
+    def _stream(self, sink: Catalog | WordInserter | WordsHere, writer: FlatIndexWriter) -> LoadReport:
         """Read the file into ``writer`` (rows) and ``sink`` (words: the catalog, or the word process)."""
         reader = self.reader
         seen: set[str] = set()
