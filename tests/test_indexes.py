@@ -524,3 +524,22 @@ def test_check_reports_recorded_settings_that_cannot_be_and_repair_rebuilds_with
         (32, 64, 8, 16, 96)  # the settings that could be are kept, the rest take their defaults
     assert pq["m"] == 10  # pq's default at 50 dimensions (largest divisor within 0.4 bytes a value)
     assert check_store(store_copy).ok
+
+
+def test_pq_needs_its_256_rows_and_small_builds_print_nothing_of_faiss(tmp_path, sample_lines, capfd):
+    """pq on 100 rows was FAISS's RuntimeError, a traceback; pq and ivf on a few thousand rows
+    printed FAISS's 'WARNING clustering ... points' once per sub-quantizer."""
+    for rows in (100, 3000):
+        source = tmp_path / f"words{rows}.txt"
+        source.write_text("".join(sample_lines[:rows]), encoding="utf-8")
+        Store.load(source, tmp_path / f"s{rows}.db")
+    with Store.open(tmp_path / "s100.db") as store:
+        with pytest.raises(QueryError, match="it needs at least 256 rows; this store has 100: use sq8"):
+            store.build_index("pq")
+    capfd.readouterr()
+    with Store.open(tmp_path / "s3000.db") as store:
+        store.build_index("pq")
+        store.build_index("ivf")
+        assert len(store.nearest("king", index="pq").neighbours) == 10
+    out, err = capfd.readouterr()
+    assert "WARNING" not in out + err, err

@@ -32,6 +32,7 @@ KINDS = APPROXIMATE_KINDS
 SHARD_GRAPH_SETTINGS = {"ef_construction": 128, "knn_links": 0, "ef_search": 96}
 FLAT_CODE_KINDS = ("sq8", "pq")  # exhaustive scans of compressed codes
 TRAINING_ROWS = 200_000
+PQ_CODES = 256  # codes per sub-quantizer: 8 bits
 
 
 def tuned_parameters(kind: str, params: dict[str, int], changes: dict[str, int | None]) -> dict[str, int]:
@@ -80,6 +81,9 @@ def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimen
                          "knn_links 0 there are none: leave link_ef out, or give knn_links")
     if kind == "pq" and dimension % params["m"]:
         raise QueryError(f"pq m={params['m']} does not divide the dimension {dimension}")
+    if kind == "pq" and rows < PQ_CODES:
+        raise QueryError(f"pq learns {PQ_CODES} codes for each sub-quantizer from the rows, so it needs at least "
+                         f"{PQ_CODES} rows; this store has {rows:,}: use sq8, or the exact rows")
     if kind == "ivf" and params["nlist"] > rows:
         raise QueryError(f"ivf nlist={params['nlist']} is more than the {rows:,} rows")
     return params
@@ -131,8 +135,11 @@ def build(kind: str, rows: np.ndarray, params: dict[str, int],
         index = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_8bit, ip)
     elif kind == "pq":
         index = faiss.IndexPQ(dimension, params["m"], 8, ip)
+        index.pq.cp.min_points_per_centroid = 1  # (only FAISS's warning: one per sub-quantizer on a small store)
     else:
         raise QueryError(f"unknown index kind {kind!r}")
+    if kind == "ivf":
+        index.cp.min_points_per_centroid = 1  # the same warning; recall is measured after the build anyway
     if not index.is_trained:
         index.train(fitted(_training_sample(rows), dimension))
     links = params.get("knn_links", 0) if kind == "hnsw" else 0
