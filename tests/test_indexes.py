@@ -543,3 +543,18 @@ def test_pq_needs_its_256_rows_and_small_builds_print_nothing_of_faiss(tmp_path,
         assert len(store.nearest("king", index="pq").neighbours) == 10
     out, err = capfd.readouterr()
     assert "WARNING" not in out + err, err
+
+
+@pytest.mark.parametrize("words", [1, 2])
+def test_every_kind_but_pq_builds_on_a_store_of_a_word_or_two(tmp_path, words, run):
+    """ivf's default nlist (2 at one row) was more than the rows, an error for a setting nobody gave;
+    and a store of one word, which has no neighbours to find, measured recall@10 0.0."""
+    source = tmp_path / "words.txt"
+    source.write_text("a 0.1 0.2 0.3\nb 0.3 0.1 0.2\n"[: 14 * words], encoding="utf-8")
+    db = tmp_path / "s.db"
+    Store.load(source, db)
+    for kind in ("hnsw", "ivf", "sq8"):
+        built = run("index", "build", "--kind", kind, "--db", db)
+        assert built.exit_code == 0 and "recall@10 1.0000" in built.output, built.output
+        answer = run("nearest", "a", "--index", kind, "--db", db)
+        assert answer.exit_code == 0 and ("b " in answer.output) == (words == 2)

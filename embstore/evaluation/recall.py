@@ -61,7 +61,8 @@ def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
     else:
         found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
     recall = float(np.mean([
-        len({i for i, _ in f} & {i for i, _ in t}) / max(1, len(t)) for f, t in zip(found, truth)
+        len({i for i, _ in f} & {i for i, _ in t}) / len(t) if t else 1.0  # none to find (one word): none missed
+        for f, t in zip(found, truth)
     ]))
     # Time an evenly spread subset: the IDs are sorted, and frequent words (low IDs) are
     # answered faster by graph and cluster indexes than rare ones.

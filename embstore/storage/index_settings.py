@@ -51,7 +51,7 @@ PARAMETERS: dict[str, list[Parameter]] = {
                   search_time=True, older_records_use="ef_search"),
     ],
     "ivf": [
-        Parameter("nlist", lambda n, d: max(1, min(1024, int(2 * np.sqrt(n)))), "number of clusters"),
+        Parameter("nlist", lambda n, d: max(1, min(1024, n, int(2 * np.sqrt(n)))), "number of clusters"),
         Parameter("nprobe", lambda n, d: 64, "clusters scanned per query", search_time=True),
     ],
     "sq8": [],
