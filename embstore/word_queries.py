@@ -147,8 +147,8 @@ class WordQueries:
             if choice.kind == "hnsw" and not self.searcher.holds_rows("hnsw"):
                 word_id = self.vocabulary.id_of(word)
                 if word_id is not None:
-                    return self._result(word, self.searcher.search_word("hnsw", word_id, k), [Resolved(word, word, word_id)],
-                                        choice, (k, None))
+                    hits = self.searcher.search_word("hnsw", word_id, k)
+                    return self._result(word, hits, [Resolved(word, word, word_id)], choice, (k, None))
         return self.nearest_many([word], k=k, restrict=restrict, index=index, case_insensitive=case_insensitive)[0]
 
     def nearest_many(self, words: Sequence[str], k: int = 10, restrict: int | None = None,
