@@ -558,3 +558,39 @@ def test_every_kind_but_pq_builds_on_a_store_of_a_word_or_two(tmp_path, words, r
         assert built.exit_code == 0 and "recall@10 1.0000" in built.output, built.output
         answer = run("nearest", "a", "--index", kind, "--db", db)
         assert answer.exit_code == 0 and ("b " in answer.output) == (words == 2)
+
+
+def test_an_index_whose_answers_no_cosine_can_give_is_set_aside_for_the_exact_rows(tmp_path, sample_lines, run):
+    """sq8's trained ranges damaged on disk (after opening's checks, which read no row): the answers
+    scored -4.9e12 and went out as they were. Now such a score marks the index damaged for the
+    process: that query and the later ones answer from the exact rows with a note; a store whose
+    only rows are those codes gives one clear error instead."""
+    source = tmp_path / "words.txt"
+    source.write_text("".join(sample_lines[:3000]), encoding="utf-8")
+    db, coded = tmp_path / "s.db", tmp_path / "coded.db"
+    Store.load(source, db)
+    Store.load(source, coded, storage="sq8")
+    with Store.open(db) as store:
+        record = store.build_index("sq8")
+        exact = [store.nearest(w) for w in ("king", "the", "paris", "war", "music", "water")]
+    with Store.open(coded) as store:
+        coded_file = store.catalog.index_file("sq8").file
+    for path in (db.parent / record.file, tmp_path / coded_file):
+        data = bytearray(path.read_bytes())
+        data[200:204] = b"XXXX"  # inside the ranges the codes are decoded with
+        path.write_bytes(bytes(data))
+    with Store.open(db) as store:
+        one = store.nearest("king", index="sq8")
+        assert one.neighbours == exact[0].neighbours
+        assert any("the sq8 index cannot be used (it answered with a score no cosine can have" in n and
+                   "the exact rows answered" in n for n in one.notes), one.notes
+        batch = store.nearest_many(["king", "the", "paris", "war", "music", "water"], index="sq8")  # decoded rows
+        assert [r.neighbours for r in batch] == [r.neighbours for r in exact]
+        assert all(any("cannot be used" in n for n in r.notes) for r in batch)
+    with Store.open(db) as store:  # a new process: found again by the batch path
+        batch = store.nearest_many(["king", "the", "paris", "war", "music", "water"], index="sq8")
+        assert [r.neighbours for r in batch] == [r.neighbours for r in exact]
+    out = run("nearest", "king", "--index", "sq8", "--db", db)
+    assert out.exit_code == 0 and "no cosine can have" in out.stderr and "queen" in out.stdout
+    out = run("nearest", "king", "--db", coded)
+    assert out.exit_code != 0 and "the store's sq8 rows are damaged" in out.output and "Traceback" not in out.output

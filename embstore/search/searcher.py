@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, Collection, Sequence
 
 import numpy as np
 
-from ..errors import QueryError
+from ..errors import CatalogMismatchError, QueryError
 from ..row_norms import row_norms
 from ..lazy_modules import faiss, lazy_module
 
@@ -51,6 +51,7 @@ NORM_BLOCK = 65_536  # rows per step when lengths or unit rows are computed
 RERANKED_KINDS = ("pq",)  # compressed codes whose candidates are re-scored from the exact rows
 RERANK_CANDIDATES = 30  # candidates per answer the codes propose (at least RERANK_MINIMUM)
 RERANK_MINIMUM = 300
+PLAUSIBLE_SCORE = 1.5  # past this no answer is a cosine, even from sq8's decoded rows (within 1%)
 
 
 class Searcher:
@@ -203,9 +204,28 @@ class Searcher:
         if kind in index_kinds.FLAT_CODE_KINDS and len(queries) > 4:
             # These kinds score every row against its decoded vector anyway; for a batch,
             # decoding once and multiplying with BLAS gives the same answers much faster.
-            return exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
-        parameters, word_parameters = self.parameters(kind, id_limit)
-        return search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
+            hits = exact_top_k(self._decoded_rows(kind, faiss_index), queries, k, exclude, id_limit)
+        else:
+            parameters, word_parameters = self.parameters(kind, id_limit)
+            hits = search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
+        if self._plausible(kind, hits):
+            return hits
+        return self.search(EXACT, queries, k, exclude, id_limit)
+
+    def _plausible(self, kind: str, hits: Hits) -> bool:
+        """Whether every score of ``kind``'s answers could be a cosine. One that cannot (a file
+        damaged after opening's checks, which read no row: only ``check`` reads every byte)
+        sets ``kind`` aside as damaged for this process; ``choose`` then says so."""
+        for row in hits:
+            for _, score in row:
+                if not -PLAUSIBLE_SCORE <= score <= PLAUSIBLE_SCORE:  # (NaN fails both)
+                    why = f"it answered with a score no cosine can have, {score:.4g}: its file is damaged"
+                    if self.holds_rows(kind):  # the store's only rows: nothing else can answer
+                        raise CatalogMismatchError(f"the store's {kind} rows are damaged ({why}); run "
+                                                   "'embstore check', then 'embstore repair'")
+                    self.damaged[kind] = why
+                    return False
+        return True
 
     def _reranked(self, kind: str, faiss_index: faiss.Index, queries: np.ndarray, k: int,
                   exclude: Sequence[Collection[int]], id_limit: int | None) -> Hits:
@@ -235,8 +255,9 @@ class Searcher:
 
     def search_word(self, kind: str, word_id: int, k: int) -> list[tuple[int, float]]:
         """The ``k`` nearest rows of the stored row ``word_id`` (itself left out), in as few steps as can be."""
-        return search_top_k(self.index(kind), self.vectors([word_id]), k, [{word_id}], row_ids=[word_id],
-                            row_parameters=self.parameters(kind, None)[1])[0]
+        hits = search_top_k(self.index(kind), self.vectors([word_id]), k, [{word_id}], row_ids=[word_id],
+                            row_parameters=self.parameters(kind, None)[1])
+        return hits[0] if self._plausible(kind, hits) else self.search(EXACT, self.vectors([word_id]), k, [{word_id}])[0]
 
     def _decoded_rows(self, kind: str, faiss_index: faiss.Index) -> np.ndarray:
         if self.holds_rows(kind):
