@@ -9,7 +9,7 @@ import click
 from embstore.search.index_kinds import KINDS, PARAMETERS, fixed_default
 
 from .main import cli, db_option, open_store
-from .output import emit_json, human_bytes, json_option, stderr_is_terminal, table
+from .output import emit_json, human_bytes, json_option, note, stderr_is_terminal, table
 
 
 @cli.group("index")
@@ -31,7 +31,7 @@ def index_group() -> None:
               help=f"hnsw: candidate list when searching for a vector ({fixed_default('hnsw', 'ef_search')}).")
 @click.option("--ef-search-words", type=click.IntRange(min=1),
               help=f"hnsw: candidate list when the query is a word ({fixed_default('hnsw', 'ef_search_words')}).")
-@click.option("--nlist", type=click.IntRange(min=1), help="ivf: clusters (2 * sqrt(rows), at most 1024).")
+@click.option("--nlist", type=click.IntRange(min=1), help="ivf: clusters (2 * sqrt(rows), at most 1024 and at most the rows).")
 @click.option("--nprobe", type=click.IntRange(min=1), help=f"ivf: clusters scanned per query ({fixed_default('ivf', 'nprobe')}).")
 @click.option("--default", "make_default", is_flag=True, help="Make queries use this index unless told otherwise.")
 @click.option("--bench/--no-bench", default=True, show_default=True,
@@ -70,7 +70,7 @@ def build(kind, m, ef_construction, knn_links, link_ef, ef_search, ef_search_wor
         return
     click.echo(f"Built {kind} ({_settings(record.params) or 'no parameters'}) in "
                f"{record.params['build_seconds']:.1f}s: {human_bytes(record.bytes)}")
-    _echo_measured(figures)
+    _echo_measured(kind, figures)
 
 
 @index_group.command("tune")
@@ -105,17 +105,27 @@ def tune(kind, ef_search, ef_search_words, nprobe, m, ef_construction, knn_links
     built = _settings({k: v for k, v in record.params.items() if k not in searched})
     click.echo(f"{kind} now searches with {_settings({k: v for k, v in record.params.items() if k in searched})}"
                + (f" (built with {built})" if built else ""))
-    _echo_measured(figures)
+    _echo_measured(kind, figures)
 
 
 def _settings(params: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in params.items() if k != "build_seconds")
 
 
-def _echo_measured(figures: dict | None) -> None:
-    if figures:
-        click.echo(f"recall@10 {figures['recall@10']:.4f}, search {figures['search_mean_ms']:.3f} ms mean, "
-                   f"{figures['search_p99_ms']:.3f} ms p99")
+LOW_RECALL = 0.9  # below this a build or tune says so, with what to do
+
+
+def _echo_measured(kind: str, figures: dict | None) -> None:
+    if not figures:
+        return
+    recall = figures["recall@10"]
+    click.echo(f"recall@10 {recall:.4f}, search {figures['search_mean_ms']:.3f} ms mean, "
+               f"{figures['search_p99_ms']:.3f} ms p99")
+    if recall < LOW_RECALL:
+        wider = {"hnsw": "'embstore index tune hnsw --ef-search-words 400 --ef-search 400' searches wider; ",
+                 "ivf": "'embstore index tune ivf --nprobe N' scans more clusters; "}.get(kind, "")
+        note(f"recall@10 {recall:.4f} is low: answers through this index miss about {1 - recall:.0%} of the true "
+             f"nearest words. {wider}--exact asks the exact rows")
 
 
 @index_group.command("list")

@@ -106,6 +106,9 @@ def test_truncated_gzip(run, tmp_path, glove_small):
 def test_directory_and_missing_path(run, tmp_path):
     assert_one_clear_error(run("load", tmp_path, "--db", tmp_path / "s.db"), "is a directory")
     assert_one_clear_error(run("load", tmp_path / "nope.txt", "--db", tmp_path / "s.db"), "nope.txt", "no such file")
+    # '-' means standard input to export and --batch; load says it reads files only (was "-: no such file")
+    assert_one_clear_error(run("load", "-", "--db", tmp_path / "s.db", input="a 0.1 0.2\n"),
+                           "a load reads a file, not standard input: save it to a file and load that")
 
 
 def test_store_path_that_is_not_a_store(run, tmp_path):

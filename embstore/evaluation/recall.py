@@ -1,7 +1,8 @@
 """Measure what an approximate index costs: recall@k against exact search, latency, analogy accuracy.
 
 Exact ground truth comes from the exact rows in blocks (FAISS's blocked BLAS search),
-never from the index being measured.
+never from the index being measured. An answer counts as found when its exact score reaches
+the k-th true one (ties: any of many identical vectors is a true neighbour).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..errors import QueryError
 
-from ..search.engine import exact_top_k, search_top_k
+from ..search.engine import exact_top_k, fixed_order_scores, search_top_k
 from ..search.searcher import RERANKED_KINDS
 
 if TYPE_CHECKING:
@@ -31,6 +32,23 @@ def query_ids(words: int, queries: int = 1000, seed: int = 0, pool: int | None =
     whole vocabulary or from its ``pool`` most frequent words."""
     drawn_from = min(words, pool or words)
     return np.sort(np.random.default_rng(seed).choice(drawn_from, min(queries, drawn_from), replace=False))
+
+
+TIED = 1e-6  # an answer scoring within this of the k-th true score is as near as the k-th itself
+
+
+def _recall(rows: np.ndarray, query: np.ndarray, found: list, truth: list) -> float:
+    """The share of ``truth`` (the exact top k) that ``found`` matches, counting an answer as
+    right when its exact score reaches the k-th true score: among identical vectors any of the
+    copies is a true nearest word, whichever ID the exact search listed. None to find (a store of
+    one word): none missed."""
+    if not truth:
+        return 1.0
+    if not found:
+        return 0.0
+    ids = np.array([i for i, _ in found], dtype=np.int64)
+    scores = fixed_order_scores(rows, None, ids, query)
+    return min(len(truth), int(np.count_nonzero(scores >= truth[-1][1] - TIED))) / len(truth)
 
 
 def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
@@ -60,10 +78,7 @@ def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
         found = searcher.search(kind, vectors, k, exclude)
     else:
         found = search_top_k(faiss_index, vectors, k, exclude, parameters, None, ids, word_parameters)  # as nearest()
-    recall = float(np.mean([
-        len({i for i, _ in f} & {i for i, _ in t}) / len(t) if t else 1.0  # none to find (one word): none missed
-        for f, t in zip(found, truth)
-    ]))
+    recall = float(np.mean([_recall(searcher.unit_rows, vectors[j], f, t) for j, (f, t) in enumerate(zip(found, truth))]))
     # Time an evenly spread subset: the IDs are sorted, and frequent words (low IDs) are
     # answered faster by graph and cluster indexes than rare ones.
     timed = np.arange(count)[:: max(1, count // LATENCY_QUERIES)][:LATENCY_QUERIES]

@@ -29,6 +29,8 @@ def sniff_compression(head: bytes) -> str | None:
 def check_input_path(path: str | os.PathLike) -> Path:
     """Return ``path`` as a Path if it names a readable regular file; else raise FormatError."""
     path = Path(path)
+    if str(path) == "-" and not path.exists():
+        raise FormatError("-", None, "a load reads a file, not standard input: save it to a file and load that")
     if not path.exists():
         raise FormatError(str(path), None, "no such file")
     if path.is_dir():
