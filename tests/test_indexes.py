@@ -594,6 +594,15 @@ def test_an_index_whose_answers_no_cosine_can_give_is_set_aside_for_the_exact_ro
     assert out.exit_code == 0 and "no cosine can have" in out.stderr and "queen" in out.stdout
     out = run("nearest", "king", "--db", coded)
     assert out.exit_code != 0 and "the store's sq8 rows are damaged" in out.output and "Traceback" not in out.output
+    with Store.open(db) as store:  # the exact rows: a row overwritten after the store was written
+        queen, king = store.vocabulary().index("queen"), store.vector("king")
+        rows_file = store.catalog.index_file("exact").file
+    with open(tmp_path / rows_file, "r+b") as handle:
+        handle.seek(128 + 4 * len(king) * queen)
+        handle.write((np.sign(king) * 1e30).astype("<f4").tobytes())  # scores 1e29 or so with king
+    out = run("nearest", "king", "--db", db)
+    assert out.exit_code != 0 and "the store's exact rows are damaged (it answered with a score no cosine can have" \
+        in out.output and "Traceback" not in out.output
 
 
 def test_recall_counts_any_of_many_identical_vectors_as_a_true_neighbour(tmp_path, run):

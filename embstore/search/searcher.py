@@ -196,8 +196,11 @@ class Searcher:
         if kind == EXACT:
             self._guard()
             if self.raw_rows and self._unit is None:
-                return exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
-            return exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
+                hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
+            else:
+                hits = exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
+            self._plausible(EXACT, hits)  # or raises: nothing else can answer
+            return hits
         faiss_index = self.index(kind)
         if kind in RERANKED_KINDS and self._rows is not None:
             return self._reranked(kind, faiss_index, queries, k, exclude, id_limit)
@@ -215,14 +218,16 @@ class Searcher:
     def _plausible(self, kind: str, hits: Hits) -> bool:
         """Whether every score of ``kind``'s answers could be a cosine. One that cannot (a file
         damaged after opening's checks, which read no row: only ``check`` reads every byte)
-        sets ``kind`` aside as damaged for this process; ``choose`` then says so."""
+        sets an approximate ``kind`` aside as damaged for this process (``choose`` then says so),
+        and is one clear error for the store's own rows."""
         for row in hits:
             for _, score in row:
                 if not -PLAUSIBLE_SCORE <= score <= PLAUSIBLE_SCORE:  # (NaN fails both)
                     why = f"it answered with a score no cosine can have, {score:.4g}: its file is damaged"
-                    if self.holds_rows(kind):  # the store's only rows: nothing else can answer
-                        raise CatalogMismatchError(f"the store's {kind} rows are damaged ({why}); run "
-                                                   "'embstore check', then 'embstore repair'")
+                    if kind == EXACT or self.holds_rows(kind):  # the store's only rows: nothing else can answer
+                        rows = "exact rows" if kind == EXACT and self.storage == EXACT else f"{self.storage} rows"
+                        raise CatalogMismatchError(f"the store's {rows} are damaged ({why}); run 'embstore "
+                                                   "check', then 'embstore repair'")
                     self.damaged[kind] = why
                     return False
         return True
