@@ -17,7 +17,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CatalogDamagedError, EmbstoreError, StoreNotFoundError
+from .errors import CatalogDamagedError, EmbstoreError, QueryError, StoreNotFoundError
 from .paths import resolve_store_path
 from .search.index_kinds import KINDS
 from .storage.index_settings import valid_settings
@@ -70,8 +70,13 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
             (report.actions if done else report.remaining).append(message)
     if rebuild:
         with Store.open(path) as store:
-            for kind, params in rebuild.items():
-                store.build_index(kind, **params)
+            for kind, params in rebuild.items():  # one that cannot be rebuilt does not stop the others
+                try:
+                    store.build_index(kind, **params)
+                except QueryError as exc:  # a kind this store can no longer hold (pq below 256 rows, say)
+                    report.remaining.append(f"the {kind} index could not be rebuilt: {exc}; queries use the exact "
+                                            f"rows meanwhile ('embstore index drop {kind}' removes it)")
+                    continue
                 report.actions.append(f"rebuilt the {kind} index from the exact rows")
     if shards and (ROWS in damaged or SHARDS in damaged or SHARDS in stale):
         _shard_again(path, *shards, report, rows_too=ROWS in damaged or SHARDS in damaged)
@@ -137,13 +142,14 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
     storage = storage if storage in STORAGE_KINDS else EXACT  # a damaged storage names no index to leave out
     dimension = catalog.meta().get("dimension")
     dimension = int(dimension) if str(dimension).isdigit() else 0
+    rows = catalog.conn.execute("SELECT count(*) FROM words").fetchone()[0]  # what a rebuild would index
     for kind, params, name in catalog.conn.execute("SELECT kind, params, file FROM index_files"):
         if kind not in KINDS:  # a damaged kind: the file name still says which
             kind = kind_of_file(catalog.path, name) or kind
         if kind in KINDS and kind != storage and kind not in found:
             try:
                 given = json.loads(params)
-                found[kind] = valid_settings(kind, given, dimension)  # one that cannot be a setting: its default
+                found[kind] = valid_settings(kind, given, dimension, rows)  # one that cannot be a setting: its default
             except (TypeError, ValueError, AttributeError):
                 found[kind] = {}
     return found

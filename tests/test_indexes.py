@@ -637,3 +637,42 @@ def test_recall_counts_any_of_many_identical_vectors_as_a_true_neighbour(tmp_pat
         recall = float(out.stdout.split("recall@10 ")[1].split(",")[0])
         assert ("is low: answers through this index miss about" in out.stderr) == (recall < 0.9)
         assert (recall < 0.9) == bool(settings)  # a graph of 2 links built and searched with lists of 1
+
+
+def test_repair_rebuilds_what_it_can_with_settings_that_fit_the_store(tmp_path, sample_lines):
+    """From the hostile tester: a plain hnsw record (knn_links 0) carried link_ef, which the rebuild
+    refused, and that failure stopped every later rebuild; an ivf nlist above the rows passed check
+    and failed the rebuild; a stale pq on a store shrunk below 256 rows failed the whole repair."""
+    import sqlite3
+
+    from embstore.repair import repair_store
+    from embstore.storage.check import check_store
+
+    source = tmp_path / "words.txt"
+    source.write_text("".join(sample_lines[:256]), encoding="utf-8")
+    db = tmp_path / "s.db"
+    Store.load(source, db)
+    with Store.open(db) as store:
+        plain = store.build_index("hnsw", knn_links=0)
+        assert "link_ef" not in plain.params  # nothing uses it
+        store.build_index("ivf", nlist=16)
+        store.build_index("pq")
+        store.build_index("sq8")
+    with sqlite3.connect(db) as conn:  # as recorded before today: link_ef beside knn_links 0
+        conn.execute("UPDATE index_files SET params = json_set(params, '$.link_ef', 16) WHERE kind = 'hnsw'")
+        conn.execute("UPDATE index_files SET params = json_set(params, '$.nlist', 5000) WHERE kind = 'ivf'")
+    report = check_store(db)
+    assert report.damaged == {"index:ivf"}
+    assert any("nlist = 5000 is more clusters than the 256 rows" in p for p in report.problems)
+    with Store.open(db) as store:
+        store.delete_words(["the"])  # 255 rows: every index stale, and too few for pq
+    repaired = repair_store(db)
+    assert {"rebuilt the hnsw index from the exact rows", "rebuilt the ivf index from the exact rows",
+            "rebuilt the sq8 index from the exact rows"} <= set(repaired.actions), repaired.actions
+    assert any(r.startswith("the pq index could not be rebuilt: pq learns 256 codes") and "index drop pq" in r
+               for r in repaired.remaining), repaired.remaining
+    with Store.open(db) as store:
+        assert store.catalog.index_file("ivf").params["nlist"] == 31  # the default for 255 rows
+        assert store.catalog.index_file("hnsw").params["knn_links"] == 0
+        assert "stale" in store.nearest(sample_lines[10].split(" ")[0], index="pq").notes[0]
+    assert check_store(db).ok

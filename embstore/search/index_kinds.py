@@ -76,9 +76,11 @@ def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimen
     params = {p.name: int(p.default(rows, dimension) if given.get(p.name) is None else given[p.name])
               for p in PARAMETERS[kind]}
     _check_minimums(kind, params)
-    if kind == "hnsw" and params["knn_links"] == 0 and given.get("link_ef") is not None:
-        raise QueryError("hnsw link_ef sets how each row's nearest neighbours are searched for its links; with "
-                         "knn_links 0 there are none: leave link_ef out, or give knn_links")
+    if kind == "hnsw" and params["knn_links"] == 0:
+        if given.get("link_ef") is not None:
+            raise QueryError("hnsw link_ef sets how each row's nearest neighbours are searched for its links; with "
+                             "knn_links 0 there are none: leave link_ef out, or give knn_links")
+        del params["link_ef"]  # not recorded: nothing uses it
     if kind == "pq" and dimension % params["m"]:
         raise QueryError(f"pq m={params['m']} does not divide the dimension {dimension}")
     if kind == "pq" and rows < PQ_CODES:

@@ -203,7 +203,7 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
     except EmbstoreError as exc:
         report.problem(part, f"{record.kind} index: {exc}")
         return
-    settings = setting_problems(record.kind, record.params, meta.dimension)
+    settings = setting_problems(record.kind, record.params, meta.dimension, record.rows)
     if settings:
         what = (f"{label} records settings that cannot be: {'; '.join(settings.values())}. embstore uses the "
                 "defaults where it needs them")

@@ -90,9 +90,9 @@ def is_setting(parameter: Parameter, value: object) -> bool:
         parameter.minimum <= value <= (parameter.maximum or MAX_SEARCH_SETTING)
 
 
-def setting_problems(kind: str, params: dict, dimension: int) -> dict[str, str]:
-    """{name: what is wrong} for each setting an index of ``kind`` records that cannot be one
-    (queries and writes use its default instead, ``recorded``)."""
+def setting_problems(kind: str, params: dict, dimension: int, rows: int | None = None) -> dict[str, str]:
+    """{name: what is wrong} for each setting an index of ``kind`` over ``rows`` records that
+    cannot be one (queries and writes use its default instead, ``recorded``)."""
     problems = {}
     for parameter in PARAMETERS.get(kind, ()):
         if parameter.name not in params:
@@ -104,10 +104,16 @@ def setting_problems(kind: str, params: dict, dimension: int) -> dict[str, str]:
                                         f"{parameter.minimum} to {top:,}")
         elif kind == "pq" and parameter.name == "m" and dimension % value:
             problems[parameter.name] = f"m = {value} does not divide the dimension {dimension}"
+        elif kind == "ivf" and parameter.name == "nlist" and rows is not None and value > max(rows, 1):
+            problems[parameter.name] = f"nlist = {value} is more clusters than the {rows:,} rows"
     return problems
 
 
-def valid_settings(kind: str, params: dict, dimension: int) -> dict[str, int]:
-    """The settings of ``kind`` that ``params`` records and that can be (a rebuild's: the rest take their defaults)."""
-    wrong = setting_problems(kind, params, dimension)
-    return {p.name: params[p.name] for p in PARAMETERS.get(kind, ()) if p.name in params and p.name not in wrong}
+def valid_settings(kind: str, params: dict, dimension: int, rows: int | None = None) -> dict[str, int]:
+    """The settings of ``kind`` that ``params`` records and that can be for a rebuild over
+    ``rows`` (the rest take their defaults). A plain HNSW graph (no links) takes no link_ef."""
+    wrong = setting_problems(kind, params, dimension, rows)
+    kept = {p.name: params[p.name] for p in PARAMETERS.get(kind, ()) if p.name in params and p.name not in wrong}
+    if kind == "hnsw" and kept.get("knn_links") == 0:
+        kept.pop("link_ef", None)
+    return kept
