@@ -262,7 +262,7 @@ class WordQueries:
         one, two = self._resolve([_one_word(first, "similarity"), _one_word(second, "similarity")],
                                  case_insensitive=case_insensitive)
         a, b = self._unit_rows([one, two])
-        return float(np.dot(a, b))
+        return float(self.searcher.checked_similarities(np.array([np.dot(a, b)]))[0])
 
     def doesnt_match(self, words: Sequence[str], case_insensitive: bool = False) -> tuple[str, list[Neighbour]]:
         """gensim's ``doesnt_match``: the word least similar to the mean of all of them.

@@ -676,3 +676,36 @@ def test_repair_rebuilds_what_it_can_with_settings_that_fit_the_store(tmp_path, 
         assert store.catalog.index_file("hnsw").params["knn_links"] == 0
         assert "stale" in store.nearest(sample_lines[10].split(" ")[0], index="pq").notes[0]
     assert check_store(db).ok
+
+
+@pytest.mark.parametrize("offset, value", [(100, b"\xff\xff\xff\xff"), (172, b"\x00\x00\x80\x7f")])
+def test_sq8_ranges_that_decode_to_nan_or_scores_past_one_are_damage(tmp_path, sample_lines, run, offset, value):
+    """From the hostile tester: a NaN in sq8's trained ranges made FAISS drop every row (an empty
+    answer with a 'found only 0' note, and an IndexError in a batch); an infinity gave scores of
+    1.04-1.24, under the first bound of 1.5. Healthy sq8 scores reach 1.006 at most (GloVe 400k:
+    1.0057)."""
+    source = tmp_path / "words.txt"
+    source.write_text("".join(sample_lines[:3000]), encoding="utf-8")
+    db, coded = tmp_path / "s.db", tmp_path / "coded.db"
+    Store.load(source, db)
+    Store.load(source, coded, storage="sq8")
+    asked = ["king", "the", "paris", "war", "music", "water"]
+    with Store.open(db) as store:
+        sq8 = tmp_path / store.build_index("sq8").file
+        exact = [[n.word for n in r.neighbours] for r in store.nearest_many(asked)]
+    with Store.open(coded) as store:
+        coded_file = tmp_path / store.catalog.index_file("sq8").file
+    for path in (sq8, coded_file):
+        data = bytearray(path.read_bytes())
+        data[offset: offset + 4] = value
+        path.write_bytes(bytes(data))
+    for batch in (asked[:1], asked):  # one query through FAISS; more than 4 through the decoded rows
+        with Store.open(db) as store:
+            results = store.nearest_many(batch, index="sq8")
+        assert [[n.word for n in r.neighbours] for r in results] == exact[: len(batch)]
+        assert all(any("the sq8 index cannot be used" in n and "its file is damaged" in n for n in r.notes)
+                   for r in results), [r.notes for r in results]
+    for command in (["nearest", "king"], ["nearest", *asked], ["similarity", "king", "queen"]):
+        out = run(*command, "--db", coded)
+        assert out.exit_code != 0 and "the store's sq8 rows are damaged" in out.output, out.output
+        assert "Traceback" not in out.output

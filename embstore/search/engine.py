@@ -247,6 +247,8 @@ TINY_NORM_PER_DIMENSION = 2.0 ** -149 / 2.0 ** -24 * 64  # underflow's error und
 
 def _rescored(rows, norms, query, candidates: np.ndarray, fetch: int) -> tuple[list[int], list[float]]:
     """The best ``fetch`` of ``candidates`` by ``fixed_order_scores``, ties by lower ID."""
+    if not len(candidates):  # no row scored (NaN rows: the caller finds them damaged)
+        return [], []
     candidates = np.sort(candidates)  # sorted: equal scores keep the lower ID first
     candidates = candidates[np.concatenate(([True], candidates[1:] != candidates[:-1]))]  # np.unique imports numpy.ma
     scores = fixed_order_scores(rows, norms, candidates, query)
@@ -259,6 +261,8 @@ def _near_ties(ids: np.ndarray, scores: np.ndarray, fetch: int, margin: float,
     """From BLAS's best (``ids``, their ``scores``, best first): the threshold ``margin`` below
     the ``fetch``-th score, and the IDs at or above it; None for those when the list may end
     before the threshold (it is not ``complete``, every row, and its last score still passes)."""
+    if not len(scores):  # no row scored at all (every score NaN: damaged rows, which the caller sees)
+        return -np.inf, ids if complete else None
     threshold = scores[min(fetch, len(scores)) - 1] - margin
     if not complete and scores[-1] >= threshold:
         return threshold, None

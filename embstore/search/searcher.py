@@ -51,7 +51,8 @@ NORM_BLOCK = 65_536  # rows per step when lengths or unit rows are computed
 RERANKED_KINDS = ("pq",)  # compressed codes whose candidates are re-scored from the exact rows
 RERANK_CANDIDATES = 30  # candidates per answer the codes propose (at least RERANK_MINIMUM)
 RERANK_MINIMUM = 300
-PLAUSIBLE_SCORE = 1.5  # past this no answer is a cosine, even from sq8's decoded rows (within 1%)
+PLAUSIBLE_SCORE = 1.02  # past this no answer is a cosine: sq8's decoded rows score at most about 1.003
+EXHAUSTIVE_KINDS = (EXACT, "sq8")  # scan every row: they give min(k, rows to give) answers unless rows are NaN
 
 
 class Searcher:
@@ -92,8 +93,14 @@ class Searcher:
     def rows(self) -> np.ndarray:
         """The rows as stored: the exact rows, or a store's sq8 codes decoded once (unit length)."""
         if self._rows is None:
-            self._rows = index_kinds.decoded(self.storage_index, self.dimension)
+            self._rows = self._finite(index_kinds.decoded(self.storage_index, self.dimension))
         return self._rows
+
+    def _finite(self, decoded: np.ndarray) -> np.ndarray:
+        """Rows decoded from the store's own codes, or CatalogMismatchError if any is not a number."""
+        if not np.isfinite(decoded).all():
+            self._damaged(self.storage, "its codes decode to values that are not numbers")
+        return decoded
 
     @property
     def norms(self) -> np.ndarray:
@@ -136,7 +143,7 @@ class Searcher:
         if self.raw_rows:  # the lengths stored beside the rows, else computed for these rows only
             stored = self._rows[ids]
             return stored / (self._norms[ids] if self._norms is not None else row_norms(stored))[:, None]
-        return index_kinds.decoded(self.storage_index, self.dimension, ids)
+        return self._finite(index_kinds.decoded(self.storage_index, self.dimension, ids))
 
     def stored_vectors(self, ids: Sequence[int]) -> np.ndarray | None:
         """The rows of ``ids`` exactly as loaded (a copy), or None if the store holds only unit rows."""
@@ -199,7 +206,7 @@ class Searcher:
                 hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
             else:
                 hits = exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
-            self._plausible(EXACT, hits)  # or raises: nothing else can answer
+            self._plausible(EXACT, hits, (k, exclude, id_limit))  # or raises: nothing else can answer
             return hits
         faiss_index = self.index(kind)
         if kind in RERANKED_KINDS and self._rows is not None:
@@ -211,26 +218,36 @@ class Searcher:
         else:
             parameters, word_parameters = self.parameters(kind, id_limit)
             hits = search_top_k(faiss_index, queries, k, exclude, parameters, id_limit, row_ids, word_parameters)
-        if self._plausible(kind, hits):
+        if self._plausible(kind, hits, (k, exclude, id_limit) if kind in EXHAUSTIVE_KINDS else None):
             return hits
         return self.search(EXACT, queries, k, exclude, id_limit)
 
-    def _plausible(self, kind: str, hits: Hits) -> bool:
+    def _plausible(self, kind: str, hits: Hits, asked: tuple | None = None) -> bool:
         """Whether every score of ``kind``'s answers could be a cosine. One that cannot (a file
         damaged after opening's checks, which read no row: only ``check`` reads every byte)
         sets an approximate ``kind`` aside as damaged for this process (``choose`` then says so),
         and is one clear error for the store's own rows."""
+        if asked is not None:  # a scan of every row: fewer answers than rows to give means rows that score NaN
+            k, exclude, id_limit = asked
+            rows = self.size if id_limit is None else min(int(id_limit), self.size)
+            for row, skip in zip(hits, exclude):
+                if len(row) < min(k, rows - len({i for i in skip if 0 <= i < rows})):
+                    return self._damaged(kind, "some of its rows score NaN with every query")
         for row in hits:
             for _, score in row:
                 if not -PLAUSIBLE_SCORE <= score <= PLAUSIBLE_SCORE:  # (NaN fails both)
-                    why = f"it answered with a score no cosine can have, {score:.4g}: its file is damaged"
-                    if kind == EXACT or self.holds_rows(kind):  # the store's only rows: nothing else can answer
-                        rows = "exact rows" if kind == EXACT and self.storage == EXACT else f"{self.storage} rows"
-                        raise CatalogMismatchError(f"the store's {rows} are damaged ({why}); run 'embstore "
-                                                   "check', then 'embstore repair'")
-                    self.damaged[kind] = why
-                    return False
+                    return self._damaged(kind, f"it answered with a score no cosine can have, {score:.4g}")
         return True
+
+    def _damaged(self, kind: str, found: str) -> bool:
+        """Set an approximate ``kind`` aside (False); for the store's own rows raise CatalogMismatchError."""
+        why = f"{found}: its file is damaged"
+        if kind == EXACT or self.holds_rows(kind):  # the store's only rows: nothing else can answer
+            rows = "exact rows" if kind == EXACT and self.storage == EXACT else f"{self.storage} rows"
+            raise CatalogMismatchError(f"the store's {rows} are damaged ({why}); run 'embstore check', then "
+                                       "'embstore repair'")
+        self.damaged[kind] = why
+        return False
 
     def _reranked(self, kind: str, faiss_index: faiss.Index, queries: np.ndarray, k: int,
                   exclude: Sequence[Collection[int]], id_limit: int | None) -> Hits:
@@ -303,4 +320,11 @@ class Searcher:
 
     def pair_similarities(self, first_ids: np.ndarray, second_ids: np.ndarray) -> np.ndarray:
         """Cosine similarity of each (first_ids[i], second_ids[i]) pair of rows."""
-        return np.einsum("ij,ij->i", self.vectors(first_ids), self.vectors(second_ids))
+        return self.checked_similarities(np.einsum("ij,ij->i", self.vectors(first_ids), self.vectors(second_ids)))
+
+    def checked_similarities(self, similarities: np.ndarray) -> np.ndarray:
+        """``similarities`` of stored rows, or CatalogMismatchError if one is no cosine (damaged rows)."""
+        wrong = ~(np.abs(similarities) <= PLAUSIBLE_SCORE)  # (NaN too)
+        if wrong.any():
+            self._damaged(self.storage, f"it gave a similarity no cosine can have, {similarities[wrong][0]:.4g}")
+        return similarities
