@@ -121,11 +121,15 @@ def _echo_measured(kind: str, figures: dict | None) -> None:
     recall = figures["recall@10"]
     click.echo(f"recall@10 {recall:.4f}, search {figures['search_mean_ms']:.3f} ms mean, "
                f"{figures['search_p99_ms']:.3f} ms p99")
+    _low_recall_note(kind, recall)
+
+
+def _low_recall_note(kind: str, recall: float, k: int = 10) -> None:
     if recall < LOW_RECALL:
         wider = {"hnsw": "'embstore index tune hnsw --ef-search-words 400 --ef-search 400' searches wider; ",
                  "ivf": "'embstore index tune ivf --nprobe N' scans more clusters; "}.get(kind, "")
-        note(f"recall@10 {recall:.4f} is low: answers through this index miss about {1 - recall:.0%} of the true "
-             f"nearest words. {wider}--exact asks the exact rows")
+        note(f"{kind} recall@{k} {recall:.4f} is low: answers through this index miss about {1 - recall:.0%} of "
+             f"the true nearest words. {wider}--exact asks the exact rows")
 
 
 @index_group.command("list")
@@ -212,3 +216,5 @@ def bench(kinds, queries, pool, k, analogies, db, as_json):
                      f"{f['api_mean_ms']:.3f}", f"{100 * f['bytes_vs_exact']:.1f}%", lost))
     click.echo(table(["index", f"recall@{k}", "search ms", "p99 ms", "nearest() ms", "size vs exact",
                       "analogy loss"], rows, "lrrrrrr"))
+    for kind, f in results.items():
+        _low_recall_note(kind, f[f"recall@{k}"], k)

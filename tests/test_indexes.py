@@ -636,6 +636,8 @@ def test_recall_counts_any_of_many_identical_vectors_as_a_true_neighbour(tmp_pat
         out = run("index", "build", "--kind", "hnsw", *settings, "--db", db)
         recall = float(out.stdout.split("recall@10 ")[1].split(",")[0])
         assert ("is low: answers through this index miss about" in out.stderr) == (recall < 0.9)
+        bench = run("index", "bench", "--kind", "hnsw", "--db", db)
+        assert ("hnsw recall@10" in bench.stderr and "is low" in bench.stderr) == (recall < 0.9)
         assert (recall < 0.9) == bool(settings)  # a graph of 2 links built and searched with lists of 1
 
 
