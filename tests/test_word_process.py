@@ -156,3 +156,23 @@ def test_a_word_process_gone_before_the_last_flush_is_one_clear_error(tmp_path):
     words.insert_words(range(0, 2), ["a", "b"], range(0, 2), [1.0, 2.0])
     with pytest.raises(StoreError, match="could not write the words into the new catalog: "):
         words.finish_bulk_insert()
+
+
+def test_a_compressed_file_is_judged_by_what_it_holds(tmp_path, big):
+    """The big file gzipped is 15 MB on disk but 43 MB of text: its words go through the process
+    (gzip records the size it decompresses to); the gzipped sample (8 MB, 21 MB of text) does not."""
+    packed = tmp_path / "big.txt.gz"
+    with open(big, "rb") as source, gzip.open(packed, "wb", compresslevel=1) as out:
+        out.write(source.read())
+    assert packed.stat().st_size < WORDS_PROCESS_BYTES
+    loader, words = start_load(tmp_path / "s.db", packed)
+    loader.send_signal(signal.SIGKILL)
+    loader.wait()
+    assert gone(words)
+    small = subprocess.Popen([sys.executable, "-m", "embstore_cli", "load", str(SAMPLE), "--db", str(tmp_path / "t.db")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = set()
+    while small.poll() is None:
+        seen.update(children(small.pid))
+        time.sleep(0.005)
+    assert small.returncode == 0 and not seen  # inserted in the loader's own process
