@@ -82,8 +82,6 @@ def recorded(parameter: Parameter, params: dict[str, int]) -> int:
     return parameter.default(1, 1)
 
 
-
-
 def is_setting(parameter: Parameter, value: object) -> bool:
     """Whether ``value`` can be a recorded ``parameter``: a whole number in its range."""
     return isinstance(value, int) and not isinstance(value, bool) and \
