@@ -91,6 +91,21 @@ def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimen
     return params
 
 
+def code_range_problem(index: faiss.Index) -> str | None:
+    """Why an sq8 index's trained ranges cannot be those of unit rows, or None. Every kind indexes
+    unit rows, so each dimension's range lies within [-1, 1], and every decoded value with it;
+    a range past that (or not a number) is damage, found in O(dimension) without reading a row."""
+    if not isinstance(index, faiss.IndexScalarQuantizer):
+        return None
+    trained = faiss.vector_to_array(index.sq.trained)
+    low, width = trained[: index.d], trained[index.d: 2 * index.d]
+    slack = 1e-5
+    if len(trained) < 2 * index.d or not np.isfinite(trained).all() or (width < 0).any() \
+            or (low < -1 - slack).any() or (low + width > 1 + slack).any():
+        return "its trained ranges are not those of unit rows"
+    return None
+
+
 def fitted(rows: np.ndarray, width: int) -> np.ndarray:
     """``rows`` as contiguous float32, zero-padded on the right to ``width`` columns."""
     rows = np.ascontiguousarray(rows, dtype=np.float32)

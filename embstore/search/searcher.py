@@ -51,7 +51,12 @@ NORM_BLOCK = 65_536  # rows per step when lengths or unit rows are computed
 RERANKED_KINDS = ("pq",)  # compressed codes whose candidates are re-scored from the exact rows
 RERANK_CANDIDATES = 30  # candidates per answer the codes propose (at least RERANK_MINIMUM)
 RERANK_MINIMUM = 300
-PLAUSIBLE_SCORE = 1.02  # past this no answer is a cosine: sq8's decoded rows score at most about 1.003
+# Past this no answer from float rows is a cosine, even with gensim's float32 unit rows of a
+# row whose length is subnormal (its length rounds to whole units of 2**-149: at most 1.5 too
+# long, so a similarity of two such rows at most 2.25). sq8's decoded rows are not unit length
+# (a row added outside the trained ranges is clamped: 1.17 seen), so sq8 is held to its ranges
+# instead (index_kinds.code_range_problem), and to NaN.
+PLAUSIBLE_SCORE = 4.0
 EXHAUSTIVE_KINDS = (EXACT, "sq8")  # scan every row: they give min(k, rows to give) answers unless rows are NaN
 
 
@@ -86,6 +91,7 @@ class Searcher:
         self._rows = rows
         self.size = rows.shape[0] if rows is not None else storage_index.ntotal
         self._opened: dict[str, faiss.Index] = {}
+        self._codes_checked = storage_index is None
         self._decoded: dict[str, np.ndarray] = {}
         self._parameters: dict[tuple[str, int | None], tuple] = {}
 
@@ -97,7 +103,9 @@ class Searcher:
         return self._rows
 
     def _finite(self, decoded: np.ndarray) -> np.ndarray:
-        """Rows decoded from the store's own codes, or CatalogMismatchError if any is not a number."""
+        """Rows decoded from the store's own codes, or CatalogMismatchError if their ranges cannot
+        be those of unit rows or a value is not a number."""
+        self.index(self.storage)  # checks the ranges once
         if not np.isfinite(decoded).all():
             self._damaged(self.storage, "its codes decode to values that are not numbers")
         return decoded
@@ -179,11 +187,21 @@ class Searcher:
         return Choice(kind)
 
     def index(self, kind: str) -> faiss.Index:
-        """The opened FAISS index of ``kind`` (the compressed rows for a compressed store)."""
+        """The opened FAISS index of ``kind`` (the compressed rows for a compressed store). An sq8
+        index whose ranges cannot be those of unit rows is set aside as damaged when first opened
+        (the caller then asks the exact rows); for the store's own codes that is an error."""
         if self.holds_rows(kind):
+            if not self._codes_checked:
+                problem = index_kinds.code_range_problem(self.storage_index)
+                if problem:
+                    self._damaged(kind, problem)  # raises
+                self._codes_checked = True
             return self.storage_index
         if kind not in self._opened:
-            self._opened[kind] = self.indexes[kind].open()
+            opened = self._opened[kind] = self.indexes[kind].open()
+            problem = index_kinds.code_range_problem(opened)
+            if problem:
+                self.damaged[kind] = f"{problem}: its file is damaged"
         return self._opened[kind]
 
     def parameters(self, kind: str, id_limit: int | None) -> tuple:
@@ -209,6 +227,8 @@ class Searcher:
             self._plausible(EXACT, hits, (k, exclude, id_limit))  # or raises: nothing else can answer
             return hits
         faiss_index = self.index(kind)
+        if kind in self.damaged:  # found so on opening
+            return self.search(EXACT, queries, k, exclude, id_limit)
         if kind in RERANKED_KINDS and self._rows is not None:
             return self._reranked(kind, faiss_index, queries, k, exclude, id_limit)
         if kind in index_kinds.FLAT_CODE_KINDS and len(queries) > 4:
@@ -233,9 +253,10 @@ class Searcher:
             for row, skip in zip(hits, exclude):
                 if len(row) < min(k, rows - len({i for i in skip if 0 <= i < rows})):
                     return self._damaged(kind, "some of its rows score NaN with every query")
+        bound = np.inf if kind == "sq8" else PLAUSIBLE_SCORE  # sq8: its ranges are checked on opening
         for row in hits:
             for _, score in row:
-                if not -PLAUSIBLE_SCORE <= score <= PLAUSIBLE_SCORE:  # (NaN fails both)
+                if not -bound <= score <= bound:  # (NaN fails both)
                     return self._damaged(kind, f"it answered with a score no cosine can have, {score:.4g}")
         return True
 
@@ -324,7 +345,7 @@ class Searcher:
 
     def checked_similarities(self, similarities: np.ndarray) -> np.ndarray:
         """``similarities`` of stored rows, or CatalogMismatchError if one is no cosine (damaged rows)."""
-        wrong = ~(np.abs(similarities) <= PLAUSIBLE_SCORE)  # (NaN too)
+        wrong = ~(np.abs(similarities) <= (np.inf if self.storage == "sq8" else PLAUSIBLE_SCORE))  # (NaN too)
         if wrong.any():
             self._damaged(self.storage, f"it gave a similarity no cosine can have, {similarities[wrong][0]:.4g}")
         return similarities
