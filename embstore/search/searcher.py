@@ -97,7 +97,7 @@ class Searcher:
 
     @property
     def rows(self) -> np.ndarray:
-        """The rows as stored: the exact rows, or a store's sq8 codes decoded once (unit length)."""
+        """The rows as stored: the exact rows, or a store's sq8 codes decoded once (about unit length)."""
         if self._rows is None:
             self._rows = self._finite(index_kinds.decoded(self.storage_index, self.dimension))
         return self._rows
