@@ -449,7 +449,7 @@ def test_words_added_to_an_index_whose_recorded_build_settings_are_damaged_are_s
 
 def test_an_approximate_index_that_finds_fewer_answers_than_asked_says_so(tmp_path, run):
     # 3 vectors, each 500 times: the HNSW graph over identical copies leaves some unreachable
-    # (FAISS finds 1,107 of the 1,400 asked for here, every time; found by the hostile tester)
+    # (FAISS found 1,107 of the 1,400 asked for here, each time tried; found by the hostile tester)
     base = np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32)
     source = tmp_path / "copies.txt"
     source.write_text("".join(f"w{i} " + " ".join(f"{x:.6f}" for x in base[i % 3]) + "\n" for i in range(1500)))
@@ -480,8 +480,9 @@ def test_an_approximate_index_that_finds_fewer_answers_than_asked_says_so(tmp_pa
         exact = store.nearest("w0", k=1400, index="exact")
         assert len(exact.neighbours) == 1400 and exact.notes == []
     out = run("nearest", "w0", "-k", 1400, "--index", "hnsw", "--db", db)
-    assert out.exit_code == 0 and "found only 1,107 of the 1,400 answers" in out.stderr
-    assert len(out.stdout.strip().splitlines()) == 2 + 1107  # header, rule, then the answers
+    found = int(out.stderr.split("found only ")[1].split(" of the 1,400 answers")[0].replace(",", ""))
+    assert out.exit_code == 0 and found < 1400
+    assert len(out.stdout.strip().splitlines()) == 2 + found  # header, rule, then the answers
 
 
 def test_check_reports_recorded_settings_that_cannot_be_and_repair_rebuilds_with_the_rest(tmp_path, sample_lines,
