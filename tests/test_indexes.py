@@ -711,6 +711,8 @@ def test_sq8_ranges_that_unit_rows_cannot_have_are_damage(tmp_path, sample_lines
         assert [[n.word for n in r.neighbours] for r in results] == exact[: len(batch)]
         assert all(any("the sq8 index cannot be used" in n and "its file is damaged" in n for n in r.notes)
                    for r in results), [r.notes for r in results]
+    bench = run("index", "bench", "--kind", "sq8", "--db", db)  # it measured recall 0.0 and recorded it
+    assert bench.exit_code != 0 and "the sq8 index cannot be measured: its trained ranges" in bench.output
     for command in (["nearest", "king"], ["nearest", *asked], ["similarity", "king", "queen"]):
         out = run(*command, "--db", coded)
         assert out.exit_code != 0 and "the store's sq8 rows are damaged" in out.output, out.output
@@ -718,11 +720,12 @@ def test_sq8_ranges_that_unit_rows_cannot_have_are_damage(tmp_path, sample_lines
 
 
 def test_healthy_stores_whose_scores_pass_one_are_not_called_damaged(tmp_path, run):
-    """False alarms the hostile tester found in a bound of 1.02 on every score: sq8 rows added
-    after the index was built (clamped to the trained ranges, here decoding to length 1.17), sq8
-    codes of rows that sit just above their quantisation steps (1.135), and exact rows whose
-    float32 length is subnormal, which gensim's unit rows (divided by that length) make too long.
-    check passes on each, so a 'damaged' note or error would send the user round a loop."""
+    """False alarms the hostile tester found in a bound of 1.02 on every score, then in one of 4
+    and an sq8 range of [-1, 1]: sq8 rows added after the index was built (clamped to the trained
+    ranges, here decoding to length 1.17), sq8 codes of rows just above their quantisation steps
+    (1.135), and rows whose float32 length (gensim's) is subnormal or computed from subnormal
+    squares, which make their unit rows too long (up to 4.95). check passes on each, so a
+    'damaged' note or error would send the user round a loop."""
     def load(name, rows, words, **options):
         source = tmp_path / f"{name}.txt"
         source.write_text("".join(f"{w} " + " ".join(repr(float(x)) for x in row) + "\n" for w, row in zip(words, rows)))
@@ -753,8 +756,25 @@ def test_healthy_stores_whose_scores_pass_one_are_not_called_damaged(tmp_path, r
                  storage="sq8")
     # rows of 1e-45 (subnormal: their float32 length rounds to whole units of 2**-149)
     tiny = load("tiny", [[1.401298464324817e-45] * 5, [1, 1, 1, 1, 1], [0.3, -0.2, 0.5, 0.1, 0.9]], ["w0", "w1", "w2"])
+    # rows whose squares are subnormal (values near 1e-22): their float32 lengths (gensim's) come
+    # out several times too short, their "unit" rows too long (4.95 here, and 1.22 for a one-hot)
+    unit, rng = 1.401298464324817e-45, np.random.default_rng(0)
+    under = np.concatenate([[[np.sqrt(0.51 * unit)] + [np.sqrt(0.49 * unit)] * 49, [np.sqrt(0.49 * unit)] * 50],
+                            rng.normal(size=(60, 50))])
+    under_words = ["many", "many2"] + [f"u{i}" for i in range(60)]
+    underflow = load("underflow", under, under_words)
+    one_hot = np.zeros((61, 20))
+    one_hot[:60] = rng.normal(size=(60, 20))
+    one_hot[60, 3] = float(np.float32(np.sqrt(1.49 * unit)))
+    hot_words = [f"h{i}" for i in range(60)] + ["odd"]
+    hot_index, hot_coded = load("hot", one_hot, hot_words), load("hot_coded", one_hot, hot_words, storage="sq8")
+    with Store.open(hot_index) as store:
+        store.build_index("sq8")
     for command, db in [(["similarity", "a", "b"], coded), (["nearest", "a", "-k", "3"], coded),
-                        (["nearest", "w0"], tiny), (["similarity", "w0", "w0"], tiny)]:
+                        (["nearest", "w0"], tiny), (["similarity", "w0", "w0"], tiny),
+                        (["nearest", "many2"], underflow), (["similarity", "many", "many2"], underflow),
+                        (["nearest", "h1", "--index", "sq8"], hot_index), (["nearest", "h1"], hot_coded),
+                        (["index", "bench", "--kind", "sq8", "--queries", "20"], hot_index)]:
         out = run(*command, "--db", db)
         assert out.exit_code == 0 and "damaged" not in out.output, (command, out.output)
     assert float(run("similarity", "a", "b", "--db", coded).stdout) > 1.02

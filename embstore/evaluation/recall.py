@@ -67,6 +67,8 @@ def measure_index(searcher: "Searcher", vocabulary: "Vocabulary", kind: str, *,
     if choice.kind != kind:
         raise QueryError(f"the {kind} index cannot be measured: {choice.note}")
     faiss_index = searcher.index(kind)
+    if kind in searcher.damaged:  # found so on opening
+        raise QueryError(f"the {kind} index cannot be measured: {searcher.damaged[kind]} (embstore repair)")
     ids = query_ids(searcher.size, queries, seed, pool)
     count = len(ids)
     vectors = searcher.unit_rows[ids]

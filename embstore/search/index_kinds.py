@@ -91,17 +91,21 @@ def resolve_parameters(kind: str, given: dict[str, int | None], rows: int, dimen
     return params
 
 
+UNIT_ROW_VALUE = 1e3  # past this no value of a "unit" row can be (see below)
+
+
 def code_range_problem(index: faiss.Index) -> str | None:
-    """Why an sq8 index's trained ranges cannot be those of unit rows, or None. Every kind indexes
-    unit rows, so each dimension's range lies within [-1, 1], and every decoded value with it;
-    a range past that (or not a number) is damage, found in O(dimension) without reading a row."""
+    """Why an sq8 index's trained ranges cannot be those of unit rows, or None: found in
+    O(dimension) when the index is opened, without reading a row. Unit rows lie within [-1, 1],
+    except gensim's float32 unit rows of rows whose squares are subnormal (values near 1e-22),
+    whose lengths come out several times too short (1.22 seen at one dimension; at most about
+    sqrt(2 d)); so only ranges past UNIT_ROW_VALUE, or not numbers, are damage."""
     if not isinstance(index, faiss.IndexScalarQuantizer):
         return None
     trained = faiss.vector_to_array(index.sq.trained)
     low, width = trained[: index.d], trained[index.d: 2 * index.d]
-    slack = 1e-5
     if len(trained) < 2 * index.d or not np.isfinite(trained).all() or (width < 0).any() \
-            or (low < -1 - slack).any() or (low + width > 1 + slack).any():
+            or (np.abs(low) > UNIT_ROW_VALUE).any() or (np.abs(low + width) > UNIT_ROW_VALUE).any():
         return "its trained ranges are not those of unit rows"
     return None
 

@@ -51,12 +51,14 @@ NORM_BLOCK = 65_536  # rows per step when lengths or unit rows are computed
 RERANKED_KINDS = ("pq",)  # compressed codes whose candidates are re-scored from the exact rows
 RERANK_CANDIDATES = 30  # candidates per answer the codes propose (at least RERANK_MINIMUM)
 RERANK_MINIMUM = 300
-# Past this no answer from float rows is a cosine, even with gensim's float32 unit rows of a
-# row whose length is subnormal (its length rounds to whole units of 2**-149: at most 1.5 too
-# long, so a similarity of two such rows at most 2.25). sq8's decoded rows are not unit length
-# (a row added outside the trained ranges is clamped: 1.17 seen), so sq8 is held to its ranges
-# instead (index_kinds.code_range_problem), and to NaN.
-PLAUSIBLE_SCORE = 4.0
+# Past this no answer from float rows comes from healthy rows, and a check would pass. Not 1:
+# float32 lengths are gensim's, and a row whose squares are subnormal (values near 1e-22) gets
+# a length several times too short, so its "unit" row is several times too long (4.95 seen at
+# 50 dimensions; the factor grows with the square root of the dimension), and so are the
+# scores with it. What this catches is gross: garbage floats (1e12, 1e29) and NaN. sq8 is
+# held to NaN and to its trained ranges (index_kinds.code_range_problem) instead: its clamped
+# rows decode longer than 1 too.
+PLAUSIBLE_SCORE = 1e6
 EXHAUSTIVE_KINDS = (EXACT, "sq8")  # scan every row: they give min(k, rows to give) answers unless rows are NaN
 
 
