@@ -224,9 +224,16 @@ def _readopt_files(catalog: Catalog) -> list[str]:
 
 
 def _recorded_names(path: Path) -> set[str]:
-    catalog = Catalog.open(path, upgrade=False)
+    """The file names the catalog records; none if its records cannot be read (a damaged
+    schema), so that every rows file beside it counts as one it may not know of."""
+    try:
+        catalog = Catalog.open(path, upgrade=False)
+    except EmbstoreError:
+        return set()
     try:
         return catalog.recorded_file_names()
+    except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError):
+        return set()
     finally:
         catalog.close()
 
