@@ -107,6 +107,21 @@ def test_repair_rebuilds_a_damaged_approximate_index(run, store):
     assert check_store(db).ok
 
 
+def test_repair_with_file_records_it_cannot_read_keeps_the_rows_it_may_not_know(run, store):
+    """Found by test_fuzz_damage: a flipped byte renamed a column of shard_files, so the catalog's
+    file names could not be read, and repair, deciding whether a reload would lose newer rows,
+    raised OperationalError (a traceback). With no names read, the store's rows file may be
+    newer than the catalog: the reload is refused, with the way to force it."""
+    db, source = store
+    with sqlite3.connect(db) as conn:
+        conn.execute("ALTER TABLE shard_files RENAME COLUMN file TO fxle")
+    rows = exact_file(db)
+    rows.write_bytes(rows.read_bytes()[:-4])  # damaged rows: a reload is the only repair
+    repaired = run("repair", "--db", db)
+    assert repaired.exit_code == 1 and "Traceback" not in repaired.output, repaired.output
+    assert "--discard-changes" in repaired.output and rows.exists()
+
+
 def test_repair_without_source_says_what_to_do(run, store):
     db, source = store
     source.unlink()
