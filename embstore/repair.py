@@ -142,7 +142,7 @@ def _approximate_indexes(catalog: Catalog) -> dict[str, dict]:
     storage = storage if storage in STORAGE_KINDS else EXACT  # a damaged storage names no index to leave out
     dimension = catalog.meta().get("dimension")
     dimension = int(dimension) if str(dimension).isdigit() else 0
-    rows = catalog.conn.execute("SELECT count(*) FROM words").fetchone()[0]  # what a rebuild would index
+    rows = catalog.word_stats()[0]  # what a rebuild would index
     for kind, params, name in catalog.conn.execute("SELECT kind, params, file FROM index_files"):
         if kind not in KINDS:  # a damaged kind: the file name still says which
             kind = kind_of_file(catalog.path, name) or kind

@@ -125,8 +125,7 @@ class WordQueries:
     def _shortfall(self, kind: str, found: int, k: int, id_limit: int | None, excluded: Sequence[int]) -> str | None:
         """A note when an approximate index answered with fewer than the ``k`` rows there are to
         give (an HNSW graph over many identical vectors can leave some unreachable)."""
-        rows = self.searcher.size if id_limit is None else min(int(id_limit), self.searcher.size)
-        expected = min(k, rows - len({i for i in excluded if 0 <= i < rows}))
+        expected = self.searcher.rows_to_give(k, excluded, id_limit)
         if found >= expected:
             return None
         return (f"the {kind} index found only {found:,} of the {expected:,} answers asked for (an approximate "

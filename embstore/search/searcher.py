@@ -251,9 +251,8 @@ class Searcher:
         and is one clear error for the store's own rows."""
         if asked is not None:  # a scan of every row: fewer answers than rows to give means rows that score NaN
             k, exclude, id_limit = asked
-            rows = self.size if id_limit is None else min(int(id_limit), self.size)
             for row, skip in zip(hits, exclude):
-                if len(row) < min(k, rows - len({i for i in skip if 0 <= i < rows})):
+                if len(row) < self.rows_to_give(k, skip, id_limit):
                     return self._damaged(kind, "some of its rows score NaN with every query")
         bound = np.inf if kind == "sq8" else PLAUSIBLE_SCORE  # sq8: its ranges are checked on opening
         for row in hits:
@@ -261,6 +260,12 @@ class Searcher:
                 if not -bound <= score <= bound:  # (NaN fails both)
                     return self._damaged(kind, f"it answered with a score no cosine can have, {score:.4g}")
         return True
+
+    def rows_to_give(self, k: int, excluded: Collection[int], id_limit: int | None) -> int:
+        """How many answers a search that misses no row gives: ``k``, or fewer when the rows
+        searched (all, or the first ``id_limit``) less the ``excluded`` among them are fewer."""
+        rows = self.size if id_limit is None else min(int(id_limit), self.size)
+        return min(k, rows - len({i for i in excluded if 0 <= i < rows}))
 
     def _damaged(self, kind: str, found: str) -> bool:
         """Set an approximate ``kind`` aside (False); for the store's own rows raise CatalogMismatchError."""
