@@ -50,6 +50,9 @@ class _Progress:
 @click.option("--replace", is_flag=True, help="Replace the store if one already exists at --db.")
 @click.option("--storage", type=click.Choice(["exact", "sq8"]), default="exact", show_default=True,
               help="sq8 keeps only 8-bit codes: a quarter of the bytes, every vector approximate.")
+@click.option("--sketch", is_flag=True,
+              help="Also write the rows' sketch (128 dimensions or more; about a fifth more disk at 300): a single "
+                   "exact query then reads about a fifth of the bytes, with the same answers. For millions of words.")
 @click.option("--counts", "counts_file", type=click.Path(dir_okay=False),
               help="A 'word count' file (word2vec -save-vocab, gensim's fvocab): a count per word.")
 @click.option("--encoding", default="utf-8", show_default=True,
@@ -58,7 +61,7 @@ class _Progress:
 @click.option("--on-duplicate", type=click.Choice(["skip", "replace", "error"]), default="skip", show_default=True,
               help="With --append: what to do with a word the store already has.")
 @json_option
-def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, replace, storage, counts_file,
+def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, replace, storage, sketch, counts_file,
          encoding, append, on_duplicate, as_json):
     """Load an embedding FILE (GloVe, word2vec text/binary, fastText .vec; .gz/.bz2/.xz too).
 
@@ -66,6 +69,8 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
     rows: any word, in the vocabulary or not, then has a vector."""
     if append and replace:
         raise click.UsageError("--append and --replace exclude each other")
+    if append and sketch:
+        raise click.UsageError("--sketch is for a new load; --append keeps the sketch the store has")
     if append and counts_file:
         raise click.UsageError("--counts is for a new load; --append does not take counts")
     if append:
@@ -82,7 +87,7 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
         report = Store.load(
             file, db, format=format_name, limit=limit, unicode_errors=unicode_errors,
             zero_vectors=zero_vectors, replace=replace, progress=progress, storage=storage, bad_words=bad_words,
-            counts=counts_file, encoding=encoding,
+            counts=counts_file, encoding=encoding, sketch=sketch,
         )
     finally:
         if progress:

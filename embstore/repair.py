@@ -244,7 +244,7 @@ def _load_options(meta: dict[str, str]) -> dict:
         options = json.loads(meta.get("load_options") or "{}")
     except ValueError:
         options = {}
-    known = {"format", "limit", "unicode_errors", "zero_vectors", "bad_words", "storage", "encoding"}
+    known = {"format", "limit", "unicode_errors", "zero_vectors", "bad_words", "storage", "encoding", "sketch"}
     options = {k: v for k, v in options.items() if k in known} if isinstance(options, dict) else {}
     options.setdefault("format", meta.get("source_format"))
     return options

@@ -21,6 +21,7 @@ from typing import Collection, Sequence
 
 import numpy as np
 
+from .. import row_sketch
 from ..errors import QueryError
 from ..lazy_modules import faiss, lazy_module
 
@@ -155,10 +156,12 @@ def exact_top_k(
     exclude: Sequence[Collection[int]],
     id_limit: int | None = None,
     norms: np.ndarray | None = None,
+    sketch: row_sketch.Sketch | None = None,
 ) -> list[list[tuple[int, float]]]:
     """Exact top ``k`` (id, cosine) for unit ``queries`` against unit ``rows``, or against
     rows as loaded with their lengths ``norms`` (a query's scores are divided by them; a
-    batch normalises a block of rows at a time, ``_scaled_batch``).
+    batch normalises a block of rows at a time, ``_scaled_batch``). With the rows' ``sketch``
+    a single query reads the sketch and only the rows it cannot rule out (``_sketched_scan``).
 
     One query is a BLAS matrix-vector product and a threshold selection; a batch
     goes through one call of FAISS's blocked BLAS search. Only the first
@@ -181,7 +184,8 @@ def exact_top_k(
     tiny = tiny_rows(searched, norms)
     wider = min(searched.shape[0], fetch + RESCORE_SLACK)
     if len(queries) <= 4:
-        answers = [_rescored_scan(searched, norms, query, fetch, margin, tiny) for query in queries]
+        answers = [_sketched_scan(searched, norms, sketch, query, fetch, margin, tiny) if sketch is not None
+                   else _rescored_scan(searched, norms, query, fetch, margin, tiny) for query in queries]
     else:
         if norms is not None:
             ids_rows, score_rows = _scaled_batch(searched, norms, queries, wider)
@@ -282,6 +286,35 @@ def _rescored_scan(rows, norms, query, fetch: int, margin: float, tiny: np.ndarr
     if candidates is None:  # more near-ties than the slack holds: a pass over every score
         candidates = np.flatnonzero(scores >= threshold)
     return _rescored(rows, norms, query, np.concatenate([candidates, tiny]), fetch)
+
+
+SKETCH_FIRST_LOOK = 64  # rows scored in full, past the ones asked for, to set the sketch's threshold
+SKETCH_MOST_ROWS = 8  # past 1/8 of the rows left to score, a full scan is cheaper
+
+
+def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: np.ndarray
+                   ) -> tuple[list[int], list[float]]:
+    """``_rescored_scan``'s answer, reading the rows' sketch instead of every row.
+
+    Every row's cosine is at most its sketch bound plus a slack (``row_sketch.bounds``; and a
+    ``fixed_order_scores`` score at most half of ``margin`` above the cosine). The rows with the
+    best bounds are scored in full; the ``fetch``-th of those scores is a threshold that the
+    answers reach, so every row whose bound is below it (less the slack and the margin) is left
+    out, and the rest are scored: the same ``_rescored`` answer, ties and all, as a scan of every
+    row. A sketch whose bounds are not numbers (a damaged file) or that rules out too few rows
+    falls back to that scan."""
+    count = rows.shape[0]
+    bound, slack = row_sketch.bounds(sketch, query, count)
+    if not np.isfinite(bound.sum(dtype=np.float64)):
+        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
+    first = top_k_indices(bound, min(count, fetch + SKETCH_FIRST_LOOK))
+    ids, scores = _rescored(rows, norms, query, np.concatenate([first, tiny]), fetch)
+    if len(ids) < fetch or not np.isfinite(scores[-1]):  # NaN rows: the full scan's answer, and its damage
+        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
+    candidates = np.flatnonzero(bound >= np.float32(scores[-1] - slack - margin))
+    if len(candidates) > count // SKETCH_MOST_ROWS:
+        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
+    return _rescored(rows, norms, query, np.concatenate([candidates, first, tiny]), fetch)
 
 
 SCALED_BLOCK_ROWS = 65_536  # rows made unit length at a time for a batch over rows as loaded

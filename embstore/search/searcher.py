@@ -18,6 +18,7 @@ from ..row_norms import row_norms
 from ..lazy_modules import faiss, lazy_module
 
 if TYPE_CHECKING:
+    from ..row_sketch import Sketch
     from .analogy_screen import Screening
 
 index_kinds = lazy_module("embstore.search.index_kinds")  # approximate kinds only: an exact query needs none
@@ -75,14 +76,18 @@ class Searcher:
     def __init__(self, rows: np.ndarray | None, dimension: int, *, storage: str = EXACT,
                  storage_index: faiss.Index | None = None, default: str = EXACT,
                  indexes: dict[str, AvailableIndex] | None = None, damaged: dict[str, str] | None = None,
-                 raw_rows: bool = False, norms: np.ndarray | None = None, guard: Callable[[], None] | None = None):
+                 raw_rows: bool = False, norms: np.ndarray | None = None, sketch: Sketch | None = None,
+                 guard: Callable[[], None] | None = None):
         """``rows``: the exact rows (``raw_rows``: as loaded, else unit length); or None with
         ``storage_index``, the compressed index of kind ``storage`` that holds a store's only
         (unit) rows. ``norms``: the rows' float32 norms if known (else computed when first
-        needed); ``guard``: called before the rows are read, raises if their file was damaged."""
+        needed); ``sketch``: the rows' sketch (``row_sketch``), which single exact queries read
+        instead of every row; ``guard``: called before the rows are read, raises if their file
+        was damaged."""
         self.dimension = dimension
         self.raw_rows = raw_rows and rows is not None
         self._norms: np.ndarray | None = norms if self.raw_rows else None
+        self._sketch = sketch if self.raw_rows and norms is not None else None
         self._guard = guard or (lambda: None)
         self._unit: np.ndarray | None = None
         self.storage = storage
@@ -223,7 +228,7 @@ class Searcher:
         if kind == EXACT:
             self._guard()
             if self.raw_rows and self._unit is None:
-                hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
+                hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms, sketch=self._sketch)
             else:
                 hits = exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
             self._plausible(EXACT, hits, (k, exclude, id_limit))  # or raises: nothing else can answer

@@ -7,6 +7,9 @@ Knows nothing of SQLite. The exact rows file (layout 2) is
     bytes 83-      FAISS's serialisation of an ``IndexFlatIP`` holding the rows, so that its
                    rows start at byte 128, on a 64-byte boundary
     after the rows each row's float32 norm
+    then (layout 3 only) the rows' sketch, from a 64-byte boundary: its basis (d x 64), each
+                   row's projection (n x 64) and residual bound (n), then a 64-byte trailer
+                   (magic, width, and the bounds that hold for every row): ``row_sketch``
 
 so the rows are memory-mapped, aligned for BLAS, in constant time and shared between
 processes through the page cache; FAISS reads its part as it is; FAISS ID i is row i.
@@ -35,6 +38,7 @@ from typing import BinaryIO, Iterator
 from ..lazy_modules import faiss
 import numpy as np
 
+from .. import row_sketch
 from ..row_norms import row_norms
 from .durable import fsync_directory
 from ..errors import CatalogMismatchError, StoreError
@@ -42,7 +46,10 @@ from ..errors import CatalogMismatchError, StoreError
 _HASH_BLOCK = 8 << 20
 ROWS_MAGIC = b"embstore rows\x00\x00\x00"  # 16 bytes
 ROWS_LAYOUT = 2
-HEADER = struct.Struct("<16sIIQQQ16s")  # magic, layout, dimension, rows, FAISS offset, norms offset, reserved
+SKETCHED_LAYOUT = 3  # layout 2 and the rows' sketch after the norms
+HEADER = struct.Struct("<16sIIQQQQ8s")  # magic, layout, dimension, rows, FAISS offset, norms offset, sketch offset, reserved
+SKETCH_MAGIC = b"embstore sketch\x00"
+SKETCH_TRAILER = struct.Struct("<16sIIddd16s")  # magic, width, reserved, leak, longest, widest, reserved: 64 bytes
 FAISS_OFFSET = 83  # + FAISS's 45 header bytes = 128: the first row on a 64-byte boundary
 ROWS_OFFSET = 128
 FINGERPRINT_BYTES = 64 << 10  # the fingerprint hashes this much at each end of the file
@@ -90,15 +97,29 @@ class ExactRows:
     rows: np.ndarray  # (n, d) float32, read-only
     norms: np.ndarray | None  # each row's float32 norm, when the file holds them
     mapped: bool
+    sketch: row_sketch.Sketch | None = None  # layout 3: the rows' sketch, mapped
 
 
 LENGTH_PROBLEM = ("has a length float32 cannot hold (it rounds to 0 or overflows), so cosine cannot rank it; "
                   "scale the vectors")
 
 
-def rows_file_size(rows: int, dimension: int) -> int:
-    """The size of a layout 2 exact rows file."""
+def rows_file_size(rows: int, dimension: int, sketched: bool = False) -> int:
+    """The size of an exact rows file: layout 2, or ``sketched`` (layout 3)."""
+    if sketched:
+        return sketch_offset(rows, dimension) + 4 * row_sketch.WIDTH * (dimension + rows) + 4 * rows + \
+            SKETCH_TRAILER.size
     return ROWS_OFFSET + 4 * rows * dimension + 4 * rows
+
+
+def sketch_offset(rows: int, dimension: int) -> int:
+    """Where a layout 3 file's sketch starts: the first 64-byte boundary after the norms."""
+    return -(-(ROWS_OFFSET + 4 * rows * dimension + 4 * rows) // 64) * 64
+
+
+def can_sketch(dimension: int) -> bool:
+    """Whether rows of ``dimension`` can have a sketch (it must be at most half their bytes)."""
+    return dimension >= row_sketch.MIN_DIMENSION
 
 
 def fingerprint_of(handle: BinaryIO, size: int) -> str:
@@ -160,10 +181,13 @@ class FlatIndexWriter:
 
     _QUEUED_CHUNKS = 2
 
-    def __init__(self, tmp_path: Path, final_path: Path, dimension: int, expected_rows: int | None = None):
+    def __init__(self, tmp_path: Path, final_path: Path, dimension: int, expected_rows: int | None = None,
+                 sketch: bool = False):
+        """``sketch``: also write the rows' sketch (layout 3; ``can_sketch`` dimensions only)."""
         self.tmp_path = tmp_path
         self.final_path = final_path
         self.dimension = dimension
+        self.sketch = sketch and can_sketch(dimension)
         self.rows = 0
         self._before, self._after = _faiss_layout_checked(dimension)
         self._norms: list[np.ndarray] = []
@@ -180,7 +204,7 @@ class FlatIndexWriter:
 
     def _prefix(self, rows: int) -> bytes:
         """The file's first ``ROWS_OFFSET`` bytes for ``rows`` rows: our header, then FAISS's."""
-        return _header(self.dimension, rows) + self._before + struct.pack("<q", rows) + self._after + \
+        return _header(self.dimension, rows, self.sketch and rows > 0) + self._before + struct.pack("<q", rows) + self._after + \
             struct.pack("<Q", rows * self.dimension)
 
     def _write_queued(self) -> None:
@@ -231,6 +255,8 @@ class FlatIndexWriter:
                 handle.write(memoryview(norms).cast("B"))
                 if digest is not None:
                     digest.update(memoryview(norms).cast("B"))
+            if self.sketch and self.rows:
+                self._write_sketch(handle, digest)
             handle.seek(0)
             handle.write(self._prefix(self.rows))
             handle.flush()
@@ -246,6 +272,46 @@ class FlatIndexWriter:
         fsync_directory(self.final_path.parent)
         return WrittenFile(self.final_path, self.rows, size, checksum, fingerprint)
 
+    def _write_sketch(self, handle: BinaryIO, digest) -> None:
+        """Append the rows' sketch (``row_sketch``), reading the rows back from the page cache."""
+        def write(data: np.ndarray) -> None:
+            view = memoryview(np.ascontiguousarray(data, dtype="<f4")).cast("B")
+            handle.write(view)
+            if digest is not None:
+                digest.update(view)
+
+        rows, dimension = self.rows, self.dimension
+        norms = np.concatenate(self._norms)
+        start = sketch_offset(rows, dimension)
+        handle.flush()
+        write(np.zeros((start - handle.tell()) // 4, dtype="<f4"))  # to the 64-byte boundary (a multiple of 4)
+        with open(self.tmp_path, "rb") as written:
+            mapped = mmap.mmap(written.fileno(), ROWS_OFFSET + 4 * rows * dimension, prot=mmap.PROT_READ)
+        try:
+            matrix = np.ndarray((rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
+            step = max(1, rows // row_sketch.SAMPLE_ROWS)
+            sample = matrix[::step][: row_sketch.SAMPLE_ROWS] / norms[::step][: row_sketch.SAMPLE_ROWS, None]
+            basis = row_sketch.directions(sample)
+            orthogonality, column = row_sketch.basis_error(basis)
+            write(basis)
+            residuals, leak, longest, widest = [], 0.0, 0.0, 0.0
+            for first in range(0, rows, ROW_CHUNK):
+                unit = np.divide(matrix[first: first + ROW_CHUNK], norms[first: first + ROW_CHUNK, None])
+                projections, block_residuals, (block_leak, block_longest, block_widest) = \
+                    row_sketch.sketch_block(unit, basis, orthogonality, column)
+                write(projections)
+                residuals.append(block_residuals)
+                leak, longest, widest = max(leak, block_leak), max(longest, block_longest), max(widest, block_widest)
+            del matrix, unit
+        finally:
+            mapped.close()
+        for block in residuals:
+            write(block)
+        trailer = SKETCH_TRAILER.pack(SKETCH_MAGIC, row_sketch.WIDTH, 0, leak, longest, widest, bytes(16))
+        handle.write(trailer)
+        if digest is not None:
+            digest.update(trailer)
+
     def abort(self) -> None:
         try:
             self._stop()
@@ -260,9 +326,10 @@ class FlatIndexWriter:
 ROW_CHUNK = 65_536  # rows per write when a matrix already in memory (or mapped) is written out
 
 
-def write_rows_file(rows: np.ndarray, tmp_path: Path, final_path: Path) -> WrittenFile:
-    """Write ``rows`` (a matrix, or a slice of a mapped one) as an exact rows file, a chunk at a time."""
-    writer = FlatIndexWriter(tmp_path, final_path, rows.shape[1], expected_rows=rows.shape[0])
+def write_rows_file(rows: np.ndarray, tmp_path: Path, final_path: Path, sketch: bool = False) -> WrittenFile:
+    """Write ``rows`` (a matrix, or a slice of a mapped one) as an exact rows file, a chunk at a
+    time; with their ``sketch`` if asked."""
+    writer = FlatIndexWriter(tmp_path, final_path, rows.shape[1], expected_rows=rows.shape[0], sketch=sketch)
     try:
         for start in range(0, rows.shape[0], ROW_CHUNK):
             writer.add(rows[start: start + ROW_CHUNK])
@@ -272,9 +339,10 @@ def write_rows_file(rows: np.ndarray, tmp_path: Path, final_path: Path) -> Writt
         raise
 
 
-def _header(dimension: int, rows: int) -> bytes:
+def _header(dimension: int, rows: int, sketched: bool = False) -> bytes:
     norms_offset = ROWS_OFFSET + 4 * rows * dimension
-    return HEADER.pack(ROWS_MAGIC, ROWS_LAYOUT, dimension, rows, FAISS_OFFSET, norms_offset, bytes(16)) + \
+    layout, sketch_at = (SKETCHED_LAYOUT, sketch_offset(rows, dimension)) if sketched else (ROWS_LAYOUT, 0)
+    return HEADER.pack(ROWS_MAGIC, layout, dimension, rows, FAISS_OFFSET, norms_offset, sketch_at, bytes(8)) + \
         bytes(FAISS_OFFSET - HEADER.size)
 
 
@@ -381,17 +449,19 @@ def _map_rows(path: Path, handle: BinaryIO, head: bytes, *, rows: int, size: int
               dimension: int, fingerprint: str | None) -> ExactRows:
     if len(head) < ROWS_OFFSET:
         raise CatalogMismatchError(f"index file {path.name} is too short to hold its header")
-    magic, layout, file_dimension, file_rows, faiss_offset, norms_offset, _ = HEADER.unpack_from(head)
-    if layout != ROWS_LAYOUT:
+    magic, layout, file_dimension, file_rows, faiss_offset, norms_offset, sketch_at, _ = HEADER.unpack_from(head)
+    if layout not in (ROWS_LAYOUT, SKETCHED_LAYOUT):
         raise CatalogMismatchError(f"index file {path.name} has rows layout {layout}; this embstore reads "
-                                   f"layout {ROWS_LAYOUT} (a newer embstore wrote it?)")
+                                   f"layouts {ROWS_LAYOUT} and {SKETCHED_LAYOUT} (a newer embstore wrote it?)")
+    sketched = layout == SKETCHED_LAYOUT
     if (file_rows, file_dimension) != (rows, dimension):
         raise CatalogMismatchError(f"index file {path.name} holds {file_rows:,} rows of dimension {file_dimension}; "
                                    f"the catalog expects {rows:,} of dimension {dimension}")
     before, after = _flat_ip_layout(dimension)
     faiss_head = before + struct.pack("<q", rows) + after + struct.pack("<Q", rows * dimension)
-    if (faiss_offset, norms_offset, size) != (FAISS_OFFSET, ROWS_OFFSET + 4 * rows * dimension,
-                                              rows_file_size(rows, dimension)) \
+    if (faiss_offset, norms_offset, sketch_at, size) != (
+            FAISS_OFFSET, ROWS_OFFSET + 4 * rows * dimension, sketch_offset(rows, dimension) if sketched else 0,
+            rows_file_size(rows, dimension, sketched)) or sketched and not can_sketch(dimension) \
             or head[FAISS_OFFSET:ROWS_OFFSET] != faiss_head:
         raise CatalogMismatchError(f"index file {path.name} does not have the layout its header describes")
     if fingerprint is not None and fingerprint_of(handle, size) != fingerprint:
@@ -404,7 +474,23 @@ def _map_rows(path: Path, handle: BinaryIO, head: bytes, *, rows: int, size: int
         check_mapped_digest(path, mapped, size, checksum)
     matrix = np.ndarray((rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
     norms = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=norms_offset)
-    return ExactRows(matrix, norms, mapped=True)
+    return ExactRows(matrix, norms, mapped=True, sketch=_mapped_sketch(path, mapped, rows, dimension) if sketched else None)
+
+
+def _mapped_sketch(path: Path, mapped: mmap.mmap, rows: int, dimension: int) -> row_sketch.Sketch:
+    """The sketch of a layout 3 file (its size and offsets already checked), reading only its trailer."""
+    width = row_sketch.WIDTH
+    start = sketch_offset(rows, dimension)
+    end = rows_file_size(rows, dimension, True) - SKETCH_TRAILER.size
+    magic, file_width, _, leak, longest, widest, _ = SKETCH_TRAILER.unpack(mapped[end: end + SKETCH_TRAILER.size])
+    if magic != SKETCH_MAGIC or file_width != width or not all(
+            0 <= value < 1e6 for value in (leak, longest, widest)):  # (NaN fails too)
+        raise CatalogMismatchError(f"index file {path.name} has a damaged sketch trailer; run 'embstore check', "
+                                   "then 'embstore repair'")
+    basis = np.ndarray((dimension, width), dtype="<f4", buffer=mapped, offset=start)
+    projections = np.ndarray((rows, width), dtype="<f4", buffer=mapped, offset=start + 4 * width * dimension)
+    residuals = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=start + 4 * width * (dimension + rows))
+    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest)
 
 
 def faiss_part(path: Path) -> faiss.Index:

@@ -22,6 +22,7 @@ from .catalog import Catalog
 from .catalog_indexes import IndexFileRecord, parse_record
 from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, subword_file_path
+from .. import row_sketch
 from .index_files import open_exact_rows, open_index_file, open_regular, stored_width
 from .subword_file import open_subword_rows
 from ..subwords.compose import SubwordVectors
@@ -86,13 +87,14 @@ class StoreFiles:
 
     def __init__(self, path: Path, catalog: Catalog, meta: StoreMeta, held: dict[str, HeldFile],
                  rows: np.ndarray | None, storage_index: faiss.Index | None, size: int,
-                 norms: np.ndarray | None = None):
+                 norms: np.ndarray | None = None, sketch: row_sketch.Sketch | None = None):
         self.path = path
         self.catalog = catalog
         self.meta = meta
         self.held = held
         self.rows = rows  # the exact rows (read-only, mapped), unless the store keeps only compressed codes
         self.norms = norms  # their float32 norms, when the rows file holds them
+        self.sketch = sketch  # the rows' sketch (layout 3 files), for single exact queries
         self.storage_index = storage_index  # the sq8 index holding the rows, for --storage sq8 stores
         self.size = size
         self.broken: dict[str, str] = {}  # approximate indexes that cannot be used, and why
@@ -347,20 +349,20 @@ class StoreFiles:
                 f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows")
         reuse = previous is not None and previous.held.get(meta.storage) is not None \
             and previous.held[meta.storage].record == record
-        rows = storage_index = norms = None
+        rows = storage_index = norms = sketch = None
         if meta.storage == EXACT:
             if reuse:
-                rows, norms = previous.rows, previous.norms
+                rows, norms, sketch = previous.rows, previous.norms, previous.sketch
             else:
                 exact = open_exact_rows(storage.path, rows=record.rows, size=record.bytes,
                                         checksum=record.checksum if verify else None, dimension=meta.dimension,
                                         source=storage.source, fingerprint=record.params.get("fingerprint"))
-                rows, norms = exact.rows, exact.norms
+                rows, norms, sketch = exact.rows, exact.norms, exact.sketch
         else:
             storage_index = previous.storage_index if reuse else open_index_file(
                 storage.path, rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
                 dimension=stored_width(meta.storage, meta.dimension), source=storage.source)
-        return cls(path, catalog, meta, held, rows, storage_index, count, norms)
+        return cls(path, catalog, meta, held, rows, storage_index, count, norms, sketch)
 
     def close(self) -> None:
         self.close_probe()
@@ -371,7 +373,7 @@ class StoreFiles:
             self.subword_file.close()
             self.subword_file = None
         self._subword_rows = None
-        self.rows = self.storage_index = self.norms = None
+        self.rows = self.storage_index = self.norms = self.sketch = None
         self.catalog.close()
 
     def shard_layout(self) -> ShardLayout | None:

@@ -33,7 +33,9 @@ from ..storage.file_names import (NewFiles, is_store_file, leftover_files, new_c
                                   own_paths, own_shard_paths, own_subword_paths, remove_files)
 from ..row_norms import float64_norms, row_norms
 from .subword_loading import record_subwords
-from ..storage.index_files import LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, open_exact_rows, write_index_file
+from .. import row_sketch
+from ..storage.index_files import (LENGTH_PROBLEM, FlatIndexWriter, WrittenFile, can_sketch, open_exact_rows,
+                                   write_index_file)
 from ..storage.schema import FORMAT_VERSION
 from ..storage.store_meta import EXACT, NO_CHANGES, RAW_ROWS, STORAGE_KINDS, now
 from ..storage.word_inserter import WordInserter, WordsHere
@@ -76,10 +78,12 @@ def record_written(kind: str, written: WrittenFile, *, params: dict, generation:
 def load_store(source: str | os.PathLike, path: Path, *, format: str | None = None, limit: int | None = None,
                unicode_errors: str = "strict", zero_vectors: str = "error", replace: bool = False,
                progress: Progress | None = None, storage: str = EXACT, bad_words: str = "error",
-               counts: str | os.PathLike | None = None, encoding: str = "utf-8") -> LoadReport:
+               counts: str | os.PathLike | None = None, encoding: str = "utf-8", sketch: bool = False) -> LoadReport:
     """Load ``source`` into a new store at ``path``, or replace the store there. See ``Store.load``."""
     if storage not in STORAGE_KINDS:
         raise ValueError(f"storage must be one of {', '.join(STORAGE_KINDS)}")
+    if sketch and storage != EXACT:
+        raise StoreError("a sketch is made of the exact rows; --storage sq8 keeps none: choose one of the two")
     if zero_vectors not in ZERO_VECTOR_POLICIES or bad_words not in ZERO_VECTOR_POLICIES:
         raise ValueError(f"zero_vectors and bad_words must be one of {ZERO_VECTOR_POLICIES}")
     started = time.perf_counter()
@@ -102,7 +106,11 @@ def load_store(source: str | os.PathLike, path: Path, *, format: str | None = No
     def run(how: str) -> LoadReport:
         with open_embeddings(source, format, limit=limit, unicode_errors=unicode_errors, encoding=encoding) as reader:
             path.parent.mkdir(parents=True, exist_ok=True)
-            loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words, counts)
+            if sketch and not can_sketch(reader.dimension):
+                raise StoreError(f"{source}: a sketch needs rows of at least {row_sketch.MIN_DIMENSION} dimensions "
+                                 f"(these have {reader.dimension}, and one pass over them is fast already); load "
+                                 "without --sketch")
+            loader = _Loader(reader, path, zero_vectors, progress, storage, started, bad_words, counts, sketch)
             return loader.replace() if how == "replace" else loader.create(overwrite=how == "overwrite")
 
     if not exists:
@@ -142,8 +150,10 @@ def _folder_lock(folder: Path) -> Iterator[None]:
 
 class _Loader:
     def __init__(self, reader: EmbeddingReader, path: Path, zero_vectors: str, progress: Progress | None,
-                 storage: str, started: float, bad_words: str = "error", counts: str | os.PathLike | None = None):
+                 storage: str, started: float, bad_words: str = "error", counts: str | os.PathLike | None = None,
+                 sketch: bool = False):
         self.reader, self.path, self.zero_vectors, self.bad_words = reader, path, zero_vectors, bad_words
+        self.sketch = sketch
         self.counts = counts
         self.counts_in_file = False  # whether the file itself gave the counts (a fastText model)
         self.bad_words_skipped = self.duplicates = 0
@@ -216,7 +226,7 @@ class _Loader:
         the files to remove once committed."""
         tmp, final = new_index_file(self.path, EXACT)
         writer = FlatIndexWriter(self.files.claim(tmp, final), final, self.reader.dimension,
-                                 expected_rows=self.reader.expected_rows)
+                                 expected_rows=self.reader.expected_rows, sketch=self.sketch)
         sink: Catalog | WordInserter | WordsHere = catalog
         try:
             if words_process:
@@ -275,6 +285,7 @@ class _Loader:
             load_options=json.dumps({"format": self.reader.format, "limit": self.reader.limit,
                                      "unicode_errors": self.reader.unicode_errors, "zero_vectors": self.zero_vectors,
                                      "bad_words": self.bad_words, "storage": self.storage,
+                                     **({"sketch": True} if self.sketch else {}),
                                      **({"encoding": self.reader.encoding} if hasattr(self.reader, "encoding") else {})}),
             changes_since_load=json.dumps(NO_CHANGES), storage=EXACT, row_values=RAW_ROWS,
             subwords="ngrams" if catalog.subword_row() is not None else "",  # check: a lost record shows

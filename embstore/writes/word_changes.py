@@ -72,7 +72,7 @@ class WordChanges:
             if new_rows is not None:
                 old = files.records[EXACT]
                 tmp, final = new_index_file(self.path, EXACT)
-                written = write_rows_file(new_rows, new.claim(tmp, final), final)
+                written = write_rows_file(new_rows, new.claim(tmp, final), final, sketch=files.sketch is not None)
                 records.append(record_written(EXACT, written, params=old.params, generation=old.generation + 1,
                                               rows_generation=rows_generation, recall=old.recall))
                 for kind, record in files.records.items():
