@@ -304,6 +304,8 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     row. A sketch whose bounds are not numbers (a damaged file) or that rules out too few rows
     falls back to that scan."""
     count = rows.shape[0]
+    if count >= SKETCH_PROBE_STRIDE * 1024 and not _sketch_pays(rows, norms, sketch, query, fetch, margin):
+        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
     bound, slack = row_sketch.bounds(sketch, query, count)
     if not np.isfinite(bound.sum(dtype=np.float64)):
         return _rescored_scan(rows, norms, query, fetch, margin, tiny)
@@ -315,6 +317,28 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     if len(candidates) > count // SKETCH_MOST_ROWS:
         return _rescored_scan(rows, norms, query, fetch, margin, tiny)
     return _rescored(rows, norms, query, np.concatenate([candidates, first, tiny]), fetch)
+
+
+SKETCH_PROBE_STRIDE = 64  # the probe reads every 64th row's sketch
+
+
+def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
+    """Whether the sketch is likely to rule out most rows for ``query``, judged from every
+    ``SKETCH_PROBE_STRIDE``-th row (a few milliseconds at 3M rows): a query far from the
+    sketch's directions (a random vector, say) leaves most rows in, and a full scan is then
+    cheaper than the sketch's pass and the scan. Only speed depends on this, never an answer."""
+    sample = row_sketch.Sketch(sketch.basis, sketch.projections[::SKETCH_PROBE_STRIDE],
+                               sketch.residuals[::SKETCH_PROBE_STRIDE], sketch.leak, sketch.longest, sketch.widest)
+    count = len(sample.residuals)
+    bound, slack = row_sketch.bounds(sample, query, count)
+    if not np.isfinite(bound.sum(dtype=np.float64)):
+        return True  # the full pass finds the damage and falls back itself
+    first = top_k_indices(bound, min(count, fetch + SKETCH_FIRST_LOOK))
+    _, scores = _rescored(rows, norms, query, first * SKETCH_PROBE_STRIDE, fetch)
+    if len(scores) < fetch:
+        return True
+    kept = np.count_nonzero(bound >= np.float32(scores[-1] - slack - margin))
+    return kept <= count // SKETCH_MOST_ROWS
 
 
 SCALED_BLOCK_ROWS = 65_536  # rows made unit length at a time for a batch over rows as loaded
