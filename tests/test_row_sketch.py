@@ -1,0 +1,262 @@
+"""The rows' sketch (``load --sketch``): its bound holds for any rows, and a sketched store answers
+exactly what the full scan, gensim and a float64 brute force answer, whatever the rows, the query,
+the damage or the changes made since."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embstore import CatalogMismatchError, Store, StoreError
+from embstore import row_sketch
+from embstore.row_norms import row_norms
+from embstore.search import engine
+from embstore.storage import index_files
+from embstore.storage.check import check_store
+
+DIMENSION = 160
+
+
+def write_w2v_binary(path: Path, words: list[str], rows: np.ndarray) -> None:
+    with open(path, "wb") as out:
+        out.write(f"{len(words)} {rows.shape[1]}\n".encode())
+        for word, row in zip(words, rows.astype("<f4")):
+            out.write(word.encode() + b" " + row.tobytes() + b"\n")
+
+
+def lifted_rows(small_matrix, count: int, dimension: int = DIMENSION, seed: int = 3) -> np.ndarray:
+    """GloVe's real rows lifted to ``dimension`` by a fixed random map, plus noise (the benchmark's recipe)."""
+    rng = np.random.default_rng(seed)
+    glove = small_matrix[1][:count].astype(np.float64)
+    lifted = glove @ rng.standard_normal((glove.shape[1], dimension)) / np.sqrt(glove.shape[1])
+    return (lifted + 0.3 * rng.standard_normal(lifted.shape) * np.abs(lifted).mean()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def twin_stores(tmp_path_factory, small_matrix):
+    """The same 20,000 lifted GloVe rows (with exact ties and a far longer copy) as a plain store and a
+    sketched one, and a gensim view of the file."""
+    tmp = tmp_path_factory.mktemp("sketch")
+    words = small_matrix[0]
+    rows = lifted_rows(small_matrix, len(words))
+    rows[101] = rows[100]  # identical rows: ties broken by the lower ID
+    rows[102] = rows[100] * 1000  # same direction, far longer
+    write_w2v_binary(tmp / "v.bin", words, rows)  # a header count: the writer hashes ahead
+    Store.load(tmp / "v.bin", tmp / "plain.db")
+    Store.load(tmp / "v.bin", tmp / "sketched.db", sketch=True)
+    return tmp, words, rows
+
+
+def brute_force(rows: np.ndarray, query: np.ndarray, k: int, skip=()) -> list[int]:
+    unit = rows.astype(np.float64) / np.linalg.norm(rows.astype(np.float64), axis=1)[:, None]
+    scores = unit @ (query / np.linalg.norm(query))
+    scores[list(skip)] = -np.inf
+    return list(np.argsort(-scores, kind="stable")[:k])
+
+
+def rescored_counts(monkeypatch) -> list[int]:
+    """How many rows each exact query scored in full (``engine._rescored``'s candidates)."""
+    seen: list[int] = []
+    original = engine._rescored
+
+    def counting(rows, norms, query, candidates, fetch):
+        seen.append(len(candidates))
+        return original(rows, norms, query, candidates, fetch)
+
+    monkeypatch.setattr(engine, "_rescored", counting)
+    return seen
+
+
+def test_a_sketched_store_answers_exactly_as_the_full_scan_and_gensim(twin_stores, monkeypatch):
+    tmp, words, rows = twin_stores
+    from gensim.models import KeyedVectors
+
+    theirs = KeyedVectors.load_word2vec_format(str(tmp / "v.bin"), binary=True)
+    seen = rescored_counts(monkeypatch)
+    rng = np.random.default_rng(8)
+    with Store.open(tmp / "plain.db") as plain, Store.open(tmp / "sketched.db") as sketched:
+        assert sketched.searcher._sketch is not None and plain.searcher._sketch is None
+        for word in [words[i] for i in rng.choice(len(words), 40, replace=False)] + [words[100], words[101]]:
+            for k in (1, 10, 50):
+                seen.clear()
+                mine = sketched.nearest(word, k=k)
+                assert mine == plain.nearest(word, k=k), (word, k)
+                assert seen and seen[-1] < len(words) // 8  # the sketch ruled out most rows
+                gensim = theirs.most_similar(word, topn=k)
+                assert [n.score for n in mine.neighbours] == pytest.approx([s for _, s in gensim], abs=1e-6)
+                for neighbour, (theirs_word, _) in zip(mine.neighbours, gensim):  # the same, or a tie in float32
+                    assert neighbour.word == theirs_word or \
+                        abs(theirs.similarity(word, theirs_word) - neighbour.score) < 1e-6
+        tie = sketched.nearest(words[100], k=2).words()
+        assert tie == [words[101], words[102]]  # the lower ID first, as the full scan orders them
+        for restrict in (500, 5000):
+            assert sketched.nearest(words[3], k=10, restrict=restrict) == plain.nearest(words[3], k=10, restrict=restrict)
+        for _ in range(5):
+            vector = rng.standard_normal(DIMENSION).astype(np.float32)
+            assert sketched.nearest_to_vector(vector, k=10) == plain.nearest_to_vector(vector, k=10)
+            assert sketched.nearest_to_vector(vector, k=10).words() == [words[i] for i in brute_force(rows, vector, 10)]
+        for positive, negative in ((["king", "woman"], ["man"]), (["paris"], []), (["good", "better"], ["bad"])):
+            assert sketched.most_similar(positive, negative, k=10) == plain.most_similar(positive, negative, k=10)
+        assert sketched.analogy("man", "king", "woman") == plain.analogy("man", "king", "woman")
+        assert sketched.nearest("king", k=len(words) + 5) == plain.nearest("king", k=len(words) + 5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), rank=st.sampled_from([2, 8, 40, 160]), scale=st.sampled_from([1e-20, 1.0, 1e18]),
+       query_row=st.booleans())
+def test_the_bound_holds_for_any_rows_and_queries(seed, rank, scale, query_row):
+    """Low-rank rows (a tight sketch) to full-rank noise (a loose one), tiny and huge lengths, odd rows
+    near 1e-22 whose squares are subnormal: every row's float64 cosine is within the bound."""
+    rng = np.random.default_rng(seed)
+    n, d = 600, 128
+    rows = (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d)) + 0.05 * rng.standard_normal((n, d)))
+    rows = (rows * rng.uniform(0.1, 10, (n, 1)) * scale).astype(np.float32)
+    rows[0] = 0
+    rows[0, 0] = 3e-22  # a one-hot row whose square is subnormal
+    norms = row_norms(rows)  # the store's lengths (float64 where float32 underflows or overflows)
+    unit = np.divide(rows, norms[:, None])
+    basis = row_sketch.directions(unit[::3])
+    orthogonality, column = row_sketch.basis_error(basis)
+    projections, residuals, (leak, longest, widest) = row_sketch.sketch_block(unit, basis, orthogonality, column)
+    sketch = row_sketch.Sketch(basis, projections, residuals, leak, longest, widest)
+    query = unit[rng.integers(n)] if query_row else rng.standard_normal(d).astype(np.float32)
+    query = engine.unit(query)
+    bound, slack = row_sketch.bounds(sketch, query, n)
+    cosines = unit.astype(np.float64) @ query.astype(np.float64)
+    assert (cosines <= bound.astype(np.float64) + slack).all()
+
+
+def test_a_poor_basis_still_gives_exact_answers(tmp_path, small_matrix, monkeypatch):
+    """The bound holds for any stored basis: directions chosen at random only cost speed."""
+    rng = np.random.default_rng(4)
+    words, rows = small_matrix[0][:3000], lifted_rows(small_matrix, 3000, 128)
+    write_w2v_binary(tmp_path / "v.bin", words, rows)
+    Store.load(tmp_path / "v.bin", tmp_path / "plain.db")
+    monkeypatch.setattr(row_sketch, "directions", lambda sample, width=row_sketch.WIDTH: np.linalg.qr(
+        rng.standard_normal((sample.shape[1], width)))[0].astype(np.float32))
+    Store.load(tmp_path / "v.bin", tmp_path / "random.db", sketch=True)
+    with Store.open(tmp_path / "plain.db") as plain, Store.open(tmp_path / "random.db") as sketched:
+        assert sketched.searcher._sketch is not None
+        for word in words[::150]:
+            assert sketched.nearest(word, k=10) == plain.nearest(word, k=10)
+
+
+def test_isotropic_rows_fall_back_to_the_full_scan_with_the_same_answers(tmp_path, monkeypatch):
+    """Full-rank noise: the probe of every 64th row sees the sketch would rule out too little."""
+    rng = np.random.default_rng(6)
+    n = 66_000
+    rows = rng.standard_normal((n, 128)).astype(np.float32)
+    words = [f"w{i}" for i in range(n)]
+    write_w2v_binary(tmp_path / "v.bin", words, rows)
+    Store.load(tmp_path / "v.bin", tmp_path / "s.db", sketch=True)
+    seen = rescored_counts(monkeypatch)
+    with Store.open(tmp_path / "s.db") as store:
+        for i in (0, 777, 65_999):
+            seen.clear()
+            assert store.nearest(words[i], k=10).words() == [words[j] for j in brute_force(rows, rows[i], 10, {i})]
+            assert len(seen) == 2 and seen[1] < 100  # the probe's few rows, then the full scan's near-ties
+
+
+def test_changes_keep_the_sketch_and_its_answers_exact(twin_stores, tmp_path):
+    source, words, rows = twin_stores
+    for name in ("plain.db", "sketched.db"):
+        for file in source.iterdir():
+            if file.name.startswith(name):
+                shutil.copy(file, tmp_path / file.name)
+    rng = np.random.default_rng(9)
+    new = rng.standard_normal((3, DIMENSION)).astype(np.float32)
+    for name in ("plain.db", "sketched.db"):
+        with Store.open(tmp_path / name) as store:
+            store.add_words(["new0", "new1", "new2"], new)
+            store.delete_words([words[5], words[6]])
+            store.rename_word(words[7], "renamed_word_x")
+    with Store.open(tmp_path / "plain.db") as plain, Store.open(tmp_path / "sketched.db") as sketched:
+        assert sketched.searcher._sketch is not None
+        for word in ["new0", "new2", "renamed_word_x", words[8], words[100]]:
+            assert sketched.nearest(word, k=10) == plain.nearest(word, k=10)
+    assert check_store(tmp_path / "sketched.db").ok
+
+
+def sketched_file(db: Path) -> Path:
+    return next(db.parent.glob(db.name + ".exact.*.faiss"))
+
+
+def test_the_file_is_layout_3_and_check_covers_the_sketch(twin_stores, tmp_path, run):
+    source = twin_stores[0]
+    for file in source.iterdir():
+        if file.name.startswith("sketched.db"):
+            shutil.copy(file, tmp_path / file.name)
+    db = tmp_path / "sketched.db"
+    path = sketched_file(db)
+    header = index_files.HEADER.unpack(path.read_bytes()[:index_files.HEADER.size])
+    rows = 20_000
+    assert header[1] == index_files.SKETCHED_LAYOUT and header[6] == index_files.sketch_offset(rows, DIMENSION)
+    assert path.stat().st_size == index_files.rows_file_size(rows, DIMENSION, sketched=True)
+    assert index_files.sketch_offset(rows, DIMENSION) % 64 == 0
+    assert check_store(db).ok
+    with open(path, "r+b") as handle:  # one residual bound in the middle made smaller
+        handle.seek(index_files.sketch_offset(rows, DIMENSION) + 4 * 64 * (DIMENSION + rows) + 4 * 9000)
+        handle.write(struct.pack("<f", 0.0))
+    report = check_store(db)
+    assert not report.ok and any("checksum" in problem for problem in report.problems), report.problems
+    result = run("check", "--db", db)
+    assert result.exit_code == 1
+
+
+def test_a_sketch_that_is_not_numbers_falls_back_and_a_damaged_trailer_is_one_clear_error(twin_stores, tmp_path):
+    source, words, _ = twin_stores
+    for file in source.iterdir():
+        if file.name.startswith(("sketched.db", "plain.db")):
+            shutil.copy(file, tmp_path / file.name)
+    db = tmp_path / "sketched.db"
+    path = sketched_file(db)
+    start = index_files.sketch_offset(20_000, DIMENSION)
+    with open(path, "r+b") as handle:  # NaN projections for some rows: their bound is no number
+        handle.seek(start + 4 * 64 * DIMENSION + 4 * 64 * 500)
+        handle.write(np.full(64 * 10, np.nan, dtype="<f4").tobytes())
+    with Store.open(tmp_path / "plain.db") as plain, Store.open(db) as sketched:
+        for word in (words[500], words[3], words[100]):
+            assert sketched.nearest(word, k=10) == plain.nearest(word, k=10)
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:  # the trailer's leak made NaN
+        handle.seek(size - index_files.SKETCH_TRAILER.size + 24)
+        handle.write(struct.pack("<d", float("nan")))
+    with pytest.raises(CatalogMismatchError, match="not the file the catalog recorded"):  # the ends' fingerprint
+        Store.open(db)
+    with pytest.raises(CatalogMismatchError, match="damaged sketch trailer.*embstore check"):  # without it
+        index_files.open_exact_rows(path, rows=20_000, size=size, checksum=None, dimension=DIMENSION)
+
+
+def test_bad_sketch_requests_get_one_clear_error(tmp_path, glove_small, run):
+    result = run("load", glove_small, "--db", tmp_path / "a.db", "--sketch")
+    assert result.exit_code == 1 and "at least 128 dimensions" in result.output and "without --sketch" in result.output
+    assert not (tmp_path / "a.db").exists()
+    with pytest.raises(StoreError, match="choose one of the two"):
+        Store.load(glove_small, tmp_path / "b.db", sketch=True, storage="sq8")
+    Store.load(glove_small, tmp_path / "c.db")
+    result = run("load", glove_small, "--db", tmp_path / "c.db", "--append", "--sketch")
+    assert result.exit_code == 2 and "--append keeps the sketch" in result.output
+
+
+def test_a_reload_by_repair_keeps_the_sketch(twin_stores, tmp_path):
+    source = twin_stores[0]
+    for file in source.iterdir():
+        if file.name.startswith("sketched.db"):
+            shutil.copy(file, tmp_path / file.name)
+    db = tmp_path / "sketched.db"
+    path = sketched_file(db)
+    with open(path, "r+b") as handle:
+        handle.seek(index_files.ROWS_OFFSET + 4 * 1000)
+        handle.write(b"\x01\x02\x03\x04")
+    from embstore.repair import repair_store
+
+    repair_store(db)
+    assert check_store(db).ok
+    with Store.open(db) as store:
+        assert store.searcher._sketch is not None
