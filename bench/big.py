@@ -4,6 +4,7 @@
     python bench/big.py --rows 1000000       # a quicker run
     python bench/big.py --growth             # open time, cold query and hnsw from 50k to --rows (~35 min)
     python bench/big.py --growth --hnsw 32,40,16   # the same, with other hnsw settings
+    python bench/big.py --sketch             # the rows' sketch: load, size, cold and warm queries (~4.4 GB more)
 
 No file of that size can be downloaded here, so one is made (once, cached): GloVe 6B 50d's
 400k words, then generated forms of them (plural, -ing, -ed, re-, un-, ... and numbered
@@ -389,6 +390,87 @@ def hnsw_at_size(rows: int, m: int, ef_construction: int, knn_links: int) -> Non
         f"{knn_links}`)\n\n{table}\n")
 
 
+def load_sketched(source: Path, db: Path) -> dict:
+    for old in db.parent.glob(db.name + "*"):
+        old.unlink()
+    return run_python(f"""
+        import json, time
+        started = time.perf_counter()
+        from embstore import Store
+        Store.load({str(source)!r}, {str(db)!r}, sketch=True)
+        print(json.dumps({{"seconds": time.perf_counter() - started, "peak_mb": {PEAK_WITH_CHILDREN}}}))
+    """)
+
+
+def sketch_queries(db: Path, words: int = 100) -> dict:
+    """Warm exact nearest over ``words`` words spread over the vocabulary, and how many rows
+    each query scored in full (the rest the sketch ruled out)."""
+    return run_python(f"""
+        import json, statistics, time
+        from embstore import Store
+        from embstore.search import engine
+        scored = []
+        original = engine._rescored
+        def counting(rows, norms, query, candidates, fetch):
+            scored.append(len(candidates))
+            return original(rows, norms, query, candidates, fetch)
+        engine._rescored = counting
+        store = Store.open({str(db)!r}, words_in_memory=True)
+        vocabulary = store.vocabulary()
+        chosen = [vocabulary[i] for i in range(0, len(vocabulary), len(vocabulary) // {words})][:{words}]
+        store.nearest(chosen[0], k=10)
+        per_query, times = [], []
+        for word in chosen:
+            scored.clear()
+            started = time.perf_counter()
+            store.nearest(word, k=10)
+            times.append(time.perf_counter() - started)
+            per_query.append(scored[-1])
+        print(json.dumps({{"ms": statistics.mean(times) * 1000, "scored_median": statistics.median(per_query),
+                           "scored_max": max(per_query), "rows": len(vocabulary)}}))
+    """)
+
+
+def sketch_run(rows: int, repeats: int) -> None:
+    """A sketched store of the --rows file against the plain one: load (in turns), size, cold
+    query (median of 9, in turns with the plain store and the 400k GloVe store) and warm nearest."""
+    source = synthetic_file(rows)
+    plain, sketched = CACHE / f"big.{rows // 1000}k.plain.db", CACHE / f"big.{rows // 1000}k.sketch.db"
+    loads = {"plain": [], "sketched": []}
+    for _ in range(repeats):
+        loads["plain"].append(load_embstore(source, plain))
+        loads["sketched"].append(load_sketched(source, sketched))
+    glove = CACHE / "bench.400k.db"
+    cold = {"plain": [], "sketched": [], "glove": []}
+    for _ in range(9):
+        for name, db in (("glove", glove), ("plain", plain), ("sketched", sketched)):
+            if db.exists():
+                cold[name].append(cold_query(db, "king", repeats=1))
+    size = {name: sum(f.stat().st_size for f in CACHE.glob(db.name + "*")) / 1e6
+            for name, db in (("plain", plain), ("sketched", sketched))}
+    warm = {"plain": sketch_queries(plain), "sketched": sketch_queries(sketched)}
+    median = {name: statistics.median(times) if times else float("nan") for name, times in cold.items()}
+    load = {name: (statistics.median(r["seconds"] for r in runs), max(r["peak_mb"] for r in runs))
+            for name, runs in loads.items()}
+    table = "\n".join([
+        "| figure | plain store | sketched store (`load --sketch`) |", "| --- | --- | --- |",
+        f"| load word2vec binary (median of {repeats}, in turns) | {load['plain'][0]:.1f} s, peak {load['plain'][1]:.0f} MB "
+        f"| {load['sketched'][0]:.1f} s, peak {load['sketched'][1]:.0f} MB |",
+        f"| store on disk | {size['plain']:.0f} MB | {size['sketched']:.0f} MB |",
+        f"| cold `embstore nearest king` (median of 9, in turns) | {median['plain']:.3f} s | {median['sketched']:.3f} s "
+        f"({median['sketched'] / median['glove']:.2f}x the 400k GloVe store's {median['glove']:.3f} s) |",
+        f"| warm exact nearest, k=10, 100 words | {warm['plain']['ms']:.1f} ms | {warm['sketched']['ms']:.1f} ms |",
+        f"| rows scored in full per query (median, most) | all {warm['plain']['rows']:,} | "
+        f"{warm['sketched']['scored_median']:,.0f}, {warm['sketched']['scored_max']:,} |",
+    ])
+    print(table)
+    print(json.dumps({"cold": cold, "loads": loads}, indent=1))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"sketch.{rows // 1000}k.md").write_text(
+        f"# The rows' sketch at {rows:,} x {DIMENSION} (synthetic; `python bench/big.py --sketch --rows {rows}`)\n\n"
+        f"{table}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=3_000_000)
@@ -401,7 +483,13 @@ def main() -> None:
     parser.add_argument("--hnsw", metavar="M,EF_CONSTRUCTION,KNN_LINKS",
                         help="only an hnsw build of the --rows store and its first query (plain HNSW, 16,40,0, "
                              "builds 3M x 300 in a fraction of the default's time)")
+    parser.add_argument("--sketch", action="store_true",
+                        help="only the sketched store (load --sketch) against the plain one: load, size, cold and "
+                             "warm queries (needs ~4.4 GB more disk at 3M)")
     args = parser.parse_args()
+    if args.sketch:
+        sketch_run(args.rows, args.load_repeats)
+        return
     if args.hnsw and not args.growth:
         hnsw_at_size(args.rows, *(int(v) for v in args.hnsw.split(",")))
         return

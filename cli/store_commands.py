@@ -148,6 +148,8 @@ def info(db, as_json):
         ("loaded from", f"{details.source} ({details.source_format})"),
         *([("sub-words", _subwords_line(details.subwords))] if details.subwords else []),
         *([("shards", _shards_line(details.shards))] if details.shards else []),
+        *([("sketch", f"{details.sketch['width']} directions a row ({human_bytes(details.sketch['bytes'])}): single "
+                      "exact queries read it, not every row")] if details.sketch else []),
         ("created", details.created_at),
         ("catalog", human_bytes(details.catalog_bytes)),
         ("format version", details.format_version),

@@ -200,6 +200,9 @@ def test_the_file_is_layout_3_and_check_covers_the_sketch(twin_stores, tmp_path,
     assert path.stat().st_size == index_files.rows_file_size(rows, DIMENSION, sketched=True)
     assert index_files.sketch_offset(rows, DIMENSION) % 64 == 0
     assert check_store(db).ok
+    shown = run("info", "--db", db).output
+    assert "sketch          64 directions a row (5.0 MiB): single exact queries read it" in shown, shown
+    assert "\nsketch " not in run("info", "--db", source / "plain.db").output
     with open(path, "r+b") as handle:  # one residual bound in the middle made smaller
         handle.seek(index_files.sketch_offset(rows, DIMENSION) + 4 * 64 * (DIMENSION + rows) + 4 * 9000)
         handle.write(struct.pack("<f", 0.0))

@@ -31,6 +31,7 @@ class StoreInfo:
     counts_source: str | None = None
     subwords: dict | None = None  # a fastText store's n-gram rows: file, buckets, minn, maxn, bytes (or damage)
     shards: dict | None = None  # a sharded store: shards, graphs, stale graphs, bytes (or damage)
+    sketch: dict | None = None  # a sketched store (load --sketch): its width and bytes
 
 
 def describe(files: StoreFiles) -> StoreInfo:
@@ -59,6 +60,10 @@ def describe(files: StoreFiles) -> StoreInfo:
     else:
         vectors = ("unit rows times the stored norms, within about 1 ulp of the values loaded (a store written "
                    "before embstore 0.2: load the source again for exact values)")
+    sketch = None
+    if files.sketch is not None:
+        sketch = {"width": files.sketch.basis.shape[1],
+                  "bytes": files.sketch.projections.nbytes + files.sketch.residuals.nbytes + files.sketch.basis.nbytes}
     counts, _ = files.catalog.count_stats()
     subwords = None
     if files.subword_file is not None:
@@ -82,4 +87,4 @@ def describe(files: StoreFiles) -> StoreInfo:
         source=meta.get("source"), source_format=meta.get("source_format"), created_at=meta.get("created_at"),
         catalog_bytes=files.path.stat().st_size, indexes=indexes, default_index=meta.default_index,
         storage=meta.storage, changes_since_load=changes_since_load(meta.raw), vectors=vectors, counts=counts,
-        counts_source=meta.get("counts_source") or None, subwords=subwords, shards=shards)
+        counts_source=meta.get("counts_source") or None, subwords=subwords, shards=shards, sketch=sketch)
