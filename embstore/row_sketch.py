@@ -52,9 +52,11 @@ class Sketch:
 
 def directions(unit_sample: np.ndarray, width: int = WIDTH) -> np.ndarray:
     """The ``width`` leading directions of unit rows (eigenvectors of their second moment), (d, width) float32."""
-    sample = np.asarray(unit_sample, dtype=np.float64)
+    sample = np.asarray(unit_sample, dtype=np.float32)  # any basis gives a true bound: float32 will do
     sample = sample[np.isfinite(sample).all(axis=1)]
-    moment = sample.T @ sample if len(sample) else np.eye(unit_sample.shape[1])
+    moment = (sample.T @ sample).astype(np.float64) if len(sample) else np.eye(unit_sample.shape[1])
+    if not np.isfinite(moment).all():
+        moment = np.eye(unit_sample.shape[1])
     _, vectors = np.linalg.eigh(moment)
     return np.ascontiguousarray(vectors[:, ::-1][:, :width], dtype=np.float32)
 
@@ -66,22 +68,37 @@ def basis_error(basis: np.ndarray) -> tuple[float, float]:
     return float(np.abs(np.linalg.eigvalsh(gram)).max(initial=0.0)), float(np.sqrt((wide * wide).sum(axis=0)).max())
 
 
-def sketch_block(unit_rows: np.ndarray, basis: np.ndarray, orthogonality: float, column: float
+def sketch_block(rows: np.ndarray, norms: np.ndarray, basis: np.ndarray, orthogonality: float, column: float
                  ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """(projections, residuals, (leak, longest, widest)) of float32 unit rows (each row divided by its length).
+    """(projections, residuals, (leak, longest, widest)) of float32 rows as loaded with their float32
+    lengths ``norms``; the rows sketched are x = fl(row / norm), as ``engine.fixed_order_scores`` divides.
 
-    P = fl(x U) by BLAS, whose every term is within gamma_d ||x|| ||U_j|| of x . U_j, so
-    ||U^T x - P|| <= D = sqrt(m) gamma_d ||x|| max_j ||U_j||. With ||e||^2 = ||x||^2 - ||P||^2
-    - 2 P . (U^T x - P) + P^T (U^T U - I) P, R^2 = ||x||^2 - ||P||^2 + 2 ||P|| D + eps ||P||^2
-    (float64, plus room for its own rounding) bounds ||e||^2; and U^T e = (U^T x - P) -
-    (U^T U - I) P gives ||U^T e|| <= D + eps ||P||."""
-    rows = np.ascontiguousarray(unit_rows, dtype=np.float32)
-    m = basis.shape[1]
+    P = fl(fl(row U) / norm): each term is within (gamma_d + 4u) ||x|| ||U_j|| of x . U_j (BLAS's
+    sum, the division, and x's own roundings), so ||U^T x - P|| <= D = sqrt(m) (gamma_d + 4u) ||x||
+    max_j ||U_j||. With ||e||^2 = ||x||^2 - ||P||^2 - 2 P . (U^T x - P) + P^T (U^T U - I) P,
+    R^2 = ||x||^2 - ||P||^2 + 2 ||P|| D + eps ||P||^2 (float64, plus room for its own rounding)
+    bounds ||e||^2; and U^T e = (U^T x - P) - (U^T U - I) P gives ||U^T e|| <= D + eps ||P||.
+
+    ||x|| needs no pass over the rows: a float32 length is within gamma_d of the true one (its
+    sum of squares, then the root), so ||x|| <= (1 + u) / (sqrt(1 - gamma_d) (1 - u)). That
+    fails only where squares are subnormal or the products could overflow; rows with lengths
+    outside [1e-15, 1e30] (none in a real embedding) are divided first and measured in float64."""
+    rows = np.asarray(rows, dtype=np.float32)
+    norms = np.asarray(norms, dtype=np.float32)
+    m, d = basis.shape[1], rows.shape[1]
     projections = rows @ basis
-    squares = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+    projections /= norms[:, None]
+    longest_unit = (1 + UNIT) / (np.sqrt(1 - gamma(d) - 1e-12) * (1 - UNIT))
+    squares = np.full(len(rows), longest_unit ** 2)
+    odd = np.flatnonzero(~((norms >= 1e-15) & (norms <= 1e30)))
+    if len(odd):
+        unit = np.divide(rows[odd], norms[odd, None])
+        projections[odd] = unit @ basis
+        with np.errstate(over="ignore"):
+            squares[odd] = np.einsum("ij,ij->i", unit, unit, dtype=np.float64)
     projected = np.einsum("ij,ij->i", projections, projections, dtype=np.float64)
     lengths, longest = np.sqrt(squares), np.sqrt(projected)
-    drift = np.sqrt(m) * gamma(rows.shape[1]) * lengths * column
+    drift = np.sqrt(m) * (gamma(d) + 4 * UNIT) * lengths * column
     room = squares - projected + 2 * longest * drift + orthogonality * projected
     residuals = np.sqrt(np.maximum(room + 1e-12 * (squares + projected) + 1e-30, 0.0))  # + float64's rounding
     residuals = np.nextafter(residuals.astype(np.float32), np.float32(np.inf))  # rounded up

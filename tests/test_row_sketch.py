@@ -123,7 +123,7 @@ def test_the_bound_holds_for_any_rows_and_queries(seed, rank, scale, query_row):
     unit = np.divide(rows, norms[:, None])
     basis = row_sketch.directions(unit[::3])
     orthogonality, column = row_sketch.basis_error(basis)
-    projections, residuals, (leak, longest, widest) = row_sketch.sketch_block(unit, basis, orthogonality, column)
+    projections, residuals, (leak, longest, widest) = row_sketch.sketch_block(rows, norms, basis, orthogonality, column)
     sketch = row_sketch.Sketch(basis, projections, residuals, leak, longest, widest)
     query = unit[rng.integers(n)] if query_row else rng.standard_normal(d).astype(np.float32)
     query = engine.unit(query)

@@ -305,9 +305,9 @@ class FlatIndexWriter:
             residuals, leak, longest, widest = [], 0.0, 0.0, 0.0
             for first in range(0, rows, ROW_CHUNK):
                 count = min(ROW_CHUNK, rows - first)
-                unit = np.divide(read(first, count), norms[first: first + count, None])
                 projections, block_residuals, (block_leak, block_longest, block_widest) = \
-                    row_sketch.sketch_block(unit, basis, orthogonality, column)
+                    row_sketch.sketch_block(read(first, count), norms[first: first + count], basis, orthogonality,
+                                            column)
                 write(projections)
                 residuals.append(block_residuals)
                 leak, longest, widest = max(leak, block_leak), max(longest, block_longest), max(widest, block_widest)
