@@ -108,6 +108,25 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
     )
 
 
+@cli.command()
+@db_option
+@click.option("--drop", is_flag=True, help="Remove the sketch instead.")
+def sketch(db, drop):
+    """Write the store's rows again with their sketch (as load --sketch), or without it (--drop).
+
+    With a sketch, a single exact query reads each row's projection on 64 directions and scores
+    in full only the rows it cannot rule out: the same answers from about a fifth of the bytes,
+    for millions of rows of 128 dimensions or more. The rows, indexes and shards stay as they are."""
+    with open_store(db) as store:
+        changed = store.set_sketch(not drop)
+        words, dimension = len(store), store.dimension
+    if drop:
+        click.echo("Removed the sketch" if changed else "The store has no sketch; nothing was changed")
+    else:
+        click.echo(f"Wrote the sketch of {words:,} rows of {dimension}" if changed
+                   else "The store has a sketch already; nothing was changed")
+
+
 def _shards_line(shards: dict) -> str:
     if "damaged" in shards:
         return f"damaged: {shards['damaged']}" + ("" if "embstore repair" in shards["damaged"] else

@@ -326,6 +326,19 @@ class Store:
         """Store measured recall and latency with the ``kind`` file they were measured on."""
         return self._manage_indexes("record_measurements", kind, figures)
 
+    def set_sketch(self, on: bool = True) -> bool:
+        """Write the exact rows again with their sketch (``on``; see ``load(sketch=True)``) or without
+        it, in one atomic commit; False if they already are so. The rows, their indexes and shards
+        stay as they are. Raises QueryError for rows under 128 dimensions or a store of sq8 codes."""
+        from .writes.row_sketching import set_sketch
+
+        return self._write(lambda writer: set_sketch(self._files, writer, on), CHANGE_ATTEMPTS)
+
+    @property
+    def sketched(self) -> bool:
+        """Whether the exact rows have a sketch (single exact queries read it instead of every row)."""
+        return self._files.sketch is not None
+
     # -- shards -----------------------------------------------------------------------
 
     def shard(self, shards: int, *, graphs: bool = False, progress: Callable[[str, int, int], None] | None = None,

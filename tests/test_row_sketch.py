@@ -263,3 +263,81 @@ def test_a_reload_by_repair_keeps_the_sketch(twin_stores, tmp_path):
     assert check_store(db).ok
     with Store.open(db) as store:
         assert store.searcher._sketch is not None
+
+
+def copy_store(source: Path, name: str, into: Path) -> Path:
+    for file in source.iterdir():
+        if file.name.startswith(name):
+            shutil.copy(file, into / file.name)
+    return into / name
+
+
+def test_sketch_can_be_added_to_and_removed_from_a_loaded_store(twin_stores, tmp_path, run):
+    """The rows and their indexes stay; the answers stay; a reload by repair keeps what was chosen."""
+    source, words, _ = twin_stores
+    db = copy_store(source, "plain.db", tmp_path)
+    probes = [words[i] for i in (0, 100, 4321, 19_999)]
+    with Store.open(db) as store:
+        before = [store.nearest(word, k=10) for word in probes]
+        store.build_index("sq8")
+        assert not store.sketched
+        assert store.set_sketch() is True and store.sketched
+        assert store.set_sketch() is False
+        assert [store.nearest(word, k=10) for word in probes] == before
+        assert not any(index["stale"] for index in store.info().indexes)
+    assert check_store(db).ok
+    header = index_files.HEADER.unpack(sketched_file(db).read_bytes()[:index_files.HEADER.size])
+    assert header[1] == index_files.SKETCHED_LAYOUT
+    with open(sketched_file(db), "r+b") as handle:  # damaged rows: repair reloads the source, with the sketch
+        handle.seek(index_files.ROWS_OFFSET + 4 * 777)
+        handle.write(b"\x01\x02\x03\x04")
+    from embstore.repair import repair_store
+
+    repair_store(db)
+    with Store.open(db) as store:
+        assert store.sketched and [store.nearest(word, k=10) for word in probes] == before
+    result = run("sketch", "--drop", "--db", db)
+    assert result.exit_code == 0 and result.output == "Removed the sketch\n"
+    assert run("sketch", "--drop", "--db", db).output == "The store has no sketch; nothing was changed\n"
+    with Store.open(db) as store:
+        assert not store.sketched and [store.nearest(word, k=10) for word in probes] == before
+    header = index_files.HEADER.unpack(sketched_file(db).read_bytes()[:index_files.HEADER.size])
+    assert header[1] == index_files.ROWS_LAYOUT
+    result = run("sketch", "--db", db)
+    assert result.exit_code == 0 and result.output == f"Wrote the sketch of 20,000 rows of {DIMENSION}\n"
+    assert check_store(db).ok
+
+
+def test_sketch_of_a_store_it_cannot_help_is_one_clear_error(store_copy, run):
+    result = run("sketch", "--db", store_copy)
+    assert result.exit_code == 1 and "at least 128 dimensions" in result.output and "Traceback" not in result.output
+
+
+def test_a_killed_sketch_leaves_the_store_without_it_or_with_a_whole_one(twin_stores, tmp_path):
+    """SIGKILL at random moments of `embstore sketch`: the store opens, check passes, and it has
+    the old file or the whole new one, with the same answers."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    source, words, _ = twin_stores
+    with Store.open(source / "plain.db") as store:
+        expected = store.nearest(words[42], k=10)
+    command = [str(Path(sys.executable).with_name("embstore")), "sketch", "--db"]
+    rng = random.Random(7)
+    outcomes = []
+    for trial in range(8):
+        folder = tmp_path / f"t{trial}"
+        folder.mkdir()
+        db = copy_store(source, "plain.db", folder)
+        process = subprocess.Popen([*command, str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 1.5))
+        process.kill()
+        process.wait()
+        report = check_store(db)
+        assert report.ok or all("leftover" in note for note in report.notes), report.problems
+        with Store.open(db) as store:
+            outcomes.append(store.sketched)
+            assert store.nearest(words[42], k=10) == expected
+    assert False in outcomes  # some kills landed before the commit
