@@ -161,6 +161,9 @@ def test_isotropic_rows_fall_back_to_the_full_scan_with_the_same_answers(tmp_pat
             seen.clear()
             assert store.nearest(words[i], k=10).words() == [words[j] for j in brute_force(rows, rows[i], 10, {i})]
             assert len(seen) == 2 and seen[1] < 100  # the probe's few rows, then the full scan's near-ties
+        for i in (65_599, 65_984):  # restricted to the first rows: the probe reads only those (or it failed)
+            assert store.nearest(words[i], k=10, restrict=65_600).words() == \
+                [words[j] for j in brute_force(rows[:65_600], rows[i], 10, {i} - {65_984})]
 
 
 def test_changes_keep_the_sketch_and_its_answers_exact(twin_stores, tmp_path):

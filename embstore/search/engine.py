@@ -327,8 +327,9 @@ def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
     ``SKETCH_PROBE_STRIDE``-th row (a few milliseconds at 3M rows): a query far from the
     sketch's directions (a random vector, say) leaves most rows in, and a full scan is then
     cheaper than the sketch's pass and the scan. Only speed depends on this, never an answer."""
-    sample = row_sketch.Sketch(sketch.basis, sketch.projections[::SKETCH_PROBE_STRIDE],
-                               sketch.residuals[::SKETCH_PROBE_STRIDE], sketch.leak, sketch.longest, sketch.widest)
+    searched = slice(0, rows.shape[0], SKETCH_PROBE_STRIDE)  # the rows searched only (restrict: the first ones)
+    sample = row_sketch.Sketch(sketch.basis, sketch.projections[searched], sketch.residuals[searched], sketch.leak,
+                               sketch.longest, sketch.widest)
     count = len(sample.residuals)
     bound, slack = row_sketch.bounds(sample, query, count)
     if not np.isfinite(bound.sum(dtype=np.float64)):
