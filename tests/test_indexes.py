@@ -283,6 +283,8 @@ def test_tuning_search_settings_trades_recall_without_a_rebuild(store_copy, smal
             store.build_index("hnsw", link_ef=100_000)
         with pytest.raises(QueryError, match="hnsw ef_construction must be at most 4,096"):
             store.build_index("hnsw", ef_construction=5_000)
+        with pytest.raises(QueryError, match="ivf nlist must be at most 100,000"):  # check would call it damage
+            store.build_index("ivf", nlist=100_001)
         with pytest.raises(QueryError, match="with knn_links 0 there are none: leave link_ef out"):  # unused
             store.build_index("hnsw", knn_links=0, link_ef=5)
         with pytest.raises(QueryError, match="no ivf index"):

@@ -55,8 +55,8 @@ def _check_minimums(kind: str, params: dict[str, int]) -> None:
     for parameter in PARAMETERS[kind]:
         if params.get(parameter.name, parameter.minimum) < parameter.minimum:
             raise QueryError(f"{kind} {parameter.name} must be at least {parameter.minimum}")
-        limit = MAX_SEARCH_SETTING if parameter.search_time else parameter.maximum
-        if limit is not None and params.get(parameter.name, 0) > limit:
+        limit = parameter.maximum or MAX_SEARCH_SETTING  # as ``index_settings.is_setting`` reads a record back
+        if params.get(parameter.name, 0) > limit:
             raise QueryError(f"{kind} {parameter.name} must be at most {limit:,}")
 
 
