@@ -27,7 +27,7 @@ COMMAND_MODULES = {
     "add": "change_commands", "delete": "change_commands", "rename": "change_commands",
     "check": "change_commands", "repair": "change_commands",
     "eval": "eval_commands", "index": "index_commands", "plot": "explore_commands", "shell": "explore_commands",
-    "serve": "serve_commands", "shard": "shard_commands",
+    "serve": "serve_commands", "shard": "shard_commands", "sketch": "store_commands",
 }
 
 

@@ -10,6 +10,7 @@ their SHA-256 checked when first used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -384,6 +385,24 @@ class StoreFiles:
         except CatalogMismatchError as exc:
             raise CatalogMismatchError(f"{self.path}: the shard layout is damaged: {exc}. To repair: "
                                        f"'embstore repair --db {self.path}'") from None
+
+    def rows_verified(self, doing: str) -> None:
+        """Raise CatalogMismatchError unless the exact rows file matches its recorded SHA-256. A write
+        that rewrites every row (a change of words, the sketch) calls this first, so that rows damaged
+        on disk are never written again under a fresh checksum, where ``check`` could no longer see
+        the damage. One more read of the file (about 1.5 GB/s)."""
+        held = self.held.get(EXACT)
+        if held is None or held.fd < 0:
+            return
+        digest = hashlib.sha256()
+        offset, block = 0, 8 << 20
+        while chunk := os.pread(held.fd, block, offset):
+            digest.update(chunk)
+            offset += len(chunk)
+        if "sha256:" + digest.hexdigest() != held.record.checksum:
+            raise CatalogMismatchError(f"the exact rows file {held.path.name} does not match its checksum: the rows are "
+                                       f"damaged, and {doing} would write them again as they are; nothing was "
+                                       f"changed. Run 'embstore check --db {self.path}', then 'embstore repair'")
 
     def rows_intact(self) -> None:
         """Raise CatalogMismatchError if the exact rows file shrank after it was opened: reading

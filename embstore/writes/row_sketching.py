@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from .. import row_sketch
-from ..errors import QueryError
+from ..errors import QueryError, StoreChangedError
 from ..storage.catalog import Catalog
 from ..storage.file_names import NewFiles, leftover_files, new_index_file, own_paths, remove_files
 from ..storage.index_files import can_sketch, write_rows_file
@@ -33,12 +33,17 @@ def set_sketch(files: StoreFiles, catalog: Catalog, on: bool) -> bool:
                          f"{files.dimension}, and one pass over them is fast already")
     if (files.sketch is not None) == on:
         return False
+    files.rows_verified("writing the sketch" if on else "removing the sketch")
     old = files.records[EXACT]
     new = NewFiles()
     with new.written():
         tmp, final = new_index_file(files.path, EXACT)
         written = write_rows_file(files.rows, new.claim(tmp, final), final, sketch=on)
-        with catalog.commit_at(files.generation, "the sketch was being written" if on else "the sketch was being removed"):
+        doing = "the sketch was being written" if on else "the sketch was being removed"
+        with catalog.commit_at(None, doing, rows_generation=old.rows_generation):  # index builds may commit meanwhile
+            current = catalog.index_file(EXACT)
+            if current is None or (current.file, current.checksum) != (old.file, old.checksum):
+                raise StoreChangedError(f"the store {files.path} changed while {doing}; run it again")
             catalog.record_index_file(record_written(EXACT, written, params=old.params, generation=old.generation + 1,
                                                      rows_generation=old.rows_generation, recall=old.recall))
             try:

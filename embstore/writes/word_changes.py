@@ -70,6 +70,7 @@ class WordChanges:
         with new.written():
             rows_generation = files.meta.rows_generation + (new_rows is not None)
             if new_rows is not None:
+                files.rows_verified("this change")
                 old = files.records[EXACT]
                 tmp, final = new_index_file(self.path, EXACT)
                 written = write_rows_file(new_rows, new.claim(tmp, final), final, sketch=files.sketch is not None)
