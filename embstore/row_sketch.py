@@ -22,6 +22,7 @@ Pure numpy; knows nothing of files or SQLite.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,28 @@ class Sketch:
     leak: float
     longest: float
     widest: float
+
+
+class SketchDamaged(Exception):
+    """Raised by a search that finds the sketch inconsistent with itself or with the rows it bounds:
+    the caller sets the sketch aside and scans every row."""
+
+
+def basis_digest(basis: np.ndarray) -> bytes:
+    """16 bytes of the SHA-256 of the stored basis: a file's trailer keeps it, opening checks it."""
+    return hashlib.sha256(np.ascontiguousarray(basis, dtype="<f4").tobytes()).digest()[:16]
+
+
+def consistent(sketch: Sketch, ids: np.ndarray, norms: np.ndarray) -> bool:
+    """Whether rows ``ids`` of the sketch can be healthy: a row's ||P||^2 + R^2 is at least the bound
+    on ||x||^2 that made R, at least 1, for every row whose length was not divided first
+    (``sketch_block``). Zeroed, scaled-down or garbage projections and residuals fail it."""
+    lengths = norms[ids]
+    normal = ids[(lengths >= 1e-15) & (lengths <= 1e30)]
+    projections = sketch.projections[normal]
+    total = np.einsum("ij,ij->i", projections, projections, dtype=np.float64) + \
+        sketch.residuals[normal].astype(np.float64) ** 2
+    return bool((total >= 1 - 1e-6).all())  # (NaN fails too)
 
 
 def directions(unit_sample: np.ndarray, width: int = WIDTH) -> np.ndarray:

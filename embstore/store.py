@@ -70,7 +70,7 @@ class Store:
                                                           functools.partial(files.index, kind))
                                      for kind, record in files.records.items() if kind not in (EXACT, self.storage)},
                                  damaged=files.broken, raw_rows=files.meta.raw_rows, norms=files.norms,
-                                 sketch=files.sketch, guard=files.rows_intact)
+                                 sketch=files.sketch, sketch_problem=files.sketch_problem, guard=files.rows_intact)
         has_subwords = files.subword_file is not None or files.subword_problem is not None
         self._queries = WordQueries(self.vocab, self.searcher, files.subword_vectors if has_subwords else None)
 

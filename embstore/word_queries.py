@@ -114,7 +114,8 @@ class WordQueries:
                 choice: Choice | None = None, asked: tuple[int, int | None] | None = None) -> QueryResult:
         """``asked``: (k, id_limit) of the search, to say when an approximate index gave fewer answers."""
         words = self.vocabulary.words_for(i for i, _ in hits)
-        if choice is not None and choice.kind in self.searcher.damaged:  # found damaged by this search:
+        if choice is not None and (choice.kind in self.searcher.damaged or  # found damaged by this search:
+                                   choice.kind == EXACT and choice.note is None and self.searcher.sketch_problem):
             choice = self.searcher.choose(choice.kind)  # the exact rows answered, and the note says why
         notes = [r.note for r in resolved if r.note] + ([choice.note] if choice and choice.note else [])
         if asked is not None and choice is not None and choice.kind != EXACT:

@@ -215,28 +215,62 @@ def test_the_file_is_layout_3_and_check_covers_the_sketch(twin_stores, tmp_path,
     assert result.exit_code == 1
 
 
-def test_a_sketch_that_is_not_numbers_falls_back_and_a_damaged_trailer_is_one_clear_error(twin_stores, tmp_path):
+SKETCH_NOTE = "the rows' sketch cannot be used"
+
+
+@pytest.mark.parametrize("damage", ["nan", "zeroed half", "scaled down", "zeroed basis", "residuals zeroed"])
+def test_a_damaged_sketch_is_set_aside_and_every_row_answers_with_a_note(twin_stores, tmp_path, damage):
+    """Damage the fingerprint of the file's ends does not cover: the answers stay those of the plain
+    store, and say why every row was read."""
     source, words, _ = twin_stores
-    for file in source.iterdir():
-        if file.name.startswith(("sketched.db", "plain.db")):
-            shutil.copy(file, tmp_path / file.name)
-    db = tmp_path / "sketched.db"
+    plain = copy_store(source, "plain.db", tmp_path)
+    db = copy_store(source, "sketched.db", tmp_path)
     path = sketched_file(db)
-    start = index_files.sketch_offset(20_000, DIMENSION)
-    with open(path, "r+b") as handle:  # NaN projections for some rows: their bound is no number
-        handle.seek(start + 4 * 64 * DIMENSION + 4 * 64 * 500)
-        handle.write(np.full(64 * 10, np.nan, dtype="<f4").tobytes())
-    with Store.open(tmp_path / "plain.db") as plain, Store.open(db) as sketched:
-        for word in (words[500], words[3], words[100]):
-            assert sketched.nearest(word, k=10) == plain.nearest(word, k=10)
+    rows = 20_000
+    start = index_files.sketch_offset(rows, DIMENSION)
+    projections_at = start + 4 * 64 * DIMENSION
+    residuals_at = projections_at + 4 * 64 * rows
+    with open(path, "r+b") as handle:
+        if damage == "nan":  # some rows' projections: their bounds are no numbers
+            handle.seek(projections_at + 4 * 64 * 500)
+            handle.write(np.full(64 * 10, np.nan, dtype="<f4").tobytes())
+        elif damage == "zeroed half":  # the first half's projections
+            handle.seek(projections_at)
+            handle.write(bytes(4 * 64 * rows // 2))
+        elif damage == "scaled down":  # every projection halved: bounds too low, no NaN
+            handle.seek(projections_at)
+            values = np.frombuffer(handle.read(4 * 64 * rows), dtype="<f4") / 2
+            handle.seek(projections_at)
+            handle.write(values.astype("<f4").tobytes())
+        elif damage == "zeroed basis":
+            handle.seek(start)
+            handle.write(bytes(4 * 64 * DIMENSION))
+        else:  # residuals of rows 1000-2999 (before the ends covered by the fingerprint)
+            handle.seek(residuals_at + 4 * 1000)
+            handle.write(bytes(4 * 2000))
+    with Store.open(plain) as expected, Store.open(db) as store:
+        for word in (words[500], words[1500], words[3], words[100], words[12_000]):
+            answer = store.nearest(word, k=10)
+            assert answer.neighbours == expected.nearest(word, k=10).neighbours
+            assert any(SKETCH_NOTE in note and "embstore repair" in note for note in answer.notes), answer.notes
+        vector = np.ones(DIMENSION, dtype=np.float32)
+        assert store.nearest_to_vector(vector, k=5).neighbours == expected.nearest_to_vector(vector, k=5).neighbours
+    report = check_store(db)
+    assert not report.ok and any("checksum" in problem for problem in report.problems)
+
+
+def test_a_damaged_trailer_sets_the_sketch_aside_when_opened(twin_stores, tmp_path):
+    source, words, _ = twin_stores
+    db = copy_store(source, "sketched.db", tmp_path)
+    path = sketched_file(db)
     size = path.stat().st_size
     with open(path, "r+b") as handle:  # the trailer's leak made NaN
         handle.seek(size - index_files.SKETCH_TRAILER.size + 24)
         handle.write(struct.pack("<d", float("nan")))
     with pytest.raises(CatalogMismatchError, match="not the file the catalog recorded"):  # the ends' fingerprint
         Store.open(db)
-    with pytest.raises(CatalogMismatchError, match="damaged sketch trailer.*embstore check"):  # without it
-        index_files.open_exact_rows(path, rows=20_000, size=size, checksum=None, dimension=DIMENSION)
+    opened = index_files.open_exact_rows(path, rows=20_000, size=size, checksum=None, dimension=DIMENSION)
+    assert opened.sketch is None and opened.sketch_problem == "its trailer is damaged"  # without it
 
 
 def test_bad_sketch_requests_get_one_clear_error(tmp_path, glove_small, run):

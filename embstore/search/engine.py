@@ -301,14 +301,23 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     best bounds are scored in full; the ``fetch``-th of those scores is a threshold that the
     answers reach, so every row whose bound is below it (less the slack and the margin) is left
     out, and the rest are scored: the same ``_rescored`` answer, ties and all, as a scan of every
-    row. A sketch whose bounds are not numbers (a damaged file) or that rules out too few rows
-    falls back to that scan."""
+    row. A sketch that rules out too few rows falls back to that scan.
+
+    Damage (the sketch is in the rows file, whose SHA-256 only ``check`` reads) is looked for on
+    the way, at no extra pass: bounds that are not numbers, rows read whose sketch cannot be a
+    healthy one (``row_sketch.consistent``: the probe's every 64th row and every row scored), an
+    answer scoring above its bound. Any of these raises ``row_sketch.SketchDamaged``; a damaged
+    entry of a row that is neither sampled nor scored can still hide that row (only ``check``
+    finds it, as for damaged rows)."""
     count = rows.shape[0]
-    if count >= SKETCH_PROBE_STRIDE * 1024 and not _sketch_pays(rows, norms, sketch, query, fetch, margin):
-        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
+    if count >= SKETCH_PROBE_STRIDE * 1024:
+        if not _sketch_pays(rows, norms, sketch, query, fetch, margin):
+            return _rescored_scan(rows, norms, query, fetch, margin, tiny)
+    elif not row_sketch.consistent(sketch, np.arange(0, count, SKETCH_PROBE_STRIDE), norms):  # as the probe does
+        raise row_sketch.SketchDamaged("a row's sketch cannot be a healthy one")
     bound, slack = row_sketch.bounds(sketch, query, count)
     if not np.isfinite(bound.sum(dtype=np.float64)):
-        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
+        raise row_sketch.SketchDamaged("its bounds are not numbers")
     first = top_k_indices(bound, min(count, fetch + SKETCH_FIRST_LOOK))
     ids, scores = _rescored(rows, norms, query, np.concatenate([first, tiny]), fetch)
     if len(ids) < fetch or not np.isfinite(scores[-1]):  # NaN rows: the full scan's answer, and its damage
@@ -316,7 +325,14 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     candidates = np.flatnonzero(bound >= np.float32(scores[-1] - slack - margin))
     if len(candidates) > count // SKETCH_MOST_ROWS:
         return _rescored_scan(rows, norms, query, fetch, margin, tiny)
-    return _rescored(rows, norms, query, np.concatenate([candidates, first, tiny]), fetch)
+    if not row_sketch.consistent(sketch, np.concatenate([candidates, first]), norms):
+        raise row_sketch.SketchDamaged("a row's sketch cannot be a healthy one")
+    ids, scores = _rescored(rows, norms, query, np.concatenate([candidates, first, tiny]), fetch)
+    found = np.asarray(ids, dtype=np.int64)
+    plain = ~np.isin(found, tiny)
+    if (np.asarray(scores)[plain] > bound[found[plain]] + slack + margin).any():
+        raise row_sketch.SketchDamaged("a row scored above its bound")
+    return ids, scores
 
 
 SKETCH_PROBE_STRIDE = 64  # the probe reads every 64th row's sketch
@@ -331,9 +347,11 @@ def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
     sample = row_sketch.Sketch(sketch.basis, sketch.projections[searched], sketch.residuals[searched], sketch.leak,
                                sketch.longest, sketch.widest)
     count = len(sample.residuals)
+    if not row_sketch.consistent(sample, np.arange(count), norms[searched]):
+        raise row_sketch.SketchDamaged("a row's sketch cannot be a healthy one")
     bound, slack = row_sketch.bounds(sample, query, count)
     if not np.isfinite(bound.sum(dtype=np.float64)):
-        return True  # the full pass finds the damage and falls back itself
+        raise row_sketch.SketchDamaged("its bounds are not numbers")
     first = top_k_indices(bound, min(count, fetch + SKETCH_FIRST_LOOK))
     _, scores = _rescored(rows, norms, query, first * SKETCH_PROBE_STRIDE, fetch)
     if len(scores) < fetch:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import CatalogMismatchError, QueryError
 from ..row_norms import row_norms
+from ..row_sketch import SketchDamaged
 from ..lazy_modules import faiss, lazy_module
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class Searcher:
                  storage_index: faiss.Index | None = None, default: str = EXACT,
                  indexes: dict[str, AvailableIndex] | None = None, damaged: dict[str, str] | None = None,
                  raw_rows: bool = False, norms: np.ndarray | None = None, sketch: Sketch | None = None,
-                 guard: Callable[[], None] | None = None):
+                 sketch_problem: str | None = None, guard: Callable[[], None] | None = None):
         """``rows``: the exact rows (``raw_rows``: as loaded, else unit length); or None with
         ``storage_index``, the compressed index of kind ``storage`` that holds a store's only
         (unit) rows. ``norms``: the rows' float32 norms if known (else computed when first
@@ -88,6 +89,7 @@ class Searcher:
         self.raw_rows = raw_rows and rows is not None
         self._norms: np.ndarray | None = norms if self.raw_rows else None
         self._sketch = sketch if self.raw_rows and norms is not None else None
+        self.sketch_problem = sketch_problem  # why the rows' sketch cannot be used (single queries scan every row)
         self._guard = guard or (lambda: None)
         self._unit: np.ndarray | None = None
         self.storage = storage
@@ -175,6 +177,9 @@ class Searcher:
         """The index that answers: ``index`` if given, else the default. Raises QueryError for
         a kind that is unknown or was asked for by name and does not exist."""
         kind = index or self.default or EXACT
+        if kind == EXACT and self.sketch_problem:
+            return Choice(kind, f"the rows' sketch cannot be used ({self.sketch_problem}: the file is damaged); "
+                                "every row was read. To repair it: embstore check, then embstore repair")
         if kind == EXACT or self.holds_rows(kind):
             return Choice(kind)
         if kind not in index_kinds.KINDS:
@@ -228,7 +233,11 @@ class Searcher:
         if kind == EXACT:
             self._guard()
             if self.raw_rows and self._unit is None:
-                hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms, sketch=self._sketch)
+                try:
+                    hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms, sketch=self._sketch)
+                except SketchDamaged as exc:  # set aside for this process; every row answers, with a note
+                    self._sketch, self.sketch_problem = None, str(exc)
+                    hits = exact_top_k(self._rows, queries, k, exclude, id_limit, norms=self.norms)
             else:
                 hits = exact_top_k(self.unit_rows, queries, k, exclude, id_limit)
             self._plausible(EXACT, hits, (k, exclude, id_limit))  # or raises: nothing else can answer

@@ -49,7 +49,7 @@ ROWS_LAYOUT = 2
 SKETCHED_LAYOUT = 3  # layout 2 and the rows' sketch after the norms
 HEADER = struct.Struct("<16sIIQQQQ8s")  # magic, layout, dimension, rows, FAISS offset, norms offset, sketch offset, reserved
 SKETCH_MAGIC = b"embstore sketch\x00"
-SKETCH_TRAILER = struct.Struct("<16sIIddd16s")  # magic, width, reserved, leak, longest, widest, reserved: 64 bytes
+SKETCH_TRAILER = struct.Struct("<16sIIddd16s")  # magic, width, reserved, leak, longest, widest, basis digest: 64 bytes
 FAISS_OFFSET = 83  # + FAISS's 45 header bytes = 128: the first row on a 64-byte boundary
 ROWS_OFFSET = 128
 FINGERPRINT_BYTES = 64 << 10  # the fingerprint hashes this much at each end of the file
@@ -98,6 +98,7 @@ class ExactRows:
     norms: np.ndarray | None  # each row's float32 norm, when the file holds them
     mapped: bool
     sketch: row_sketch.Sketch | None = None  # layout 3: the rows' sketch, mapped
+    sketch_problem: str | None = None  # layout 3: why the sketch cannot be used (the rows can)
 
 
 LENGTH_PROBLEM = ("has a length float32 cannot hold (it rounds to 0 or overflows), so cosine cannot rank it; "
@@ -313,7 +314,8 @@ class FlatIndexWriter:
                 leak, longest, widest = max(leak, block_leak), max(longest, block_longest), max(widest, block_widest)
         for block in residuals:
             write(block)
-        trailer = SKETCH_TRAILER.pack(SKETCH_MAGIC, row_sketch.WIDTH, 0, leak, longest, widest, bytes(16))
+        trailer = SKETCH_TRAILER.pack(SKETCH_MAGIC, row_sketch.WIDTH, 0, leak, longest, widest,
+                                      row_sketch.basis_digest(basis))
         handle.write(trailer)
         if digest is not None:
             digest.update(trailer)
@@ -480,23 +482,26 @@ def _map_rows(path: Path, handle: BinaryIO, head: bytes, *, rows: int, size: int
         check_mapped_digest(path, mapped, size, checksum)
     matrix = np.ndarray((rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
     norms = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=norms_offset)
-    return ExactRows(matrix, norms, mapped=True, sketch=_mapped_sketch(path, mapped, rows, dimension) if sketched else None)
+    sketch, problem = _mapped_sketch(mapped, rows, dimension) if sketched else (None, None)
+    return ExactRows(matrix, norms, mapped=True, sketch=sketch, sketch_problem=problem)
 
 
-def _mapped_sketch(path: Path, mapped: mmap.mmap, rows: int, dimension: int) -> row_sketch.Sketch:
-    """The sketch of a layout 3 file (its size and offsets already checked), reading only its trailer."""
+def _mapped_sketch(mapped: mmap.mmap, rows: int, dimension: int) -> tuple[row_sketch.Sketch | None, str | None]:
+    """The sketch of a layout 3 file (its size and offsets already checked), reading only its trailer
+    and its basis (d x 64: its digest is checked): (sketch, None), or (None, why it cannot be used)."""
     width = row_sketch.WIDTH
     start = sketch_offset(rows, dimension)
     end = rows_file_size(rows, dimension, True) - SKETCH_TRAILER.size
-    magic, file_width, _, leak, longest, widest, _ = SKETCH_TRAILER.unpack(mapped[end: end + SKETCH_TRAILER.size])
+    magic, file_width, _, leak, longest, widest, digest = SKETCH_TRAILER.unpack(mapped[end: end + SKETCH_TRAILER.size])
     if magic != SKETCH_MAGIC or file_width != width or not all(
             0 <= value < 1e6 for value in (leak, longest, widest)):  # (NaN fails too)
-        raise CatalogMismatchError(f"index file {path.name} has a damaged sketch trailer; run 'embstore check', "
-                                   "then 'embstore repair'")
+        return None, "its trailer is damaged"
     basis = np.ndarray((dimension, width), dtype="<f4", buffer=mapped, offset=start)
+    if row_sketch.basis_digest(basis) != digest:
+        return None, "its basis does not match the digest in its trailer"
     projections = np.ndarray((rows, width), dtype="<f4", buffer=mapped, offset=start + 4 * width * dimension)
     residuals = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=start + 4 * width * (dimension + rows))
-    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest)
+    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest), None
 
 
 def faiss_part(path: Path) -> faiss.Index:

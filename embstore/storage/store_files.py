@@ -96,6 +96,7 @@ class StoreFiles:
         self.rows = rows  # the exact rows (read-only, mapped), unless the store keeps only compressed codes
         self.norms = norms  # their float32 norms, when the rows file holds them
         self.sketch = sketch  # the rows' sketch (layout 3 files), for single exact queries
+        self.sketch_problem: str | None = None  # why a layout 3 file's sketch cannot be used
         self.storage_index = storage_index  # the sq8 index holding the rows, for --storage sq8 stores
         self.size = size
         self.broken: dict[str, str] = {}  # approximate indexes that cannot be used, and why
@@ -350,20 +351,23 @@ class StoreFiles:
                 f"the catalog lists {count:,} words (IDs {low}..{high}) but the index holds {record.rows:,} rows")
         reuse = previous is not None and previous.held.get(meta.storage) is not None \
             and previous.held[meta.storage].record == record
-        rows = storage_index = norms = sketch = None
+        rows = storage_index = norms = sketch = sketch_problem = None
         if meta.storage == EXACT:
             if reuse:
-                rows, norms, sketch = previous.rows, previous.norms, previous.sketch
+                rows, norms, sketch, sketch_problem = previous.rows, previous.norms, previous.sketch, \
+                    previous.sketch_problem
             else:
                 exact = open_exact_rows(storage.path, rows=record.rows, size=record.bytes,
                                         checksum=record.checksum if verify else None, dimension=meta.dimension,
                                         source=storage.source, fingerprint=record.params.get("fingerprint"))
-                rows, norms, sketch = exact.rows, exact.norms, exact.sketch
+                rows, norms, sketch, sketch_problem = exact.rows, exact.norms, exact.sketch, exact.sketch_problem
         else:
             storage_index = previous.storage_index if reuse else open_index_file(
                 storage.path, rows=record.rows, size=record.bytes, checksum=record.checksum if verify else None,
                 dimension=stored_width(meta.storage, meta.dimension), source=storage.source)
-        return cls(path, catalog, meta, held, rows, storage_index, count, norms, sketch)
+        files = cls(path, catalog, meta, held, rows, storage_index, count, norms, sketch)
+        files.sketch_problem = sketch_problem
+        return files
 
     def close(self) -> None:
         self.close_probe()
