@@ -23,7 +23,7 @@ from .search.index_kinds import KINDS
 from .storage.index_settings import valid_settings
 from .storage.catalog import Catalog
 from .storage.catalog_shards import MAX_SHARDS
-from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARD_MIGRATION, SHARDS, STORAGE,
+from .storage.check import (DEFAULT, DERIVABLE_META, RANKS, ROW_VALUES, ROWS, SHARD_MIGRATION, SHARDS, SKETCH, STORAGE,
                             SUBWORDS, CheckReport, check_store, index_part)
 from .storage.file_names import (index_file_path, is_shard_file, is_subword_file, kind_of_file, leftover_files,
                                   remove_files)
@@ -63,6 +63,14 @@ def repair_store(path: str | os.PathLike | None = None, *, discard_changes: bool
     else:
         rebuild = {kind: params for kind, params in indexes.items()
                    if index_part(kind) in damaged or kind in stale or kind not in recorded}
+        if SKETCH in damaged:  # the rows are intact: only their sketch is written again
+            from .writes.row_sketching import write_sketch_again
+
+            try:
+                done, message = write_sketch_again(path)
+            except EmbstoreError as exc:
+                done, message = False, f"the rows' sketch could not be written again: {exc}"
+            (report.actions if done else report.remaining).append(message)
         if SUBWORDS in damaged:  # the rows are intact: only the n-gram rows are copied again
             from .writes.subword_loading import copy_subwords_again
 

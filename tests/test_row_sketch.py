@@ -415,3 +415,54 @@ def test_a_change_or_a_sketch_never_rewrites_damaged_rows_under_a_fresh_checksum
             store.add_words(["fresh_word_x"], np.ones((1, DIMENSION), dtype=np.float32))
         assert len(store) == 20_000 and not store.sketched
     assert not check_store(db).ok  # still found
+
+
+@pytest.mark.parametrize("damage", ["basis", "trailer", "truncated"])
+def test_repair_writes_a_damaged_sketch_again_from_intact_rows_without_the_source(twin_stores, tmp_path, damage):
+    """The record keeps the SHA-256 of the file's part before the sketch: check tells a damaged
+    sketch from damaged rows, and repair mends the sketch with no reload (the source is gone)."""
+    source, words, _ = twin_stores
+    plain = copy_store(source, "plain.db", tmp_path)
+    (tmp_path / "src").mkdir()
+    shutil.copy(source / "v.bin", tmp_path / "src" / "v.bin")
+    Store.load(tmp_path / "src" / "v.bin", tmp_path / "s.db", sketch=True)
+    (tmp_path / "src" / "v.bin").unlink()
+    db = tmp_path / "s.db"
+    with Store.open(db) as store:
+        store.delete_words([words[19_999]])  # a change since the load, which a reload would lose
+    path = sketched_file(db)
+    size = path.stat().st_size
+    start = index_files.sketch_offset(19_999, DIMENSION)
+    with open(path, "r+b") as handle:
+        if damage == "basis":
+            handle.seek(start)
+            handle.write(bytes(4 * 64 * DIMENSION))
+        elif damage == "trailer":
+            handle.seek(size - 40)
+            handle.write(b"\xff" * 8)
+        else:
+            handle.truncate(size - 1000)
+    report = check_store(db)
+    assert not report.ok and report.damaged == {"sketch"}, report.problems
+    assert "the rows before it are intact" in report.problems[0]
+    from embstore.repair import repair_store
+
+    repaired = repair_store(db)
+    assert any("wrote the rows' sketch again" in action for action in repaired.actions), repaired
+    assert not repaired.remaining, repaired.remaining
+    assert check_store(db).ok
+    with Store.open(db) as store, Store.open(plain) as expected:
+        assert store.sketched and len(store) == 19_999
+        for word in (words[0], words[100], words[7_777]):
+            answer = store.nearest(word, k=10)
+            assert not answer.notes and answer.neighbours == expected.nearest(word, k=10).neighbours
+
+
+def test_damaged_rows_before_the_sketch_are_still_damaged_rows(twin_stores, tmp_path):
+    source, words, _ = twin_stores
+    db = copy_store(source, "sketched.db", tmp_path)
+    with open(sketched_file(db), "r+b") as handle:
+        handle.seek(index_files.ROWS_OFFSET + 4 * DIMENSION * 9_000)
+        handle.write(b"\x01\x02\x03\x04")
+    report = check_store(db)
+    assert report.damaged == {"rows"}, report.problems

@@ -26,7 +26,7 @@ from .catalog_shards import parse_shard_record
 from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, is_subword_file, leftover_files, subword_file_path
 from ..row_norms import row_norms
-from .index_files import open_exact_rows, open_index_file, stored_width
+from .index_files import open_exact_rows, open_index_file, open_regular, rows_part_checksum, stored_width
 from .index_settings import setting_problems
 from .schema import FORMAT_VERSION, UNIT_ROWS
 from .shard_files import check_ranges, open_graph as open_shard_graph, open_rows as open_shard_rows
@@ -43,6 +43,7 @@ ROW_VALUES = "row values"  # meta.row_values is missing or says unit rows that a
 ROW_VALUE_SAMPLE = 4096
 SUBWORDS = "subwords"  # a fastText store's n-gram rows file or its record: repair copies them again from the model
 SHARDS = "shards"  # a sharded store's shard files or their records: repair writes them again from the rows
+SKETCH = "sketch"  # a sketched rows file whose sketch is damaged, its rows intact: repair writes it again
 SHARD_MIGRATION = "0008_shard_files"
 
 
@@ -193,7 +194,14 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
         file = index_file_path(path, record.kind, record.file)
         checked = dict(rows=record.rows, size=record.bytes, checksum=record.checksum)
         if record.kind == EXACT:
-            exact = open_exact_rows(file, **checked, dimension=meta.dimension)
+            try:
+                exact = open_exact_rows(file, **checked, dimension=meta.dimension)
+            except EmbstoreError as exc:
+                if not _only_the_sketch(file, record, meta):
+                    raise
+                report.problem(SKETCH, f"the rows' sketch in {record.file} is damaged ({exc}); the rows before it are "
+                                       "intact (their own SHA-256 matches): repair writes the sketch again from them")
+                return
             _check_row_values(exact.rows, meta, report, catalog)
             if exact.norms is not None:
                 _check_norms(exact.rows, exact.norms, label, report)
@@ -223,6 +231,21 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
                              f"{meta.rows_generation}")
     else:
         report.checked.append(f"{label}: {record.rows:,} rows, checksum ok")
+
+
+def _only_the_sketch(file: Path, record: IndexFileRecord, meta: StoreMeta) -> bool:
+    """Whether a sketched rows file that failed its checks has the part before its sketch intact."""
+    expected = record.params.get("rows_checksum")
+    if not isinstance(expected, str):
+        return False
+    try:
+        fd = open_regular(file)
+    except EmbstoreError:
+        return False
+    try:
+        return rows_part_checksum(fd, record.rows, meta.dimension) == expected
+    finally:
+        os.close(fd)
 
 
 def _check_subwords(catalog: Catalog, meta: StoreMeta, report: CheckReport) -> None:

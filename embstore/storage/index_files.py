@@ -88,6 +88,7 @@ class WrittenFile:
     bytes: int
     checksum: str
     fingerprint: str | None = None  # exact rows: checked at every open, in constant time
+    rows_checksum: str | None = None  # a sketched rows file: the SHA-256 of its part before the sketch
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,19 @@ def rows_file_size(rows: int, dimension: int, sketched: bool = False) -> int:
         return sketch_offset(rows, dimension) + 4 * row_sketch.WIDTH * (dimension + rows) + 4 * rows + \
             SKETCH_TRAILER.size
     return ROWS_OFFSET + 4 * rows * dimension + 4 * rows
+
+
+def rows_part_checksum(fd: int, rows: int, dimension: int) -> str | None:
+    """SHA-256 of the part of a sketched rows file before its sketch (header, rows, norms), read
+    through ``fd``; None if the file ends before that part does. ``check`` compares it with the
+    record's ``rows_checksum`` when the whole file's differs: a damaged sketch, with the rows
+    intact, is then written again by ``repair`` from them, with no reload."""
+    digest = hashlib.sha256()
+    end, offset = ROWS_OFFSET + 4 * rows * dimension + 4 * rows, 0
+    while offset < end and (block := os.pread(fd, min(_HASH_BLOCK, end - offset), offset)):
+        digest.update(block)
+        offset += len(block)
+    return "sha256:" + digest.hexdigest() if offset == end else None
 
 
 def sketch_offset(rows: int, dimension: int) -> int:
@@ -256,6 +270,7 @@ class FlatIndexWriter:
                 handle.write(memoryview(norms).cast("B"))
                 if digest is not None:
                     digest.update(memoryview(norms).cast("B"))
+            rows_digest = digest.copy() if digest is not None else None  # of the part before the sketch
             if self.sketch and self.rows:
                 self._write_sketch(handle, digest)
             handle.seek(0)
@@ -269,9 +284,13 @@ class FlatIndexWriter:
         size = self.tmp_path.stat().st_size
         with open(self.tmp_path, "rb") as written:
             fingerprint = fingerprint_of(written, size)
+            rows_checksum = None
+            if self.sketch and self.rows:
+                rows_checksum = "sha256:" + rows_digest.hexdigest() if rows_digest is not None else \
+                    rows_part_checksum(written.fileno(), self.rows, self.dimension)
         os.replace(self.tmp_path, self.final_path)
         fsync_directory(self.final_path.parent)
-        return WrittenFile(self.final_path, self.rows, size, checksum, fingerprint)
+        return WrittenFile(self.final_path, self.rows, size, checksum, fingerprint, rows_checksum)
 
     def _write_sketch(self, handle: BinaryIO, digest) -> None:
         """Append the rows' sketch (``row_sketch``), reading the rows back from the page cache."""

@@ -69,7 +69,9 @@ def record_written(kind: str, written: WrittenFile, *, params: dict, generation:
                    recall: dict | None) -> IndexFileRecord:
     """The catalog record of an index file that has just been written, synced and renamed."""
     if written.fingerprint is not None:  # the exact rows: what every open checks in constant time
-        params = {**params, "fingerprint": written.fingerprint}
+        params = {**{k: v for k, v in params.items() if k != "rows_checksum"}, "fingerprint": written.fingerprint}
+    if written.rows_checksum is not None:  # a sketched rows file: its part before the sketch (check, repair)
+        params = {**params, "rows_checksum": written.rows_checksum}
     return IndexFileRecord(kind=kind, file=written.path.name, rows=written.rows, bytes=written.bytes,
                            checksum=written.checksum, params=params, generation=generation, created_at=now(),
                            recall=recall, rows_generation=rows_generation)

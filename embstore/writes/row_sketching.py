@@ -8,12 +8,17 @@ change, so their generation stays and the approximate indexes and shards stay cu
 from __future__ import annotations
 
 import json
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
 
 from .. import row_sketch
 from ..errors import QueryError, StoreChangedError
 from ..storage.catalog import Catalog
-from ..storage.file_names import NewFiles, leftover_files, new_index_file, own_paths, remove_files
-from ..storage.index_files import can_sketch, write_rows_file
+from ..storage.file_names import NewFiles, index_file_path, leftover_files, new_index_file, own_paths, remove_files
+from ..storage.index_files import ROWS_OFFSET, can_sketch, open_regular, rows_part_checksum, write_rows_file
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT
 from .loading import record_written
@@ -56,3 +61,41 @@ def set_sketch(files: StoreFiles, catalog: Catalog, on: bool) -> bool:
             leftovers = leftover_files(files.path, catalog.recorded_file_names())
     remove_files(own_paths(files.path, [(EXACT, old.file)]) + leftovers)
     return True
+
+
+def write_sketch_again(path: Path) -> tuple[bool, str]:
+    """Write the rows file of the store at ``path`` again, with a new sketch, from its rows, whose own
+    SHA-256 (the record's ``rows_checksum``) must still match: repair's way to mend a damaged sketch
+    without a reload. (whether it did, what it did or why not)."""
+    catalog = Catalog.open(path)
+    try:
+        generation = catalog.generation()
+        record = catalog.index_file(EXACT)
+        dimension = int(catalog.meta().get("dimension") or 0)
+        file = index_file_path(path, EXACT, record.file) if record is not None else None
+        expected = record.params.get("rows_checksum") if record is not None else None
+        if file is None or not isinstance(expected, str):
+            return False, "the rows' sketch is damaged and its rows cannot be told intact: load the source again"
+        fd = open_regular(file)
+        try:
+            if rows_part_checksum(fd, record.rows, dimension) != expected:
+                return False, "the rows before the sketch are damaged too: load the source again"
+            with mmap.mmap(fd, ROWS_OFFSET + 4 * record.rows * dimension, prot=mmap.PROT_READ) as mapped:
+                rows = np.ndarray((record.rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
+                new = NewFiles()
+                with new.written():
+                    tmp, final = new_index_file(path, EXACT)
+                    written = write_rows_file(rows, new.claim(tmp, final), final, sketch=True)
+                    del rows
+                    if written.rows_checksum != expected:  # the same rows, read again: else changed meanwhile
+                        raise StoreChangedError(f"the rows file {file.name} changed while its sketch was written")
+                    with catalog.commit_at(generation, "the sketch was being written again"):
+                        catalog.record_index_file(record_written(
+                            EXACT, written, params=record.params, generation=record.generation + 1,
+                            rows_generation=record.rows_generation, recall=record.recall))
+        finally:
+            os.close(fd)
+    finally:
+        catalog.close()
+    remove_files(own_paths(path, [(EXACT, record.file)]))
+    return True, f"wrote the rows' sketch again from the intact rows ({written.path.name})"
