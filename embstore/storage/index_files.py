@@ -9,7 +9,8 @@ Knows nothing of SQLite. The exact rows file (layout 2) is
     after the rows each row's float32 norm
     then (layout 3 only) the rows' sketch, from a 64-byte boundary: its basis (d x 64), each
                    row's projection (n x 64) and residual bound (n), then a 64-byte trailer
-                   (magic, width, and the bounds that hold for every row): ``row_sketch``
+                   (magic, width, the bounds that hold for every row, a digest of the basis):
+                   ``row_sketch``
 
 so the rows are memory-mapped, aligned for BLAS, in constant time and shared between
 processes through the page cache; FAISS reads its part as it is; FAISS ID i is row i.
@@ -219,8 +220,8 @@ class FlatIndexWriter:
 
     def _prefix(self, rows: int) -> bytes:
         """The file's first ``ROWS_OFFSET`` bytes for ``rows`` rows: our header, then FAISS's."""
-        return _header(self.dimension, rows, self.sketch and rows > 0) + self._before + struct.pack("<q", rows) + self._after + \
-            struct.pack("<Q", rows * self.dimension)
+        return _header(self.dimension, rows, self.sketch and rows > 0) + self._before + struct.pack("<q", rows) + \
+            self._after + struct.pack("<Q", rows * self.dimension)
 
     def _write_queued(self) -> None:
         while (rows := self._queue.get()) is not None:
