@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import os
 import re
@@ -41,6 +42,17 @@ class EmbstoreGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """click's, with the closest command named when one was mistyped ('neareset')."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            name = args[0] if args else ""
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.6)
+            if close and "No such command" in exc.message:
+                exc.message += f" Did you mean {close[0]!r}?"
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         arguments = [*getattr(ctx, "_protected_args", ()), *ctx.args]  # the subcommand's, before click takes them

@@ -9,6 +9,7 @@ import click
 
 from embstore import Store
 from embstore.formats import EXPORT_FORMATS, FORMAT_ALIASES, UNICODE_ERRORS
+from embstore.row_sketch import weak_hold_note
 
 from .main import cli, db_option, open_store
 from .output import counted, emit_counts, emit_json, human_bytes, json_option, note, stderr_is_terminal, table
@@ -70,7 +71,8 @@ def load(file, db, format_name, limit, unicode_errors, zero_vectors, bad_words, 
     if append and replace:
         raise click.UsageError("--append and --replace exclude each other")
     if append and sketch:
-        raise click.UsageError("--sketch is for a new load; --append keeps the sketch the store has")
+        raise click.UsageError("--sketch is for a new load; an --append keeps the store's sketch if it has one, "
+                               "and 'embstore sketch' adds one afterwards")
     if append and counts_file:
         raise click.UsageError("--counts is for a new load; --append does not take counts")
     if append:
@@ -120,11 +122,21 @@ def sketch(db, drop):
     with open_store(db) as store:
         changed = store.set_sketch(not drop)
         words, dimension = len(store), store.dimension
+        held = store.info().sketch.get("held") if changed and not drop else None
     if drop:
         click.echo("Removed the sketch" if changed else "The store has no sketch; nothing was changed")
     else:
-        click.echo(f"Wrote the sketch of {words:,} rows of {dimension}" if changed
+        if held is not None and weak_hold_note(held):
+            note(weak_hold_note(held))
+        click.echo(f"Wrote the sketch of {words:,} rows of {dimension}, holding {held:.0%} of them" if changed
                    else "The store has a sketch already; nothing was changed")
+
+
+def _sketch_line(sketch: dict) -> str:
+    if "damaged" in sketch:
+        return f"damaged ({sketch['damaged']}): queries read every row (run 'embstore check', then 'embstore repair')"
+    return (f"{sketch['width']} directions a row, holding {sketch['held']:.0%} of the rows "
+            f"({human_bytes(sketch['bytes'])}): single exact queries read it, not every row")
 
 
 def _shards_line(shards: dict) -> str:
@@ -167,8 +179,7 @@ def info(db, as_json):
         ("loaded from", f"{details.source} ({details.source_format})"),
         *([("sub-words", _subwords_line(details.subwords))] if details.subwords else []),
         *([("shards", _shards_line(details.shards))] if details.shards else []),
-        *([("sketch", f"{details.sketch['width']} directions a row ({human_bytes(details.sketch['bytes'])}): single "
-                      "exact queries read it, not every row")] if details.sketch else []),
+        *([("sketch", _sketch_line(details.sketch))] if details.sketch else []),
         ("created", details.created_at),
         ("catalog", human_bytes(details.catalog_bytes)),
         ("format version", details.format_version),

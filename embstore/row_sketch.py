@@ -49,6 +49,30 @@ class Sketch:
     leak: float
     longest: float
     widest: float
+    held: float = 0.0  # the share of the unit rows' squared length the directions hold (a sample's mean)
+
+
+WEAK_HOLD = 0.75  # a sketch holding less than this of the rows rules out few of them: the load says so
+
+
+def held_share(unit_sample: np.ndarray, basis: np.ndarray) -> float:
+    """The mean share of each unit row's squared length that the ``basis`` directions hold."""
+    sample = np.asarray(unit_sample, dtype=np.float32)
+    sample = sample[np.isfinite(sample).all(axis=1)]
+    if not len(sample):
+        return 0.0
+    projected = np.einsum("ij,ij->i", sample @ basis, sample @ basis, dtype=np.float64)
+    whole = np.einsum("ij,ij->i", sample, sample, dtype=np.float64)
+    kept = whole > 0
+    return float(np.clip(projected[kept] / whole[kept], 0, 1).mean()) if kept.any() else 0.0
+
+
+def weak_hold_note(held: float) -> str | None:
+    """What a load or ``embstore sketch`` says of a sketch that will rule out few rows."""
+    if held >= WEAK_HOLD:
+        return None
+    return (f"the sketch's {WIDTH} directions hold only {held:.0%} of these rows, so single queries will still "
+            "read most rows (the answers are the same either way; 'embstore sketch --drop' removes it)")
 
 
 class SketchDamaged(Exception):

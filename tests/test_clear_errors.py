@@ -179,3 +179,11 @@ def test_a_full_disk_is_one_error_naming_the_file_and_leaves_the_store_whole(sma
     from embstore.storage.check import check_store
 
     assert check_store(db).ok
+
+
+def test_a_mistyped_command_names_the_closest_one(run):
+    result = run("neareset", "king")
+    assert result.exit_code == 2 and "No such command 'neareset'. Did you mean 'nearest'?" in result.output
+    result = run("skecth")
+    assert "Did you mean 'sketch'?" in result.output
+    assert "Did you mean" not in run("zzzz").output

@@ -310,11 +310,8 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     entry of a row that is neither sampled nor scored can still hide that row (only ``check``
     finds it, as for damaged rows)."""
     count = rows.shape[0]
-    if count >= SKETCH_PROBE_STRIDE * 1024:
-        if not _sketch_pays(rows, norms, sketch, query, fetch, margin):
-            return _rescored_scan(rows, norms, query, fetch, margin, tiny)
-    elif not row_sketch.consistent(sketch, np.arange(0, count, SKETCH_PROBE_STRIDE), norms):  # as the probe does
-        raise row_sketch.SketchDamaged("a row's sketch cannot be a healthy one")
+    if not _sketch_pays(rows, norms, sketch, query, fetch, margin):
+        return _rescored_scan(rows, norms, query, fetch, margin, tiny)
     bound, slack = row_sketch.bounds(sketch, query, count)
     if not np.isfinite(bound.sum(dtype=np.float64)):
         raise row_sketch.SketchDamaged("its bounds are not numbers")
@@ -335,15 +332,17 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     return ids, scores
 
 
-SKETCH_PROBE_STRIDE = 64  # the probe reads every 64th row's sketch
+SKETCH_PROBE_STRIDE = 64  # the probe reads every 64th row's sketch (at least 1,024 rows: every row of a small store)
 
 
 def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
     """Whether the sketch is likely to rule out most rows for ``query``, judged from every
     ``SKETCH_PROBE_STRIDE``-th row (a few milliseconds at 3M rows): a query far from the
-    sketch's directions (a random vector, say) leaves most rows in, and a full scan is then
-    cheaper than the sketch's pass and the scan. Only speed depends on this, never an answer."""
-    searched = slice(0, rows.shape[0], SKETCH_PROBE_STRIDE)  # the rows searched only (restrict: the first ones)
+    sketch's directions (a random vector, say), or rows the sketch holds little of, leave most
+    rows in, and a full scan is then cheaper than the sketch's pass and the scan. Only speed
+    depends on this, never an answer. The rows it reads are checked for damage on the way."""
+    stride = max(1, min(SKETCH_PROBE_STRIDE, rows.shape[0] // 1024))
+    searched = slice(0, rows.shape[0], stride)  # the rows searched only (restrict: the first ones)
     sample = row_sketch.Sketch(sketch.basis, sketch.projections[searched], sketch.residuals[searched], sketch.leak,
                                sketch.longest, sketch.widest)
     count = len(sample.residuals)
@@ -353,7 +352,7 @@ def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
     if not np.isfinite(bound.sum(dtype=np.float64)):
         raise row_sketch.SketchDamaged("its bounds are not numbers")
     first = top_k_indices(bound, min(count, fetch + SKETCH_FIRST_LOOK))
-    _, scores = _rescored(rows, norms, query, first * SKETCH_PROBE_STRIDE, fetch)
+    _, scores = _rescored(rows, norms, query, first * stride, fetch)
     if len(scores) < fetch:
         return True
     kept = np.count_nonzero(bound >= np.float32(scores[-1] - slack - margin))

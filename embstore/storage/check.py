@@ -202,6 +202,9 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
                 report.problem(SKETCH, f"the rows' sketch in {record.file} is damaged ({exc}); the rows before it are "
                                        "intact (their own SHA-256 matches): repair writes the sketch again from them")
                 return
+            if exact.sketch is not None:
+                report.checked.append(f"sketch: {exact.sketch.basis.shape[1]} directions, holding "
+                                      f"{exact.sketch.held:.0%} of the rows")
             _check_row_values(exact.rows, meta, report, catalog)
             if exact.norms is not None:
                 _check_norms(exact.rows, exact.norms, label, report)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import EmbstoreError
 from .file_names import index_file_path
+from .index_files import rows_file_size
 from .store_files import StoreFiles
 from .store_meta import EXACT, changes_since_load
 
@@ -62,8 +63,10 @@ def describe(files: StoreFiles) -> StoreInfo:
                    "before embstore 0.2: load the source again for exact values)")
     sketch = None
     if files.sketch is not None:
-        sketch = {"width": files.sketch.basis.shape[1],
-                  "bytes": files.sketch.projections.nbytes + files.sketch.residuals.nbytes + files.sketch.basis.nbytes}
+        sketch = {"width": files.sketch.basis.shape[1], "held": round(files.sketch.held, 4),
+                  "bytes": rows_file_size(files.size, meta.dimension, True) - rows_file_size(files.size, meta.dimension)}
+    elif files.sketch_problem is not None:
+        sketch = {"damaged": files.sketch_problem}
     counts, _ = files.catalog.count_stats()
     subwords = None
     if files.subword_file is not None:

@@ -50,7 +50,7 @@ ROWS_LAYOUT = 2
 SKETCHED_LAYOUT = 3  # layout 2 and the rows' sketch after the norms
 HEADER = struct.Struct("<16sIIQQQQ8s")  # magic, layout, dimension, rows, FAISS offset, norms offset, sketch offset, reserved
 SKETCH_MAGIC = b"embstore sketch\x00"
-SKETCH_TRAILER = struct.Struct("<16sIIddd16s")  # magic, width, reserved, leak, longest, widest, basis digest: 64 bytes
+SKETCH_TRAILER = struct.Struct("<16sIfddd16s")  # magic, width, held, leak, longest, widest, basis digest: 64 bytes
 FAISS_OFFSET = 83  # + FAISS's 45 header bytes = 128: the first row on a 64-byte boundary
 ROWS_OFFSET = 128
 FINGERPRINT_BYTES = 64 << 10  # the fingerprint hashes this much at each end of the file
@@ -90,6 +90,7 @@ class WrittenFile:
     checksum: str
     fingerprint: str | None = None  # exact rows: checked at every open, in constant time
     rows_checksum: str | None = None  # a sketched rows file: the SHA-256 of its part before the sketch
+    sketch_held: float | None = None  # a sketched rows file: the share of the rows its directions hold
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ class FlatIndexWriter:
         self.final_path = final_path
         self.dimension = dimension
         self.sketch = sketch and can_sketch(dimension)
+        self.sketch_held = 0.0
         self.rows = 0
         self._before, self._after = _faiss_layout_checked(dimension)
         self._norms: list[np.ndarray] = []
@@ -291,7 +293,8 @@ class FlatIndexWriter:
                     rows_part_checksum(written.fileno(), self.rows, self.dimension)
         os.replace(self.tmp_path, self.final_path)
         fsync_directory(self.final_path.parent)
-        return WrittenFile(self.final_path, self.rows, size, checksum, fingerprint, rows_checksum)
+        return WrittenFile(self.final_path, self.rows, size, checksum, fingerprint, rows_checksum,
+                           self.sketch_held if rows_checksum is not None else None)
 
     def _write_sketch(self, handle: BinaryIO, digest) -> None:
         """Append the rows' sketch (``row_sketch``), reading the rows back from the page cache."""
@@ -321,6 +324,7 @@ class FlatIndexWriter:
             taken = min(-(-rows // step), row_sketch.SAMPLE_ROWS, len(buffer))
             sample = read(0, taken, step) / norms[: taken * step: step, None]
             basis = row_sketch.directions(sample)
+            self.sketch_held = row_sketch.held_share(sample, basis)
             orthogonality, column = row_sketch.basis_error(basis)
             write(basis)
             residuals, leak, longest, widest = [], 0.0, 0.0, 0.0
@@ -334,7 +338,7 @@ class FlatIndexWriter:
                 leak, longest, widest = max(leak, block_leak), max(longest, block_longest), max(widest, block_widest)
         for block in residuals:
             write(block)
-        trailer = SKETCH_TRAILER.pack(SKETCH_MAGIC, row_sketch.WIDTH, 0, leak, longest, widest,
+        trailer = SKETCH_TRAILER.pack(SKETCH_MAGIC, row_sketch.WIDTH, self.sketch_held, leak, longest, widest,
                                       row_sketch.basis_digest(basis))
         handle.write(trailer)
         if digest is not None:
@@ -512,7 +516,7 @@ def _mapped_sketch(mapped: mmap.mmap, rows: int, dimension: int) -> tuple[row_sk
     width = row_sketch.WIDTH
     start = sketch_offset(rows, dimension)
     end = rows_file_size(rows, dimension, True) - SKETCH_TRAILER.size
-    magic, file_width, _, leak, longest, widest, digest = SKETCH_TRAILER.unpack(mapped[end: end + SKETCH_TRAILER.size])
+    magic, file_width, held, leak, longest, widest, digest = SKETCH_TRAILER.unpack(mapped[end: end + SKETCH_TRAILER.size])
     if magic != SKETCH_MAGIC or file_width != width or not all(
             0 <= value < 1e6 for value in (leak, longest, widest)):  # (NaN fails too)
         return None, "its trailer is damaged"
@@ -521,7 +525,8 @@ def _mapped_sketch(mapped: mmap.mmap, rows: int, dimension: int) -> tuple[row_sk
         return None, "its basis does not match the digest in its trailer"
     projections = np.ndarray((rows, width), dtype="<f4", buffer=mapped, offset=start + 4 * width * dimension)
     residuals = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=start + 4 * width * (dimension + rows))
-    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest), None
+    held = held if 0 <= held <= 1 else 0.0  # (a figure for people only: damage here changes no answer)
+    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest, held), None
 
 
 def faiss_part(path: Path) -> faiss.Index:

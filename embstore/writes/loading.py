@@ -274,6 +274,8 @@ class _Loader:
             report.notes.extend(self._record_counts(catalog))
         if hasattr(self.reader, "subwords"):
             report.notes.extend(record_subwords(catalog, self.path, self.reader, self.files))
+        if written.sketch_held is not None and row_sketch.weak_hold_note(written.sketch_held):
+            report.notes.append(row_sketch.weak_hold_note(written.sketch_held))
         catalog.record_index_file(record_written(
             EXACT, written, params={"faiss": "IndexFlatIP"}, generation=1, rows_generation=rows_generation,
             recall={"recall@10": 1.0, "note": "exact search"}))
