@@ -49,7 +49,7 @@ class EmbstoreGroup(click.Group):
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
             name = args[0] if args else ""
-            close = difflib.get_close_matches(name, self.list_commands(ctx), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(name.lower(), self.list_commands(ctx), n=1, cutoff=0.6)
             if close and "No such command" in exc.message:
                 exc.message += f" Did you mean {close[0]!r}?"
             raise

@@ -187,3 +187,4 @@ def test_a_mistyped_command_names_the_closest_one(run):
     result = run("skecth")
     assert "Did you mean 'sketch'?" in result.output
     assert "Did you mean" not in run("zzzz").output
+    assert "Did you mean 'sketch'?" in run("SKETCH").output  # whatever the case

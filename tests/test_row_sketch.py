@@ -468,3 +468,61 @@ def test_damaged_rows_before_the_sketch_are_still_damaged_rows(twin_stores, tmp_
         handle.write(b"\x01\x02\x03\x04")
     report = check_store(db)
     assert report.damaged == {"rows"}, report.problems
+
+
+def test_a_zeroed_page_anywhere_in_the_sketch_is_found_by_the_first_query(tmp_path, small_matrix):
+    """One 4 KiB page of projections or residuals zeroed (an ordinary disk fault), at any offset:
+    the probe checks every 16th row, so each page holds a row it checks."""
+    words, rows = small_matrix[0][:20_000], lifted_rows(small_matrix, 20_000)
+    write_w2v_binary(tmp_path / "v.bin", words, rows)
+    Store.load(tmp_path / "v.bin", tmp_path / "plain.db")
+    Store.load(tmp_path / "v.bin", tmp_path / "s.db", sketch=True)
+    seed = sketched_file(tmp_path / "s.db").read_bytes()
+    start = index_files.sketch_offset(20_000, DIMENSION)
+    projections_at = start + 4 * 64 * DIMENSION
+    residuals_at = projections_at + 4 * 64 * 20_000
+    with Store.open(tmp_path / "plain.db") as plain:
+        # pages holding rows 39-55 and 77-93: no multiple of 19 (the stride a probe of every 64th row
+        # would take at 20,000 rows), each a multiple of 16; and a page of residuals
+        for page in (projections_at + 39 * 256 + 10, projections_at + 77 * 256 + 10, residuals_at + 4096 * 2):
+            damaged = bytearray(seed)
+            damaged[page: page + 4096] = bytes(4096)
+            sketched_file(tmp_path / "s.db").write_bytes(bytes(damaged))
+            first = (page - projections_at) // 256 if page < residuals_at else (page - residuals_at) // 4
+            with Store.open(tmp_path / "s.db") as store:
+                for row in (first + 2, first + 9):  # words whose own sketch is zeroed
+                    answer = store.nearest_to_vector(rows[row], k=3)
+                    assert answer.neighbours == plain.nearest_to_vector(rows[row], k=3).neighbours
+                    assert any(SKETCH_NOTE in note for note in answer.notes), (page, answer)
+
+
+def test_a_store_whose_sketch_alone_is_damaged_still_takes_changes_with_a_new_sketch(twin_stores, tmp_path):
+    """The rows are intact (their own SHA-256): a change rewrites them with a sketch made anew."""
+    source, words, _ = twin_stores
+    db = copy_store(source, "sketched.db", tmp_path)
+    start = index_files.sketch_offset(20_000, DIMENSION)
+    with open(sketched_file(db), "r+b") as handle:
+        handle.seek(start + 4 * 64 * DIMENSION + 4096 * 5)
+        handle.write(bytes(4096))
+    with Store.open(db) as store:
+        store.delete_words([words[11]])
+        assert store.sketched and not store.nearest(words[12], k=5).notes
+    assert check_store(db).ok
+
+
+def test_a_wrong_record_of_the_rows_checksum_is_found_and_repaired(twin_stores, tmp_path):
+    import json
+    import sqlite3
+
+    source, words, _ = twin_stores
+    db = copy_store(source, "sketched.db", tmp_path)
+    with sqlite3.connect(db) as conn:
+        params = json.loads(conn.execute("SELECT params FROM index_files WHERE kind = 'exact'").fetchone()[0])
+        params["rows_checksum"] = "sha256:" + "0" * 64
+        conn.execute("UPDATE index_files SET params = ? WHERE kind = 'exact'", (json.dumps(params),))
+    report = check_store(db)
+    assert report.damaged == {"sketch"} and "checksum of the rows before the sketch" in report.problems[0]
+    from embstore.repair import repair_store
+
+    repaired = repair_store(db)
+    assert not repaired.remaining and check_store(db).ok

@@ -202,9 +202,14 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
                 report.problem(SKETCH, f"the rows' sketch in {record.file} is damaged ({exc}); the rows before it are "
                                        "intact (their own SHA-256 matches): repair writes the sketch again from them")
                 return
-            if exact.sketch is not None:
-                report.checked.append(f"sketch: {exact.sketch.basis.shape[1]} directions, holding "
-                                      f"{exact.sketch.held:.0%} of the rows")
+            if exact.sketch is not None or exact.sketch_problem is not None:
+                if isinstance(record.params.get("rows_checksum"), str) and not _only_the_sketch(file, record, meta):
+                    # the whole file's SHA-256 matches: the record of the rows' own is what is wrong
+                    report.problem(SKETCH, f"the catalog's checksum of the rows before the sketch in {record.file} "
+                                           "is wrong (the whole file's matches): repair writes the sketch again")
+                elif exact.sketch is not None:
+                    report.checked.append(f"sketch: {exact.sketch.basis.shape[1]} directions, holding "
+                                          f"{exact.sketch.held:.0%} of the rows")
             _check_row_values(exact.rows, meta, report, catalog)
             if exact.norms is not None:
                 _check_norms(exact.rows, exact.norms, label, report)

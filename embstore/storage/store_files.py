@@ -24,7 +24,7 @@ from .catalog_indexes import IndexFileRecord, parse_record
 from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, subword_file_path
 from .. import row_sketch
-from .index_files import open_exact_rows, open_index_file, open_regular, stored_width
+from .index_files import open_exact_rows, open_index_file, open_regular, rows_part_checksum, stored_width
 from .subword_file import open_subword_rows
 from ..subwords.compose import SubwordVectors
 from .schema import UNIT_ROWS
@@ -391,10 +391,11 @@ class StoreFiles:
                                        f"'embstore repair --db {self.path}'") from None
 
     def rows_verified(self, doing: str) -> None:
-        """Raise CatalogMismatchError unless the exact rows file matches its recorded SHA-256. A write
-        that rewrites every row (a change of words, the sketch) calls this first, so that rows damaged
-        on disk are never written again under a fresh checksum, where ``check`` could no longer see
-        the damage. One more read of the file (about 1.5 GB/s)."""
+        """Raise CatalogMismatchError unless the exact rows file matches its recorded SHA-256 (or, for
+        a sketched file, its rows do: a rewrite makes a new sketch). A write that rewrites every row
+        (a change of words, the sketch) calls this first, so that rows damaged on disk are never
+        written again under a fresh checksum, where ``check`` could no longer see the damage. One
+        more read of the file (about 1.5 GB/s)."""
         held = self.held.get(EXACT)
         if held is None or held.fd < 0:
             return
@@ -403,10 +404,16 @@ class StoreFiles:
         while chunk := os.pread(held.fd, block, offset):
             digest.update(chunk)
             offset += len(chunk)
-        if "sha256:" + digest.hexdigest() != held.record.checksum:
+        if "sha256:" + digest.hexdigest() != held.record.checksum and not self._rows_before_sketch_intact(held):
             raise CatalogMismatchError(f"the exact rows file {held.path.name} does not match its checksum: the rows are "
                                        f"damaged, and {doing} would write them again as they are; nothing was "
                                        f"changed. Run 'embstore check --db {self.path}', then 'embstore repair'")
+
+    def _rows_before_sketch_intact(self, held: HeldFile) -> bool:
+        """Whether a sketched rows file whose SHA-256 differs has its rows intact (only its sketch is
+        damaged): a rewrite then makes a new sketch from them, and nothing damaged is carried over."""
+        expected = held.record.params.get("rows_checksum")
+        return isinstance(expected, str) and rows_part_checksum(held.fd, held.record.rows, self.dimension) == expected
 
     def rows_intact(self) -> None:
         """Raise CatalogMismatchError if the exact rows file shrank after it was opened: reading

@@ -18,7 +18,8 @@ from .. import row_sketch
 from ..errors import QueryError, StoreChangedError
 from ..storage.catalog import Catalog
 from ..storage.file_names import NewFiles, index_file_path, leftover_files, new_index_file, own_paths, remove_files
-from ..storage.index_files import ROWS_OFFSET, can_sketch, open_regular, rows_part_checksum, write_rows_file
+from ..storage.index_files import (ROWS_OFFSET, can_sketch, file_checksum, open_regular, rows_part_checksum,
+                                   write_rows_file)
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT
 from .loading import record_written
@@ -78,7 +79,8 @@ def write_sketch_again(path: Path) -> tuple[bool, str]:
             return False, "the rows' sketch is damaged and its rows cannot be told intact: load the source again"
         fd = open_regular(file)
         try:
-            if rows_part_checksum(fd, record.rows, dimension) != expected:
+            if rows_part_checksum(fd, record.rows, dimension) != expected and \
+                    file_checksum(Path(f"/proc/self/fd/{fd}")) != record.checksum:  # (a wrong record of the rows')
                 return False, "the rows before the sketch are damaged too: load the source again"
             with mmap.mmap(fd, ROWS_OFFSET + 4 * record.rows * dimension, prot=mmap.PROT_READ) as mapped:
                 rows = np.ndarray((record.rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
@@ -87,7 +89,7 @@ def write_sketch_again(path: Path) -> tuple[bool, str]:
                     tmp, final = new_index_file(path, EXACT)
                     written = write_rows_file(rows, new.claim(tmp, final), final, sketch=True)
                     del rows
-                    if written.rows_checksum != expected:  # the same rows, read again: else changed meanwhile
+                    if written.rows_checksum != rows_part_checksum(fd, record.rows, dimension):  # changed meanwhile
                         raise StoreChangedError(f"the rows file {file.name} changed while its sketch was written")
                     with catalog.commit_at(generation, "the sketch was being written again"):
                         catalog.record_index_file(record_written(
