@@ -305,14 +305,14 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
 
     Damage (the sketch is in the rows file, whose SHA-256 only ``check`` reads) is looked for on
     the way, at no extra pass: bounds that are not numbers, rows read whose sketch cannot be a
-    healthy one (``row_sketch.consistent``: the probe's every 16th row and every row scored), an
+    healthy one (``row_sketch.healthy``: every 16th row, as the pass reads it, and every row scored), an
     answer scoring above its bound. Any of these raises ``row_sketch.SketchDamaged``; a damaged
     entry of a row that is neither sampled nor scored can still hide that row (only ``check``
     finds it, as for damaged rows)."""
     count = rows.shape[0]
     if not _sketch_pays(rows, norms, sketch, query, fetch, margin):
         return _rescored_scan(rows, norms, query, fetch, margin, tiny)
-    bound, slack = row_sketch.bounds(sketch, query, count)
+    bound, slack = row_sketch.bounds(sketch, query, count, norms, SKETCH_CHECK_STRIDE)  # every 4 KiB page checked
     if not np.isfinite(bound.sum(dtype=np.float64)):
         raise row_sketch.SketchDamaged("its bounds are not numbers")
     first = top_k_indices(bound, min(count, fetch + SKETCH_FIRST_LOOK))
@@ -332,9 +332,11 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     return ids, scores
 
 
-# The probe reads every 16th row's sketch (at least 1,024 rows; every row of a small store): a row's
-# sketch is 256 bytes, so every 4 KiB page of projections, and of residuals, holds a row it checks.
-SKETCH_PROBE_STRIDE = 16
+SKETCH_PROBE_STRIDE = 64  # the probe reads every 64th row (at least 1,024 rows; every row of a small store)
+# The pass over the sketch checks every 16th row as it reads each block: a row's sketch is 256
+# bytes, so every 4 KiB page of projections, and of residuals, holds a row it checks (the probe's
+# every 64th left 3 pages in 4 unchecked).
+SKETCH_CHECK_STRIDE = 16
 
 
 def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
@@ -342,14 +344,14 @@ def _sketch_pays(rows, norms, sketch, query, fetch: int, margin: float) -> bool:
     ``SKETCH_PROBE_STRIDE``-th row (a few milliseconds at 3M rows): a query far from the
     sketch's directions (a random vector, say), or rows the sketch holds little of, leave most
     rows in, and a full scan is then cheaper than the sketch's pass and the scan. Only speed
-    depends on this, never an answer. The rows it reads are checked for damage on the way: a
-    zeroed or garbage page of the sketch is found by the first query that reads it."""
+    depends on this, never an answer. The rows it reads are checked for damage on the way (the
+    pass over the whole sketch checks every page)."""
     stride = max(1, min(SKETCH_PROBE_STRIDE, rows.shape[0] // 1024))
     searched = slice(0, rows.shape[0], stride)  # the rows searched only (restrict: the first ones)
     sample = row_sketch.Sketch(sketch.basis, sketch.projections[searched], sketch.residuals[searched], sketch.leak,
                                sketch.longest, sketch.widest)
     count = len(sample.residuals)
-    if not row_sketch.consistent(sample, np.arange(count), norms[searched]):
+    if not row_sketch.healthy(sample.projections, sample.residuals, norms[searched]):
         raise row_sketch.SketchDamaged("a row's sketch cannot be a healthy one")
     bound, slack = row_sketch.bounds(sample, query, count)
     if not np.isfinite(bound.sum(dtype=np.float64)):
