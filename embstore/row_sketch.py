@@ -50,6 +50,7 @@ class Sketch:
     longest: float
     widest: float
     held: float = 0.0  # the share of the unit rows' squared length the directions hold (a sample's mean)
+    checked: np.ndarray | None = None  # per BOUND_BLOCK of rows: whether this process has checked it (``bounds``)
 
 
 WEAK_HOLD = 0.75  # a sketch holding less than this of the rows rules out few of them: the load says so
@@ -168,7 +169,9 @@ def bounds(sketch: Sketch, query: np.ndarray, count: int, norms: np.ndarray | No
     """(bound, slack) for the unit float32 ``query`` over the first ``count`` rows: every row's
     x . q is at most bound + slack (NaN bounds mean a damaged sketch). With ``norms`` and a
     ``check_stride``, every ``check_stride``-th row is checked (``healthy``) block by block, as
-    the block is read: SketchDamaged if one fails."""
+    the block is read, the first time a process reads it (``checked``; embstore never changes a
+    file in place, and damage done later by another program is ``check``'s to find, as for the
+    rows): SketchDamaged if one fails."""
     basis = sketch.basis
     wide = query.astype(np.float64)
     along = wide @ basis.astype(np.float64)  # a = U^T q
@@ -181,9 +184,12 @@ def bounds(sketch: Sketch, query: np.ndarray, count: int, norms: np.ndarray | No
         projections, residuals = sketch.projections[start:stop], sketch.residuals[start:stop]
         np.matmul(projections, toward, out=found[start:stop])
         found[start:stop] += residuals * away
-        if check_stride and not healthy(projections[::check_stride], residuals[::check_stride],
-                                        norms[start:stop:check_stride]):
-            raise SketchDamaged("a row's sketch cannot be a healthy one")
+        block = start // BOUND_BLOCK
+        if check_stride and (sketch.checked is None or not sketch.checked[block]):
+            if not healthy(projections[::check_stride], residuals[::check_stride], norms[start:stop:check_stride]):
+                raise SketchDamaged("a row's sketch cannot be a healthy one")
+            if sketch.checked is not None and stop - start == BOUND_BLOCK:  # (a whole block: not a restricted part)
+                sketch.checked[block] = True  # the file is never changed in place: once a process is enough
     m = basis.shape[1]
     # float32's part: a rounded to float32, the m-term product, and the two roundings of the sum
     rounding = (gamma(m) + 2 * UNIT) * sketch.longest * reach * 1.01 + \

@@ -526,7 +526,8 @@ def _mapped_sketch(mapped: mmap.mmap, rows: int, dimension: int) -> tuple[row_sk
     projections = np.ndarray((rows, width), dtype="<f4", buffer=mapped, offset=start + 4 * width * dimension)
     residuals = np.ndarray((rows,), dtype="<f4", buffer=mapped, offset=start + 4 * width * (dimension + rows))
     held = held if 0 <= held <= 1 else 0.0  # (a figure for people only: damage here changes no answer)
-    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest, held), None
+    checked = np.zeros(-(-rows // row_sketch.BOUND_BLOCK), dtype=bool)  # (per process: see row_sketch.bounds)
+    return row_sketch.Sketch(basis, projections, residuals, leak, longest, widest, held, checked), None
 
 
 def faiss_part(path: Path) -> faiss.Index:
