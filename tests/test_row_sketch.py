@@ -193,10 +193,7 @@ def sketched_file(db: Path) -> Path:
 
 def test_the_file_is_layout_3_and_check_covers_the_sketch(twin_stores, tmp_path, run):
     source = twin_stores[0]
-    for file in source.iterdir():
-        if file.name.startswith("sketched.db"):
-            shutil.copy(file, tmp_path / file.name)
-    db = tmp_path / "sketched.db"
+    db = copy_store(source, "sketched.db", tmp_path)
     path = sketched_file(db)
     header = index_files.HEADER.unpack(path.read_bytes()[:index_files.HEADER.size])
     rows = 20_000
@@ -288,10 +285,7 @@ def test_bad_sketch_requests_get_one_clear_error(tmp_path, glove_small, run):
 
 def test_a_reload_by_repair_keeps_the_sketch(twin_stores, tmp_path):
     source = twin_stores[0]
-    for file in source.iterdir():
-        if file.name.startswith("sketched.db"):
-            shutil.copy(file, tmp_path / file.name)
-    db = tmp_path / "sketched.db"
+    db = copy_store(source, "sketched.db", tmp_path)
     path = sketched_file(db)
     with open(path, "r+b") as handle:
         handle.seek(index_files.ROWS_OFFSET + 4 * 1000)
