@@ -306,9 +306,9 @@ def _sketched_scan(rows, norms, sketch, query, fetch: int, margin: float, tiny: 
     Damage (the sketch is in the rows file, whose SHA-256 only ``check`` reads) is looked for on
     the way, at no extra pass: bounds that are not numbers, rows read whose sketch cannot be a
     healthy one (``row_sketch.healthy``: every 16th row, as the pass reads it, and every row scored), an
-    answer scoring above its bound. Any of these raises ``row_sketch.SketchDamaged``; a damaged
-    entry of a row that is neither sampled nor scored can still hide that row (only ``check``
-    finds it, as for damaged rows)."""
+    answer scoring above its bound. Any of these raises ``row_sketch.SketchDamaged``. A few bytes
+    changed inside one row's entry, or damage that keeps each entry's length (a sign flipped), can
+    still hide rows: only ``check`` finds that, as for the rows themselves."""
     count = rows.shape[0]
     if not _sketch_pays(rows, norms, sketch, query, fetch, margin):
         return _rescored_scan(rows, norms, query, fetch, margin, tiny)
