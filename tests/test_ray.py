@@ -168,8 +168,13 @@ def test_killed_worker_node_restarts_its_shard_actor(cluster, small_store_path, 
     alone = here(*args)
     worker_node = len(cluster.nodes) - 1
     for attempt in range(3):  # in CI, twice in a row, no shard was seen on the worker node within 60 s
-        cluster.wait_for_nodes(len(cluster.nodes) - len(cluster.killed))  # every node up before shards are placed
-        job = subprocess.Popen(EMBSTORE + [str(a) for a in args] + ["--shards", "2", "--ray", cluster.address],
+        alive = len(cluster.nodes) - len(cluster.killed)
+        cluster.wait_for_nodes(alive)  # every node up before shards are placed
+        # Shard i goes to live node i mod nodes, in NodeID order (random): with as many shards as
+        # nodes every node holds one (with 2 shards among 3 nodes the worker could hold none, and
+        # the test waited 60 s a try for nothing: 143 s in one run)
+        job = subprocess.Popen(EMBSTORE + [str(a) for a in args] + ["--shards", str(max(2, alive)),
+                                                                    "--ray", cluster.address],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             cluster.wait_until_running(worker_node, "_ShardActor")  # the shard placed on the worker node
