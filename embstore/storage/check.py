@@ -26,7 +26,7 @@ from .catalog_shards import parse_shard_record
 from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, is_subword_file, leftover_files, subword_file_path
 from ..row_norms import row_norms
-from .index_files import open_exact_rows, open_index_file, open_regular, rows_part_checksum, stored_width
+from .index_files import open_exact_rows, open_index_file, open_regular, rows_before_sketch_intact, stored_width
 from .index_settings import setting_problems
 from .schema import FORMAT_VERSION, UNIT_ROWS
 from .shard_files import check_ranges, open_graph as open_shard_graph, open_rows as open_shard_rows
@@ -243,15 +243,14 @@ def _check_index_file(path: Path, record: IndexFileRecord, meta: StoreMeta, word
 
 def _only_the_sketch(file: Path, record: IndexFileRecord, meta: StoreMeta) -> bool:
     """Whether a sketched rows file that failed its checks has the part before its sketch intact."""
-    expected = record.params.get("rows_checksum")
-    if not isinstance(expected, str):
+    if not isinstance(record.params.get("rows_checksum"), str):
         return False
     try:
         fd = open_regular(file)
     except EmbstoreError:
         return False
     try:
-        return rows_part_checksum(fd, record.rows, meta.dimension) == expected
+        return rows_before_sketch_intact(fd, record.rows, meta.dimension, record.params.get("rows_checksum"))
     finally:
         os.close(fd)
 

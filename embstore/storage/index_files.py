@@ -116,22 +116,34 @@ def rows_file_size(rows: int, dimension: int, sketched: bool = False) -> int:
     return ROWS_OFFSET + 4 * rows * dimension + 4 * rows
 
 
-def rows_part_checksum(fd: int, rows: int, dimension: int) -> str | None:
-    """SHA-256 of the part of a sketched rows file before its sketch (header, rows, norms), read
-    through ``fd``; None if the file ends before that part does. ``check`` compares it with the
-    record's ``rows_checksum`` when the whole file's differs: a damaged sketch, with the rows
-    intact, is then written again by ``repair`` from them, with no reload."""
+def fd_checksum(fd: int, end: int | None = None) -> str | None:
+    """SHA-256 of an open file read through ``fd`` (to ``end``, if given), as 'sha256:<hex>';
+    None if the file ends before ``end``."""
     digest = hashlib.sha256()
-    end, offset = ROWS_OFFSET + 4 * rows * dimension + 4 * rows, 0
-    while offset < end and (block := os.pread(fd, min(_HASH_BLOCK, end - offset), offset)):
+    offset = 0
+    while (end is None or offset < end) and \
+            (block := os.pread(fd, _HASH_BLOCK if end is None else min(_HASH_BLOCK, end - offset), offset)):
         digest.update(block)
         offset += len(block)
-    return "sha256:" + digest.hexdigest() if offset == end else None
+    return "sha256:" + digest.hexdigest() if end is None or offset == end else None
+
+
+def rows_part_checksum(fd: int, rows: int, dimension: int) -> str | None:
+    """SHA-256 of the part of a sketched rows file before its sketch (header, rows, norms: the size
+    of a layout 2 file), read through ``fd``; None if the file ends before that part does."""
+    return fd_checksum(fd, rows_file_size(rows, dimension))
+
+
+def rows_before_sketch_intact(fd: int, rows: int, dimension: int, expected: object) -> bool:
+    """Whether a sketched rows file's part before its sketch matches ``expected`` (its record's
+    ``rows_checksum``): when the whole file's SHA-256 differs, only the sketch is damaged, and
+    ``repair`` (or any write of the rows) makes a new one from the intact rows, with no reload."""
+    return isinstance(expected, str) and rows_part_checksum(fd, rows, dimension) == expected
 
 
 def sketch_offset(rows: int, dimension: int) -> int:
     """Where a layout 3 file's sketch starts: the first 64-byte boundary after the norms."""
-    return -(-(ROWS_OFFSET + 4 * rows * dimension + 4 * rows) // 64) * 64
+    return -(-rows_file_size(rows, dimension) // 64) * 64
 
 
 def can_sketch(dimension: int) -> bool:
@@ -152,11 +164,8 @@ def fingerprint_of(handle: BinaryIO, size: int) -> str:
 
 def file_checksum(path: Path) -> str:
     """SHA-256 of a file, as 'sha256:<hex>'."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+        return fd_checksum(handle.fileno())
 
 
 def _flat_ip_layout(dimension: int) -> tuple[bytes, bytes]:

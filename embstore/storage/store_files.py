@@ -10,7 +10,6 @@ their SHA-256 checked when first used.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -24,7 +23,8 @@ from .catalog_indexes import IndexFileRecord, parse_record
 from .catalog_subwords import parse_subword_record
 from .file_names import index_file_path, subword_file_path
 from .. import row_sketch
-from .index_files import open_exact_rows, open_index_file, open_regular, rows_part_checksum, stored_width
+from .index_files import (fd_checksum, open_exact_rows, open_index_file, open_regular, rows_before_sketch_intact,
+                          stored_width)
 from .subword_file import open_subword_rows
 from ..subwords.compose import SubwordVectors
 from .schema import UNIT_ROWS
@@ -399,21 +399,12 @@ class StoreFiles:
         held = self.held.get(EXACT)
         if held is None or held.fd < 0:
             return
-        digest = hashlib.sha256()
-        offset, block = 0, 8 << 20
-        while chunk := os.pread(held.fd, block, offset):
-            digest.update(chunk)
-            offset += len(chunk)
-        if "sha256:" + digest.hexdigest() != held.record.checksum and not self._rows_before_sketch_intact(held):
+        record = held.record
+        if fd_checksum(held.fd) != record.checksum and not rows_before_sketch_intact(
+                held.fd, record.rows, self.dimension, record.params.get("rows_checksum")):
             raise CatalogMismatchError(f"the exact rows file {held.path.name} does not match its checksum: the rows are "
                                        f"damaged, and {doing} would write them again as they are; nothing was "
                                        f"changed. Run 'embstore check --db {self.path}', then 'embstore repair'")
-
-    def _rows_before_sketch_intact(self, held: HeldFile) -> bool:
-        """Whether a sketched rows file whose SHA-256 differs has its rows intact (only its sketch is
-        damaged): a rewrite then makes a new sketch from them, and nothing damaged is carried over."""
-        expected = held.record.params.get("rows_checksum")
-        return isinstance(expected, str) and rows_part_checksum(held.fd, held.record.rows, self.dimension) == expected
 
     def rows_intact(self) -> None:
         """Raise CatalogMismatchError if the exact rows file shrank after it was opened: reading

@@ -18,8 +18,8 @@ from .. import row_sketch
 from ..errors import QueryError, StoreChangedError
 from ..storage.catalog import Catalog
 from ..storage.file_names import NewFiles, index_file_path, leftover_files, new_index_file, own_paths, remove_files
-from ..storage.index_files import (ROWS_OFFSET, can_sketch, file_checksum, open_regular, rows_part_checksum,
-                                   write_rows_file)
+from ..storage.index_files import (ROWS_OFFSET, can_sketch, fd_checksum, open_regular, rows_before_sketch_intact,
+                                   rows_part_checksum, write_rows_file)
 from ..storage.store_files import StoreFiles
 from ..storage.store_meta import EXACT
 from .loading import record_written
@@ -74,13 +74,12 @@ def write_sketch_again(path: Path) -> tuple[bool, str]:
         record = catalog.index_file(EXACT)
         dimension = int(catalog.meta().get("dimension") or 0)
         file = index_file_path(path, EXACT, record.file) if record is not None else None
-        expected = record.params.get("rows_checksum") if record is not None else None
-        if file is None or not isinstance(expected, str):
+        if file is None or not isinstance(record.params.get("rows_checksum"), str):
             return False, "the rows' sketch is damaged and its rows cannot be told intact: load the source again"
         fd = open_regular(file)
         try:
-            if rows_part_checksum(fd, record.rows, dimension) != expected and \
-                    file_checksum(Path(f"/proc/self/fd/{fd}")) != record.checksum:  # (a wrong record of the rows')
+            if not rows_before_sketch_intact(fd, record.rows, dimension, record.params["rows_checksum"]) and \
+                    fd_checksum(fd) != record.checksum:  # (a wrong record of the rows' own checksum)
                 return False, "the rows before the sketch are damaged too: load the source again"
             with mmap.mmap(fd, ROWS_OFFSET + 4 * record.rows * dimension, prot=mmap.PROT_READ) as mapped:
                 rows = np.ndarray((record.rows, dimension), dtype="<f4", buffer=mapped, offset=ROWS_OFFSET)
